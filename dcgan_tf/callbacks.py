@@ -1,0 +1,121 @@
+"""Behaviour added to `fit`: sample grids, checkpoints, the epoch counter, a clean stop on signals.
+
+Each callback reads the step and epoch counters from the DCGAN model (`model.step`, `model.epoch`),
+so files written after a resume continue the same numbering.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import keras
+import tensorflow as tf
+
+from dcgan_tf.images import make_grid, save_png
+
+
+def _counter(variable) -> int:
+    return int(keras.ops.convert_to_numpy(variable))
+
+
+class EpochCounter(keras.callbacks.Callback):
+    """Counts completed epochs in `model.epoch`, right after an epoch's last step (so a checkpoint
+    saved at that step already counts it); an epoch cut short by a stop does not count."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
+        if self._batches == self.params.get("steps"):
+            self.model.epoch.assign_add(1)
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """Every `every` steps (and at the end), the generator's images of the fixed `sample_z`:
+    `{folder}/train_{epoch:02d}_{step:04d}.png`, and the grid as image summary "G"."""
+
+    def __init__(self, sample_z, folder: str, every: int, summary_writer=None):
+        super().__init__()
+        self.sample_z, self.folder, self.every = sample_z, folder, every
+        self.summary_writer = summary_writer
+        self.last_written_step = None
+        self.written = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        if _counter(self.model.step) % self.every == 0:
+            self.write()
+
+    def on_train_end(self, logs=None):
+        if self.last_written_step != _counter(self.model.step):
+            self.write()
+
+    def write(self) -> str:
+        step, epoch = _counter(self.model.step), _counter(self.model.epoch)
+        images = self.model.generator(self.sample_z, training=False)
+        grid = make_grid(images)
+        path = save_png(grid, os.path.join(self.folder, f"train_{epoch:02d}_{step:04d}.png"))
+        if self.summary_writer is not None:
+            with self.summary_writer.as_default(step=step):
+                tf.summary.image("G", grid[None], max_outputs=1)
+            self.summary_writer.flush()
+        self.last_written_step = step
+        self.written.append(path)
+        return path
+
+
+class CheckpointSaver(keras.callbacks.Callback):
+    """Saves through a tf.train.CheckpointManager every `every` steps and at the end of training."""
+
+    def __init__(self, manager: tf.train.CheckpointManager, every: int):
+        super().__init__()
+        self.manager, self.every = manager, every
+        self.last_saved_step = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if _counter(self.model.step) % self.every == 0:
+            self.save()
+
+    def on_train_end(self, logs=None):
+        if self.last_saved_step != _counter(self.model.step):
+            self.save()
+
+    def save(self) -> str:
+        step = _counter(self.model.step)
+        path = self.manager.save(checkpoint_number=step)
+        self.last_saved_step = step
+        return path
+
+
+class GracefulStop(keras.callbacks.Callback):
+    """On SIGINT (Ctrl-C) or SIGTERM, finish the current step and end `fit` normally, so the
+    end-of-training callbacks save a checkpoint. A second Ctrl-C interrupts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        super().__init__()
+        self.received = None
+        self._previous = {}
+
+    def on_train_begin(self, logs=None):
+        self.received = None
+        if threading.current_thread() is not threading.main_thread():
+            return  # Signal handlers can only be set from the main thread.
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def on_train_end(self, logs=None):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+        self.model.stop_training = True
+        print(f"\n{self.received} received: stopping after this step and saving a checkpoint "
+              "(Ctrl-C again to quit at once).", flush=True)

@@ -1,0 +1,100 @@
+"""The command line: flags -> RunConfig -> the chosen action (train, test grid, export).
+
+One absl flag per RunConfig field, with the field's default and help. TensorFlow is imported only
+after the flags are parsed, so `--help` and flag errors answer at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+import typing
+
+from absl import app, flags, logging
+
+from dcgan_tf.config import RunConfig
+from dcgan_tf.errors import UserError
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    hints = typing.get_type_hints(RunConfig)
+    for field in dataclasses.fields(RunConfig):
+        kind = hints[field.name]
+        help_text = field.metadata.get("help", field.name)
+        if field.name in flag_values:
+            # absl.logging owns a --log_dir for log files it never writes here; ours is TensorBoard's.
+            delattr(flag_values, field.name)
+        if kind is bool:
+            flags.DEFINE_bool(field.name, field.default, help_text, flag_values=flag_values)
+        elif "choices" in field.metadata:
+            flags.DEFINE_enum(field.name, field.default, field.metadata["choices"], help_text,
+                              flag_values=flag_values)
+        elif kind in (int, typing.Optional[int]):
+            flags.DEFINE_integer(field.name, field.default, help_text, flag_values=flag_values)
+        elif kind is float:
+            flags.DEFINE_float(field.name, field.default, help_text, flag_values=flag_values)
+        else:
+            flags.DEFINE_string(field.name, field.default, help_text, flag_values=flag_values)
+
+
+def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> RunConfig:
+    return RunConfig.create(**{f.name: flag_values[f.name].value for f in dataclasses.fields(RunConfig)})
+
+
+def _quiet_tensorflow() -> None:
+    """Keeps library chatter (checkpoint sharding notes, C++ info lines) out of the user's terminal."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.set_verbosity(logging.WARNING)
+
+
+def run_action(config: RunConfig) -> int:
+    from dcgan_tf import nets
+
+    nets.check_config(config)
+    from dcgan_tf import export, images, train
+    from dcgan_tf.latent import sample_z
+
+    if config.train:
+        result = train.train(config)
+        run = result.run
+        step = int(run.model.step.numpy())
+        if result.stopped_by:
+            print(f"dcgan_tf: stopped by {result.stopped_by} at step {step}; checkpoint saved in "
+                  f"{run.config.run_checkpoint_dir}. Run the same command to resume.")
+        elif result.steps_run:
+            print(f"dcgan_tf: trained {result.steps_run} steps in {result.seconds:.1f} s "
+                  f"({result.seconds / result.steps_run:.3f} s/step); checkpoints in {run.config.run_checkpoint_dir}, "
+                  f"samples in {run.config.run_sample_dir}, TensorBoard logs in {run.config.run_log_dir}.")
+    else:
+        run = train.load_trained(config)
+    if config.export:
+        path = export.export_generator(run.model.generator, run.config, run.config.run_export_dir)
+        print(f"dcgan_tf: exported the generator as a SavedModel to {path}")
+    if not config.train and not config.export:
+        # This invocation's --seed (fresh unless given), not the run's: each test grid is new.
+        z = sample_z(run.config.batch_size, run.config.z_dim, run.config.z_dist, seed=config.seed)
+        stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
+        path = images.save_grid(run.model.generator(z, training=False),
+                                os.path.join(run.config.run_sample_dir, f"test_{stamp}.png"))
+        print(f"dcgan_tf: wrote {path} from {run.resumed_from}")
+    return 0
+
+
+def main(argv) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}; all options are --flags.")
+    try:
+        config = config_from_flags()
+        _quiet_tensorflow()
+        return run_action(config)
+    except UserError as e:
+        print(f"dcgan_tf: error: {e}", file=sys.stderr)
+        return 2
+
+
+def run() -> None:
+    """Entry point of main.py and the `dcgan-tf` console script."""
+    define_flags()
+    app.run(main)

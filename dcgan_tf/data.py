@@ -1,0 +1,235 @@
+"""Image folders to training batches.
+
+Files are found recursively by extension, decoded once with Pillow (which copes with grayscale,
+RGBA, palette, 16-bit and CMYK files alike), centre-cropped and resized as the original program did,
+and kept in memory as uint8 at the output size (decoded once). The tf.data pipeline then draws a
+fresh permutation every epoch (fixed by the seed and the epoch number, so resumes are exact), scales
+batches to [-1, 1] and prefetches them. Files that cannot be used are skipped and named
+in one warning.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import fnmatch
+import os
+import warnings
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+
+from dcgan_tf.errors import UserError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+class UnusableImage(Exception):
+    """A file that cannot be turned into a training image; the message says why."""
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Decoded training images and what was skipped on the way."""
+
+    images: np.ndarray  # uint8, [N, H, W, C]
+    paths: Tuple[str, ...]
+    skipped: Tuple[Tuple[str, str], ...]  # (path, reason)
+
+
+def resolve_dataset_dir(data_dir: str, dataset: str) -> str:
+    """The folder of `dataset` under `data_dir`, matching the name case-insensitively."""
+    exact = os.path.join(data_dir, dataset)
+    if os.path.isdir(exact):
+        return exact
+    if os.path.isdir(data_dir):
+        matches = sorted(n for n in os.listdir(data_dir)
+                         if n.lower() == dataset.lower() and os.path.isdir(os.path.join(data_dir, n)))
+        if matches:
+            return os.path.join(data_dir, matches[0])
+    raise UserError(
+        f"dataset folder {exact} does not exist; put the training images in it (see data/README.md) "
+        f"or point --data_dir/--dataset at your images.")
+
+
+def find_image_files(folder: str, pattern: str = "*") -> List[str]:
+    """Image files below `folder` (recursively, symlinked folders followed once), sorted."""
+    found = []
+    seen_dirs = set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen_dirs:  # A symlink loop or a second link to the same folder.
+            dirs[:] = []
+            continue
+        seen_dirs.add(real)
+        dirs.sort()
+        for name in files:
+            if name.lower().endswith(IMAGE_EXTENSIONS) and fnmatch.fnmatch(name, pattern):
+                found.append(os.path.join(root, name))
+    return sorted(found)
+
+
+def centre_crop_box(width: int, height: int, crop_width: int, crop_height: int) -> Tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the centred crop, rounded as the original program rounded."""
+    top = int(round((height - crop_height) / 2.0))
+    left = int(round((width - crop_width) / 2.0))
+    return left, top, left + crop_width, top + crop_height
+
+
+def _to_array(img: Image.Image, c_dim: int) -> np.ndarray:
+    """Pixels as uint8 [H, W, c_dim], whatever the file's mode."""
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        # 16-bit and float files: scale the value range to 8 bits instead of clipping it.
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        gray = np.clip(arr * (255.0 / peak), 0, 255).round().astype(np.uint8)
+        img = Image.fromarray(gray, mode="L")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        # Transparent pixels become white rather than whatever colour they happen to hold.
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img.convert("RGBA"))
+    img = img.convert("L" if c_dim == 1 else "RGB")
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[..., None] if c_dim == 1 else arr
+
+
+def load_image(path: str, *, crop: bool, crop_size: Tuple[int, int], output_size: Tuple[int, int],
+               c_dim: int) -> np.ndarray:
+    """One file as uint8 [out_h, out_w, c_dim]: optional centre crop, then a bilinear resize.
+
+    `crop_size` and `output_size` are (height, width). Raises UnusableImage with the reason.
+    """
+    out_h, out_w = output_size
+    try:
+        with Image.open(path) as img:
+            img.seek(0)  # First frame of an animation.
+            width, height = img.size
+            if crop:
+                crop_h, crop_w = crop_size
+                if width < crop_w or height < crop_h:
+                    raise UnusableImage(f"{width}x{height} is smaller than the {crop_w}x{crop_h} crop")
+                img.load()
+                img = img.crop(centre_crop_box(width, height, crop_w, crop_h))
+            else:
+                img.load()
+            arr = _to_array(img, c_dim)
+    except UnusableImage:
+        raise
+    except Image.DecompressionBombError:
+        raise UnusableImage("too many pixels to decode safely") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:  # What Pillow raises for bad files.
+        raise UnusableImage(str(e) or type(e).__name__) from None
+    if arr.shape[:2] != (out_h, out_w):
+        mode = "L" if c_dim == 1 else "RGB"
+        resized = Image.fromarray(arr[..., 0] if c_dim == 1 else arr, mode=mode).resize(
+            (out_w, out_h), Image.Resampling.BILINEAR)
+        arr = np.asarray(resized, dtype=np.uint8)
+        arr = arr[..., None] if c_dim == 1 else arr
+    return arr
+
+
+def detect_channels(paths: Sequence[str]) -> int:
+    """1 if every readable file is grayscale, else 3."""
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                if img.mode not in _GRAY_MODES:
+                    return 3
+        except (OSError, ValueError, SyntaxError):
+            continue
+    return 1
+
+
+def load_image_folder(folder: str, *, pattern: str = "*", crop: bool, crop_size: Tuple[int, int],
+                      output_size: Tuple[int, int], c_dim: int = 0,
+                      workers: Optional[int] = None) -> ImageSet:
+    """Decodes every usable image of `folder` (c_dim 0: decided from the files)."""
+    if not os.path.isdir(folder):
+        raise UserError(f"dataset folder {folder} does not exist; put the training images in it.")
+    paths = find_image_files(folder, pattern)
+    if not paths:
+        raise UserError(
+            f"no images matching {pattern!r} ({'/'.join(e[1:] for e in IMAGE_EXTENSIONS)}) in {folder}; "
+            f"add images or change --input_fname_pattern.")
+    c_dim = c_dim or detect_channels(paths)
+
+    def load(path):
+        try:
+            return load_image(path, crop=crop, crop_size=crop_size, output_size=output_size, c_dim=c_dim), None
+        except UnusableImage as e:
+            return None, str(e)
+
+    workers = workers or min(4, os.cpu_count() or 1)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(load, paths))
+    good = [(p, arr) for p, (arr, _) in zip(paths, results) if arr is not None]
+    skipped = tuple((p, why) for p, (_, why) in zip(paths, results) if why is not None)
+    if skipped:
+        listed = "; ".join(f"{p} ({why})" for p, why in skipped[:20])
+        more = f"; and {len(skipped) - 20} more" if len(skipped) > 20 else ""
+        warnings.warn(f"skipped {len(skipped)} of {len(paths)} files that cannot be used: {listed}{more}",
+                      stacklevel=2)
+    if not good:
+        raise UserError(f"none of the {len(paths)} image files in {folder} could be used; see the warning above.")
+    images = np.stack([arr for _, arr in good])
+    return ImageSet(images=images, paths=tuple(p for p, _ in good), skipped=skipped)
+
+
+def to_model_range(images_uint8):
+    """uint8 pixels to floats in [-1, 1], as x / 127.5 - 1."""
+    import tensorflow as tf
+
+    return tf.cast(images_uint8, tf.float32) / 127.5 - 1.0
+
+
+def to_pixels(images) -> np.ndarray:
+    """Model output in [-1, 1] back to uint8 pixels, as (x + 1) / 2."""
+    arr = np.asarray(images, dtype=np.float32)
+    return np.clip(np.round((arr + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def check_batch_size(num_images: int, batch_size: int) -> None:
+    """Batches are always full, so a batch cannot be larger than the dataset."""
+    if batch_size > num_images:
+        raise UserError(
+            f"--batch_size {batch_size} is larger than the {num_images} usable images; "
+            f"use --batch_size {num_images} or fewer, or add images.")
+
+
+def epoch_order(num_images: int, seed: int, epoch):
+    """The order of the images in `epoch`: a permutation fixed by (seed, epoch), so a resumed run
+    sees the same batches as an uninterrupted one."""
+    import tensorflow as tf
+
+    return tf.random.experimental.stateless_shuffle(
+        tf.range(num_images), seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)]))
+
+
+def make_dataset(images: np.ndarray, batch_size: int, seed: int, first_epoch: int = 0,
+                 last_epoch: Optional[int] = None):
+    """The training pipeline for epochs [first_epoch, last_epoch) (endless when last_epoch is None):
+    each epoch is a fresh permutation of all images cut into full batches, scaled to [-1, 1] and
+    prefetched. Use with `fit(..., steps_per_epoch=len(images) // batch_size)`."""
+    import tensorflow as tf
+
+    check_batch_size(len(images), batch_size)
+    pixels = tf.constant(images)
+    count = len(images)
+
+    def batches_of_epoch(epoch):
+        order = tf.data.Dataset.from_tensor_slices(epoch_order(count, seed, epoch))
+        return order.batch(batch_size, drop_remainder=True)
+
+    epochs = tf.data.Dataset.range(first_epoch, last_epoch) if last_epoch is not None else \
+        tf.data.Dataset.range(first_epoch, 2**62)
+    ds = epochs.flat_map(batches_of_epoch)
+    ds = ds.map(lambda idx: to_model_range(tf.gather(pixels, idx)), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(num_images: int, batch_size: int) -> int:
+    return num_images // batch_size

@@ -1,0 +1,46 @@
+"""The generator as a TensorFlow SavedModel, usable without this package.
+
+Signature "serving_default": input `z` float32 [batch, z_dim]; outputs `images` float32
+[batch, H, W, C] in [-1, 1] and `pixels` uint8 [batch, H, W, C]. The generator runs in inference
+mode (batch norm with its moving averages). `dcgan_tf.json` beside the model says how to draw z.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import tensorflow as tf
+
+METADATA_FILE = "dcgan_tf.json"
+
+
+class GeneratorExport(tf.Module):
+    def __init__(self, generator, z_dim: int):
+        super().__init__(name="generator_export")
+        self.generator = generator
+        self.serve = tf.function(
+            self._serve, input_signature=[tf.TensorSpec([None, z_dim], tf.float32, name="z")])
+
+    def _serve(self, z):
+        images = tf.cast(self.generator(z, training=False), tf.float32)
+        pixels = tf.cast(tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+        return {"images": images, "pixels": pixels}
+
+
+def export_generator(generator, config, path: str) -> str:
+    """Writes the SavedModel to `path` (replacing an earlier export there) and returns `path`."""
+    module = GeneratorExport(generator, config.z_dim)
+    tmp = path.rstrip("/\\") + ".partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
+    metadata = {"z_dim": config.z_dim, "z_dist": config.z_dist, "arch": config.arch,
+                "output_height": config.output_height, "output_width": config.output_width,
+                "c_dim": config.c_dim, "run_name": config.run_name}
+    with open(os.path.join(tmp, METADATA_FILE), "w", encoding="utf-8") as f:
+        json.dump(metadata, f, indent=2)
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,104 @@
+"""DCGAN: the one training model. Knows nothing of any particular architecture.
+
+Per batch: one discriminator update, then `g_steps` generator updates (the original used two, "so
+that d_loss does not go to zero"), all with the same z. Losses are sigmoid cross-entropy on logits.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from dcgan_tf import losses
+from dcgan_tf.latent import sample_z
+
+METRIC_NAMES = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_x", "d_g_z")
+
+
+class DCGAN(keras.Model):
+    """Trains a generator/discriminator pair through `fit`.
+
+    Metrics: d_loss = d_loss_real + d_loss_fake, g_loss (of the last G update), d_x = mean D(x) and
+    d_g_z = mean D(G(z)) (both as probabilities). With a `summary_writer`, every step writes these
+    as scalars and every `histogram_freq` steps writes histograms of z, D(x) and D(G(z)), inside the
+    compiled step.
+    """
+
+    def __init__(self, generator, discriminator, *, z_dim: int, z_dist: str = "uniform_signed",
+                 g_steps: int = 2, seed=None, summary_writer=None, histogram_freq: int = 100, **kwargs):
+        super().__init__(**kwargs)
+        if g_steps < 1:
+            raise ValueError(f"g_steps must be at least 1, got {g_steps}")
+        self.generator = generator
+        self.discriminator = discriminator
+        self.z_dim, self.z_dist, self.g_steps = z_dim, z_dist, g_steps
+        self.summary_writer = summary_writer
+        self.histogram_freq = histogram_freq
+        self.z_seed = keras.random.SeedGenerator(seed, name="z_seed")
+        # Counters live in checkpoints so that a resumed run continues them.
+        self.step = self.add_weight(name="step", shape=(), dtype="int64", initializer="zeros",
+                                    trainable=False)
+        self.epoch = self.add_weight(name="epoch", shape=(), dtype="int64", initializer="zeros",
+                                     trainable=False)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+
+    def compile(self, d_optimizer, g_optimizer, **kwargs):
+        super().compile(**kwargs)
+        self.d_optimizer = d_optimizer
+        self.g_optimizer = g_optimizer
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def call(self, z, training=False):
+        return self.generator(z, training=training)
+
+    def build_optimizers(self):
+        """Creates the optimizers' slots now, so a checkpoint can restore them before training."""
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.g_optimizer.build(self.generator.trainable_variables)
+
+    def train_step(self, real_images):
+        batch_size = tf.shape(real_images)[0]
+        z = sample_z(batch_size, self.z_dim, self.z_dist, seed=self.z_seed)
+
+        # Discriminator: real images are 1, generated ones 0.
+        with tf.GradientTape() as tape:
+            fake_images = self.generator(z, training=True)
+            real_logits = self.discriminator(real_images, training=True)
+            fake_logits = self.discriminator(fake_images, training=True)
+            d_loss_real, d_loss_fake = losses.discriminator_losses(real_logits, fake_logits)
+            d_loss = d_loss_real + d_loss_fake
+        d_vars = self.discriminator.trainable_variables
+        self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_vars), d_vars))
+
+        # Generator, g_steps times with the same z: make D call the fakes real.
+        g_vars = self.generator.trainable_variables
+        for _ in range(self.g_steps):
+            with tf.GradientTape() as tape:
+                g_loss = losses.generator_loss(
+                    self.discriminator(self.generator(z, training=True), training=True))
+            self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars))
+
+        self.step.assign_add(1)
+        d_x = tf.sigmoid(tf.cast(real_logits, tf.float32))
+        d_g_z = tf.sigmoid(tf.cast(fake_logits, tf.float32))
+        values = {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake,
+                  "g_loss": g_loss, "d_x": tf.reduce_mean(d_x), "d_g_z": tf.reduce_mean(d_g_z)}
+        self._write_summaries(values, z=z, d_x=d_x, d_g_z=d_g_z)
+        for name, value in values.items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def _write_summaries(self, values, *, z, d_x, d_g_z):
+        if self.summary_writer is None:
+            return
+        step = self.step.value if hasattr(self.step, "value") else self.step
+        with self.summary_writer.as_default(step=step):
+            for name, value in values.items():
+                tf.summary.scalar(name, value)
+            with tf.summary.record_if(step % self.histogram_freq == 0):
+                tf.summary.histogram("z", z)
+                tf.summary.histogram("d", d_x)  # D(x), named as the original named it.
+                tf.summary.histogram("d_", d_g_z)  # D(G(z)).

@@ -1,0 +1,126 @@
+"""The Simpsons DCGAN: 5 stride-2 layers of 5x5 kernels on each side.
+
+Layer names follow the original program's variable scopes (g_h0_lin, g_bn0, g_h1, ..., d_h0_conv,
+d_bn1, ..., d_h5_lin) so that its checkpoints map onto these models one to one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List
+
+import keras
+from keras import layers
+
+NUM_LAYERS = 5  # Stride-2 layers on each side.
+KERNEL = 5
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+def weight_init():
+    return keras.initializers.RandomNormal(stddev=0.02)
+
+
+def conv_weight_init():
+    # The original's conv2d used a truncated normal; everything else a plain normal.
+    return keras.initializers.TruncatedNormal(stddev=0.02)
+
+
+def batch_norm(name: str) -> layers.BatchNormalization:
+    return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+
+
+def layer_sizes(size: int, num_layers: int = NUM_LAYERS) -> List[int]:
+    """[size, ceil(size/2), ceil(size/4), ...]: the spatial size after each stride-2 layer."""
+    sizes = [size]
+    for _ in range(num_layers):
+        sizes.append(math.ceil(sizes[-1] / 2))
+    return sizes
+
+
+def min_output_size(num_layers: int = NUM_LAYERS) -> int:
+    return 2 ** num_layers
+
+
+@keras.saving.register_keras_serializable(package="dcgan_tf")
+class Generator(keras.Model):
+    """z [batch, z_dim] -> images [batch, H, W, c_dim] in [-1, 1]."""
+
+    def __init__(self, output_height=128, output_width=128, c_dim=3, gf_dim=64, z_dim=100, **kwargs):
+        super().__init__(**kwargs)
+        self.output_height, self.output_width = output_height, output_width
+        self.c_dim, self.gf_dim, self.z_dim = c_dim, gf_dim, z_dim
+        hs, ws = layer_sizes(output_height), layer_sizes(output_width)
+        top_channels = gf_dim * 2 ** (NUM_LAYERS - 1)
+        self.g_h0_lin = layers.Dense(hs[-1] * ws[-1] * top_channels, kernel_initializer=weight_init(),
+                                    name="g_h0_lin")
+        self.reshape = layers.Reshape((hs[-1], ws[-1], top_channels))
+        self.g_bn0 = batch_norm("g_bn0")
+        # Layers are plain attributes (not lists) so tf.train.Checkpoint tracks every variable,
+        # batch-norm statistics included, under the original's names.
+        for i in range(1, NUM_LAYERS + 1):
+            last = i == NUM_LAYERS
+            out_h, out_w = hs[NUM_LAYERS - i], ws[NUM_LAYERS - i]
+            in_h, in_w = hs[NUM_LAYERS - i + 1], ws[NUM_LAYERS - i + 1]
+            setattr(self, f"g_h{i}", layers.Conv2DTranspose(
+                c_dim if last else gf_dim * 2 ** (NUM_LAYERS - 1 - i), KERNEL, strides=2, padding="same",
+                # "same" gives 2*in; one row less reaches the odd sizes that ceil() produced.
+                output_padding=(out_h - (2 * in_h - 1), out_w - (2 * in_w - 1)),
+                kernel_initializer=weight_init(), name=f"g_h{i}"))
+            if not last:
+                setattr(self, f"g_bn{i}", batch_norm(f"g_bn{i}"))
+
+    @property
+    def deconvs(self):
+        return [getattr(self, f"g_h{i}") for i in range(1, NUM_LAYERS + 1)]
+
+    @property
+    def bns(self):
+        return [getattr(self, f"g_bn{i}") for i in range(1, NUM_LAYERS)]
+
+    def call(self, z, training=False):
+        x = self.g_bn0(self.reshape(self.g_h0_lin(z)), training=training)
+        x = keras.ops.relu(x)
+        for deconv, bn in zip(self.deconvs, self.bns):
+            x = keras.ops.relu(bn(deconv(x), training=training))
+        return keras.ops.tanh(self.deconvs[-1](x))
+
+    def get_config(self):
+        return {**super().get_config(), "output_height": self.output_height,
+                "output_width": self.output_width, "c_dim": self.c_dim, "gf_dim": self.gf_dim,
+                "z_dim": self.z_dim}
+
+
+@keras.saving.register_keras_serializable(package="dcgan_tf")
+class Discriminator(keras.Model):
+    """images [batch, H, W, c_dim] in [-1, 1] -> one logit per image, [batch, 1]."""
+
+    def __init__(self, df_dim=64, **kwargs):
+        super().__init__(**kwargs)
+        self.df_dim = df_dim
+        for i in range(NUM_LAYERS):
+            setattr(self, f"d_h{i}_conv", layers.Conv2D(
+                df_dim * 2 ** i, KERNEL, strides=2, padding="same",
+                kernel_initializer=conv_weight_init(), name=f"d_h{i}_conv"))
+            if i:
+                setattr(self, f"d_bn{i}", batch_norm(f"d_bn{i}"))
+        self.flatten = layers.Flatten()
+        self.d_h5_lin = layers.Dense(1, kernel_initializer=weight_init(), name="d_h5_lin")
+
+    @property
+    def convs(self):
+        return [getattr(self, f"d_h{i}_conv") for i in range(NUM_LAYERS)]
+
+    @property
+    def bns(self):
+        return [getattr(self, f"d_bn{i}") for i in range(1, NUM_LAYERS)]
+
+    def call(self, images, training=False):
+        x = keras.ops.leaky_relu(self.convs[0](images), negative_slope=0.2)
+        for conv, bn in zip(self.convs[1:], self.bns):
+            x = keras.ops.leaky_relu(bn(conv(x), training=training), negative_slope=0.2)
+        return self.d_h5_lin(self.flatten(x))
+
+    def get_config(self):
+        return {**super().get_config(), "df_dim": self.df_dim}

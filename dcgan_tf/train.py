@@ -1,0 +1,180 @@
+"""Builds a run from a RunConfig: data, models, optimizers, checkpoint, callbacks; then `fit`.
+
+`train(config)` trains (resuming from the newest checkpoint of the run when there is one);
+`load_trained(config)` rebuilds a trained run's model from its checkpoint for sampling or export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import List, Optional
+
+import keras
+import tensorflow as tf
+
+from dcgan_tf import callbacks as cbs
+from dcgan_tf import checkpoints, data, nets
+from dcgan_tf.config import RunConfig, check_same_model, load_saved_config
+from dcgan_tf.errors import UserError
+from dcgan_tf.gan import DCGAN
+from dcgan_tf.latent import sample_z as draw_z
+
+METRICS_FILE = "metrics.csv"
+
+
+@dataclasses.dataclass
+class Run:
+    """The objects of one run, wired together."""
+
+    config: RunConfig
+    model: DCGAN
+    sample_z: tf.Variable
+    checkpoint: tf.train.Checkpoint
+    manager: tf.train.CheckpointManager
+    resumed_from: Optional[str] = None
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run: Run
+    history: dict
+    stopped_by: Optional[str]  # Signal name when stopped early, else None.
+    steps_run: int
+    seconds: float
+    samples: List[str]
+
+
+def _match_folder(root: str, name: str) -> Optional[str]:
+    """The entry of `root` equal to `name` ignoring case (exact match first), or None."""
+    if os.path.isdir(os.path.join(root, name)):
+        return name
+    if os.path.isdir(root):
+        for entry in sorted(os.listdir(root)):
+            if entry.lower() == name.lower() and os.path.isdir(os.path.join(root, entry)):
+                return entry
+    return None
+
+
+def _continue_saved_run(config: RunConfig) -> RunConfig:
+    """Checks a run's saved options against `config`; takes c_dim (when unset) and the seed from them,
+    so a resumed run keeps its own sample z and data order."""
+    saved = load_saved_config(config.run_checkpoint_dir)
+    if saved is None:
+        return config
+    check_same_model(config, saved, config.run_checkpoint_dir)
+    if config.c_dim == 0 and saved.get("c_dim") in (1, 3):
+        config = dataclasses.replace(config, c_dim=saved["c_dim"])
+    if isinstance(saved.get("seed"), int):
+        config = dataclasses.replace(config, seed=saved["seed"])
+    return config
+
+
+def build_run(config: RunConfig, summary_writer=None) -> Run:
+    """Models, optimizers, fixed sample z and checkpoint manager for a config whose c_dim is known;
+    restores the newest checkpoint of the run if there is one."""
+    keras.utils.set_random_seed(config.seed)
+    generator, discriminator = nets.build_networks(config)
+    model = DCGAN(generator, discriminator, z_dim=config.z_dim, z_dist=config.z_dist,
+                  g_steps=config.g_steps, seed=config.seed, summary_writer=summary_writer,
+                  histogram_freq=config.sample_freq, name="dcgan")
+    model.compile(
+        d_optimizer=keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1),
+        g_optimizer=keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1),
+        jit_compile=config.jit_compile)
+    model.build_optimizers()
+    # The fixed z of the sample grids: its own seed, so it does not depend on the training z.
+    sample_z = tf.Variable(draw_z(config.sample_num, config.z_dim, config.z_dist, seed=config.seed + 1),
+                           trainable=False, name="sample_z")
+    checkpoint = checkpoints.make_checkpoint(model, sample_z)
+    manager = checkpoints.make_manager(checkpoint, config.run_checkpoint_dir, config.max_to_keep)
+    run = Run(config=config, model=model, sample_z=sample_z, checkpoint=checkpoint, manager=manager)
+    if manager.latest_checkpoint:
+        if tuple(sample_z.shape) != _saved_shape(manager.latest_checkpoint, "sample_z"):
+            raise UserError(
+                f"the checkpoints in {config.run_checkpoint_dir} hold a different number of sample images; "
+                f"use the run's --sample_num (see its config.json) or another --checkpoint_dir.")
+        checkpoints.restore(checkpoint, manager.latest_checkpoint)
+        run.resumed_from = manager.latest_checkpoint
+    return run
+
+
+def _saved_shape(path: str, name: str):
+    for key, shape in tf.train.list_variables(path):
+        if key.startswith(f"{name}/"):
+            return tuple(shape)
+    return None
+
+
+def prepare_data(config: RunConfig):
+    """(config with dataset name, c_dim and seed resolved, decoded ImageSet)."""
+    folder = data.resolve_dataset_dir(config.data_dir, config.dataset)
+    config = dataclasses.replace(config, dataset=os.path.basename(folder))
+    config = _continue_saved_run(config)
+    image_set = data.load_image_folder(
+        folder, pattern=config.input_fname_pattern, crop=config.crop,
+        crop_size=(config.input_height, config.input_width),
+        output_size=(config.output_height, config.output_width), c_dim=config.c_dim)
+    config = dataclasses.replace(config, c_dim=image_set.images.shape[-1])
+    data.check_batch_size(len(image_set.images), config.batch_size)
+    return config, image_set
+
+
+def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResult:
+    """Trains the run named by `config` up to `config.epoch` epochs, resuming where it stopped."""
+    config, image_set = prepare_data(config)
+    writer = tf.summary.create_file_writer(config.run_log_dir)
+    run = build_run(config, summary_writer=writer)
+    config.save(config.run_checkpoint_dir)
+    model = run.model
+    start_epoch, start_step = int(model.epoch.numpy()), int(model.step.numpy())
+    if verbose:
+        print(f"dcgan_tf: {len(image_set.images)} images from {config.dataset_path}"
+              f" at {config.output_height}x{config.output_width}x{config.c_dim}; run {config.run_name}; "
+              + (f"resumed from {run.resumed_from} (epoch {start_epoch}, step {start_step})"
+                 if run.resumed_from else "starting afresh"), flush=True)
+    samples = cbs.SampleGrid(run.sample_z, config.run_sample_dir, config.sample_freq, summary_writer=writer)
+    stop = cbs.GracefulStop()
+    callbacks = [  # Order matters: a step's grid is named for its epoch, its checkpoint counts it.
+        samples,
+        cbs.EpochCounter(),
+        cbs.CheckpointSaver(run.manager, config.ckpt_freq),
+        keras.callbacks.CSVLogger(os.path.join(config.run_checkpoint_dir, METRICS_FILE), append=True),
+        stop,
+        *extra_callbacks,
+    ]
+    started = time.time()
+    history = {}
+    if start_epoch < config.epoch:
+        dataset = data.make_dataset(image_set.images, config.batch_size, config.seed,
+                                    first_epoch=start_epoch, last_epoch=config.epoch)
+        history = model.fit(dataset, epochs=config.epoch, initial_epoch=start_epoch, shuffle=False,
+                            steps_per_epoch=data.steps_per_epoch(len(image_set.images), config.batch_size),
+                            callbacks=callbacks, verbose=verbose).history
+    elif verbose:
+        print(f"dcgan_tf: the run already finished {start_epoch} epochs; raise --epoch to train more.")
+    writer.flush()
+    return TrainResult(run=run, history=history, stopped_by=stop.received,
+                       steps_run=int(model.step.numpy()) - start_step, seconds=time.time() - started,
+                       samples=samples.written)
+
+
+def load_trained(config: RunConfig) -> Run:
+    """The run's model restored from its newest checkpoint (options from its config.json)."""
+    name = _match_folder(config.checkpoint_dir, config.run_name)
+    if name is not None and name != config.run_name:
+        # Same run, dataset spelled in another case: take the folder's spelling (same length).
+        config = dataclasses.replace(config, dataset=name[: len(config.dataset)])
+    saved = load_saved_config(config.run_checkpoint_dir)
+    if saved is None or tf.train.latest_checkpoint(config.run_checkpoint_dir) is None:
+        raise UserError(
+            f"no checkpoint in {config.run_checkpoint_dir}; train first with --train (same --dataset, "
+            f"--batch_size and --output_height), or point --checkpoint_dir at a trained run.")
+    check_same_model(config, saved, config.run_checkpoint_dir)
+    keep = {f.name for f in dataclasses.fields(RunConfig)} & set(saved)
+    # The saved options define the model; this invocation's output folders still apply.
+    outputs = ("checkpoint_dir", "sample_dir", "log_dir", "export_dir", "data_dir", "train", "export")
+    merged = {**{k: saved[k] for k in keep}, **{k: getattr(config, k) for k in outputs}}
+    restored_config = RunConfig.create(**merged)
+    return build_run(restored_config)

@@ -1,0 +1,71 @@
+import os
+import signal
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from dcgan_tf import callbacks, train
+from tests.conftest import tiny_config
+
+
+class SignalAt(keras.callbacks.Callback):
+    """Sends `sig` to this process after batch `batch` of the first epoch."""
+
+    def __init__(self, sig, batch):
+        super().__init__()
+        self.sig, self.batch = sig, batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == self.batch and int(self.model.step.numpy()) == self.batch + 1:
+            os.kill(os.getpid(), self.sig)
+
+
+def test_sigint_stops_after_the_step_and_saves(workdir):
+    config = tiny_config(workdir, epoch=5, ckpt_freq=100, sample_freq=100)
+    result = train.train(config, verbose=0, extra_callbacks=[SignalAt(signal.SIGINT, 0)])
+    assert result.stopped_by == "SIGINT"
+    assert int(result.run.model.step.numpy()) == 1
+    assert int(result.run.model.epoch.numpy()) == 0  # the cut-short epoch does not count
+    assert tf.train.latest_checkpoint(config.run_checkpoint_dir).endswith("ckpt-1")
+    assert os.listdir(config.run_sample_dir) == ["train_00_0001.png"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler given back
+
+
+def test_sigterm_also_stops_cleanly_and_resume_continues(workdir):
+    config = tiny_config(workdir, epoch=2, ckpt_freq=100, sample_freq=100)
+    stopped = train.train(config, verbose=0, extra_callbacks=[SignalAt(signal.SIGTERM, 0)])
+    assert stopped.stopped_by == "SIGTERM"
+    resumed = train.train(config, verbose=0)
+    # The interrupted epoch is redone from its start; the step count carries on from 1.
+    assert int(resumed.run.model.step.numpy()) == 1 + 4
+    assert int(resumed.run.model.epoch.numpy()) == 2
+
+
+def test_sample_grid_names_use_epoch_and_step(workdir):
+    config = tiny_config(workdir, epoch=3, sample_freq=3, ckpt_freq=100)
+    train.train(config, verbose=0)
+    # Steps 3 and 6 by cadence (epochs 1 and 2; 2 steps an epoch), none again at the end (step 6).
+    assert sorted(os.listdir(config.run_sample_dir)) == ["train_01_0003.png", "train_02_0006.png"]
+
+
+def test_checkpoint_cadence_and_max_to_keep(workdir):
+    config = tiny_config(workdir, epoch=4, ckpt_freq=1, max_to_keep=3, sample_freq=100)
+    train.train(config, verbose=0)
+    kept = sorted(f for f in os.listdir(config.run_checkpoint_dir) if f.endswith(".index"))
+    assert kept == ["ckpt-6.index", "ckpt-7.index", "ckpt-8.index"]
+
+
+def test_epoch_counter_counts_only_full_epochs():
+    class FakeModel:
+        epoch = tf.Variable(0, dtype=tf.int64)
+
+    counter = callbacks.EpochCounter()
+    counter.set_model(FakeModel())
+    counter.set_params({"steps": 3})
+    for batches in (3, 1):
+        counter.on_epoch_begin(0)
+        for b in range(batches):
+            counter.on_train_batch_end(b)
+        counter.on_epoch_end(0)
+    assert int(FakeModel.epoch.numpy()) == 1

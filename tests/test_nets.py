@@ -1,0 +1,80 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from dcgan_tf import nets
+from dcgan_tf.errors import UserError
+from dcgan_tf.nets import simpsons
+from tests.conftest import tiny_config
+
+
+@pytest.mark.parametrize("height,width,c_dim", [(32, 32, 3), (64, 64, 1), (48, 80, 3), (100, 100, 3), (33, 47, 1)])
+def test_generator_and_discriminator_shapes(tmp_path, height, width, c_dim):
+    config = tiny_config(tmp_path, output_height=height, output_width=width, c_dim=c_dim)
+    generator, discriminator = nets.build_networks(config)
+    images = generator(keras.random.uniform((3, config.z_dim), -1, 1, seed=0))
+    assert tuple(images.shape) == (3, height, width, c_dim)
+    values = keras.ops.convert_to_numpy(images)
+    assert values.min() >= -1.0 and values.max() <= 1.0  # tanh output
+    assert tuple(discriminator(images).shape) == (3, 1)
+
+
+def test_layer_sizes_follow_ceil_halving():
+    assert simpsons.layer_sizes(100) == [100, 50, 25, 13, 7, 4]
+    assert simpsons.layer_sizes(128) == [128, 64, 32, 16, 8, 4]
+
+
+def test_full_size_model_matches_the_original_variables(tmp_path):
+    """At 128x128 the original had 36,507,524 trainable numbers; the shapes below are its variables."""
+    config = tiny_config(tmp_path, output_height=128, gf_dim=64, df_dim=64, z_dim=100, c_dim=3)
+    generator, discriminator = nets.build_networks(config)
+    trainable = sum(int(np.prod(v.shape)) for v in generator.trainable_weights + discriminator.trainable_weights)
+    assert trainable == 36_507_524
+    shapes = {v.path: tuple(v.shape) for v in generator.weights + discriminator.weights}
+    assert shapes["generator/g_h0_lin/kernel"] == (100, 16384)
+    # Keras transposed-conv kernels are [k, k, out, in], as the original's.
+    assert shapes["generator/g_h1/kernel"] == (5, 5, 512, 1024)
+    assert shapes["generator/g_h5/kernel"] == (5, 5, 3, 64)
+    assert shapes["generator/g_bn4/moving_variance"] == (64,)
+    assert shapes["discriminator/d_h0_conv/kernel"] == (5, 5, 3, 64)
+    assert shapes["discriminator/d_h4_conv/kernel"] == (5, 5, 512, 1024)
+    assert shapes["discriminator/d_h5_lin/kernel"] == (16384, 1)
+    assert not any("d_bn0" in p or "g_bn5" in p for p in shapes)  # never created in the original either
+
+
+def test_batch_norm_and_initialisers(tmp_path):
+    config = tiny_config(tmp_path, output_height=64, gf_dim=16, df_dim=16, c_dim=3)
+    generator, discriminator = nets.build_networks(config)
+    norms = [l for m in (generator, discriminator) for l in m._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
+    assert len(norms) == 5 + 4
+    assert all(l.momentum == 0.9 and l.epsilon == 1e-5 and l.scale and l.center for l in norms)
+    big = [v for v in generator.trainable_weights + discriminator.trainable_weights if "kernel" in v.path]
+    values = np.concatenate([keras.ops.convert_to_numpy(v).ravel() for v in big])
+    assert abs(values.mean()) < 1e-3 and values.std() == pytest.approx(0.02, rel=0.12)
+    biases = [v for v in generator.trainable_weights + discriminator.trainable_weights if v.path.endswith("bias")]
+    assert all(not keras.ops.convert_to_numpy(b).any() for b in biases)
+
+
+def test_discriminator_first_layer_has_no_batch_norm(tmp_path):
+    config = tiny_config(tmp_path, c_dim=3)
+    _, discriminator = nets.build_networks(config)
+    assert [l.name for l in discriminator.bns] == ["d_bn1", "d_bn2", "d_bn3", "d_bn4"]
+    assert [l.filters for l in discriminator.convs] == [4 * 2 ** i for i in range(5)]
+
+
+@pytest.mark.parametrize("flag", ["output_height", "output_width"])
+def test_too_small_output_is_a_user_error(tmp_path, flag):
+    config = tiny_config(tmp_path, **{flag: 16})
+    with pytest.raises(UserError, match=f"--{flag} 16 is too small.*at least 32"):
+        nets.check_config(config)
+
+
+def test_config_arch_choices_match_registry():
+    import dataclasses
+
+    from dcgan_tf.config import RunConfig
+
+    field = {f.name: f for f in dataclasses.fields(RunConfig)}["arch"]
+    assert tuple(field.metadata["choices"]) == nets.ARCHITECTURES

@@ -1,0 +1,97 @@
+import dataclasses
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from dcgan_tf import train
+from dcgan_tf.errors import UserError
+from tests.conftest import tiny_config, write_images
+
+
+def _weights(model):
+    return [keras.ops.convert_to_numpy(v) for v in model.generator.weights + model.discriminator.weights]
+
+
+def test_training_writes_checkpoints_samples_logs_and_config(workdir):
+    config = tiny_config(workdir, epoch=2)  # 8 images, batch 4: 2 steps an epoch
+    result = train.train(config, verbose=0)
+    run_dir = workdir / "checkpoints" / "faces_4_32_32"
+    assert sorted(os.listdir(workdir / "samples" / "faces_4_32_32")) == [
+        "train_00_0002.png", "train_01_0004.png"]
+    assert {"ckpt-2.index", "ckpt-4.index", "config.json", "metrics.csv", "checkpoint"} <= set(os.listdir(run_dir))
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["c_dim"] == 3 and saved["seed"] == 1 and saved["output_width"] == 32
+    assert os.listdir(workdir / "logs" / "faces_4_32_32")
+    assert result.steps_run == 4 and int(result.run.model.epoch.numpy()) == 2
+    assert len((run_dir / "metrics.csv").read_text().strip().splitlines()) == 1 + 2  # header + 2 epochs
+
+
+def test_resume_continues_counters_and_matches_an_uninterrupted_run(workdir):
+    straight = train.train(tiny_config(workdir, epoch=2, checkpoint_dir=str(workdir / "a")), verbose=0)
+
+    first = train.train(tiny_config(workdir, epoch=1, checkpoint_dir=str(workdir / "b")), verbose=0)
+    sample_z = keras.ops.convert_to_numpy(first.run.sample_z)
+    second = train.train(tiny_config(workdir, epoch=2, checkpoint_dir=str(workdir / "b")), verbose=0)
+    model = second.run.model
+    assert second.run.resumed_from.endswith("ckpt-2")
+    assert second.steps_run == 2
+    assert int(model.step.numpy()) == 4 and int(model.epoch.numpy()) == 2
+    assert int(model.d_optimizer.iterations.numpy()) == 4 and int(model.g_optimizer.iterations.numpy()) == 8
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(second.run.sample_z), sample_z)
+    # Same data order, same z stream, same optimizer state: the same weights as without the stop.
+    for a, b in zip(_weights(straight.run.model), _weights(model)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_finished_run_does_not_train_again(workdir):
+    train.train(tiny_config(workdir), verbose=0)
+    again = train.train(tiny_config(workdir), verbose=0)
+    assert again.steps_run == 0 and again.history == {}
+
+
+def test_dataset_name_is_case_insensitive_and_run_uses_folder_name(workdir):
+    result = train.train(tiny_config(workdir, dataset="FACES"), verbose=0)
+    assert result.run.config.dataset == "faces"
+    assert (workdir / "checkpoints" / "faces_4_32_32" / "ckpt-2.index").exists()
+
+
+def test_grayscale_data_gives_one_channel_model(tmp_path):
+    write_images(tmp_path / "data" / "faces", 4, mode="L")
+    result = train.train(tiny_config(tmp_path), verbose=0)
+    assert result.run.config.c_dim == 1
+    assert tuple(result.run.model.generator(np.zeros((1, 8), "float32")).shape) == (1, 32, 32, 1)
+
+
+def test_no_crop_input_larger_than_output_still_trains(workdir):
+    """The original failed here (real images stayed at input size); both paths give output size."""
+    for crop in (False, True):
+        config = tiny_config(workdir, crop=crop, input_height=24, checkpoint_dir=str(workdir / f"c{crop}"))
+        assert train.train(config, verbose=0).steps_run == 2
+
+
+def test_load_trained_restores_generator(workdir):
+    trained = train.train(tiny_config(workdir), verbose=0).run
+    loaded = train.load_trained(tiny_config(workdir, seed=99, dataset="Faces"))
+    assert loaded.config.seed == 1  # options come from the run's config.json
+    z = np.random.default_rng(0).uniform(-1, 1, (3, 8)).astype("float32")
+    np.testing.assert_allclose(loaded.model.generator(z), trained.model.generator(z), atol=1e-6)
+
+
+def test_load_trained_without_checkpoint_is_a_user_error(workdir):
+    with pytest.raises(UserError, match="no checkpoint in .*train first with --train"):
+        train.load_trained(tiny_config(workdir))
+
+
+def test_resume_with_other_model_shape_is_refused(workdir):
+    train.train(tiny_config(workdir), verbose=0)
+    with pytest.raises(UserError, match="--gf_dim 4, not 8"):
+        train.train(tiny_config(workdir, gf_dim=8), verbose=0)
+
+
+def test_batch_larger_than_dataset_stops_before_writing(workdir):
+    with pytest.raises(UserError, match="--batch_size 16 is larger than the 8 usable images"):
+        train.train(tiny_config(workdir, batch_size=16), verbose=0)
+    assert not (workdir / "checkpoints").exists()
