@@ -20,6 +20,8 @@ from dcgan_tf.errors import UserError
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     hints = typing.get_type_hints(RunConfig)
+    # Registered as the main program's own flags, so that plain --help lists them.
+    owner = {"module_name": sys.argv[0] or "dcgan_tf"}
     for field in dataclasses.fields(RunConfig):
         kind = hints[field.name]
         help_text = field.metadata.get("help", field.name)
@@ -27,16 +29,16 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
             # absl.logging owns a --log_dir for log files it never writes here; ours is TensorBoard's.
             delattr(flag_values, field.name)
         if kind is bool:
-            flags.DEFINE_bool(field.name, field.default, help_text, flag_values=flag_values)
+            flags.DEFINE_bool(field.name, field.default, help_text, flag_values=flag_values, **owner)
         elif "choices" in field.metadata:
             flags.DEFINE_enum(field.name, field.default, field.metadata["choices"], help_text,
-                              flag_values=flag_values)
+                              flag_values=flag_values, **owner)
         elif kind in (int, typing.Optional[int]):
-            flags.DEFINE_integer(field.name, field.default, help_text, flag_values=flag_values)
+            flags.DEFINE_integer(field.name, field.default, help_text, flag_values=flag_values, **owner)
         elif kind is float:
-            flags.DEFINE_float(field.name, field.default, help_text, flag_values=flag_values)
+            flags.DEFINE_float(field.name, field.default, help_text, flag_values=flag_values, **owner)
         else:
-            flags.DEFINE_string(field.name, field.default, help_text, flag_values=flag_values)
+            flags.DEFINE_string(field.name, field.default, help_text, flag_values=flag_values, **owner)
 
 
 def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> RunConfig:

@@ -17,14 +17,27 @@ METADATA_FILE = "dcgan_tf.json"
 
 
 class GeneratorExport(tf.Module):
+    """A snapshot of the generator's weights as uniquely named variables, and the serving function.
+
+    The weights are copied into variables named by their Keras paths ("generator/g_bn1/gamma", ...)
+    and the generator runs through `stateless_call` on them: Keras's own variable names repeat across
+    layers ("generator/gamma"), which breaks session-based loaders such as `saved_model_cli run`.
+    """
+
     def __init__(self, generator, z_dim: int):
         super().__init__(name="generator_export")
-        self.generator = generator
+        # A bound method, not the model: only the generator's code is saved, not its variables twice.
+        self._stateless_call = generator.stateless_call
+        self.trainable = [tf.Variable(v.value, name=v.path, trainable=False)
+                          for v in generator.trainable_variables]
+        self.non_trainable = [tf.Variable(v.value, name=v.path, trainable=False)
+                              for v in generator.non_trainable_variables]
         self.serve = tf.function(
             self._serve, input_signature=[tf.TensorSpec([None, z_dim], tf.float32, name="z")])
 
     def _serve(self, z):
-        images = tf.cast(self.generator(z, training=False), tf.float32)
+        images, _ = self._stateless_call(self.trainable, self.non_trainable, z, training=False)
+        images = tf.cast(images, tf.float32)
         pixels = tf.cast(tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
         return {"images": images, "pixels": pixels}
 

@@ -1,0 +1,76 @@
+"""main.py end to end: train, resume, test grid, export, and one-line user errors."""
+
+import json
+import os
+
+import pytest
+
+from tests.conftest import TINY_FLAGS, assert_one_line_error, run_main, write_images
+
+
+def test_help_lists_the_flags(tmp_path):
+    proc = run_main(["--help"], cwd=tmp_path)
+    assert "Traceback" not in proc.stderr  # absl's --help exits with status 1 by design
+    for flag in ("--train", "--crop", "--dataset", "--input_fname_pattern", "--output_height", "--epoch",
+                 "--batch_size", "--learning_rate", "--beta1", "--z_dist", "--g_steps", "--sample_freq",
+                 "--ckpt_freq", "--max_to_keep", "--export_dir", "--log_dir", "--seed"):
+        assert flag in proc.stdout, flag
+
+
+def test_train_resume_test_grid_and_export(workdir):
+    common = ["--crop", "--input_height", "36", "--dataset", "FACES", *TINY_FLAGS, "--sample_freq", "2",
+              "--ckpt_freq", "2", "--seed", "7"]
+    first = run_main(["--train", "--epoch", "1", *common], cwd=workdir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "starting afresh" in first.stdout and "trained 2 steps" in first.stdout
+    assert "d_loss" in first.stdout and "g_loss" in first.stdout  # the progress bar's losses
+    run = "faces_4_32_32"
+
+    second = run_main(["--train", "--epoch", "2", "--export", *common], cwd=workdir)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resumed from" in second.stdout and "(epoch 1, step 2)" in second.stdout
+    assert "Epoch 2/2" in second.stdout
+    assert sorted(os.listdir(workdir / "samples" / run)) == ["train_00_0002.png", "train_01_0004.png"]
+    assert (workdir / "export" / run / "saved_model.pb").exists()
+    assert json.loads((workdir / "checkpoints" / run / "config.json").read_text())["epoch"] == 2
+
+    test = run_main(common, cwd=workdir)  # no --train: a test grid from the newest checkpoint
+    assert test.returncode == 0, test.stderr[-3000:]
+    grids = [f for f in os.listdir(workdir / "samples" / run) if f.startswith("test_")]
+    assert len(grids) == 1 and grids[0].endswith(".png") and "ckpt-4" in test.stdout
+
+
+@pytest.mark.parametrize("setup,args,fragments", [
+    ("none", [], ["dataset folder", "does not exist", "data/README.md"]),
+    ("empty", [], ["no images matching", "in data/faces"]),
+    ("junk", [], ["none of the 2 image files"]),
+    ("ok", ["--batch_size", "9"], ["--batch_size 9 is larger than the 8 usable images", "--batch_size 8 or fewer"]),
+    ("ok", ["--output_height", "16"], ["--output_height 16 is too small", "at least 32"]),
+    ("ok", ["--dataset", "../faces"], ["--dataset must be a plain folder name"]),
+    ("ok", ["--learning_rate", "-1"], ["--learning_rate must be greater than 0"]),
+])
+def test_user_errors_are_one_line(tmp_path, setup, args, fragments):
+    folder = tmp_path / "data" / "faces"
+    if setup in ("empty", "junk", "ok"):
+        folder.mkdir(parents=True)
+    if setup == "junk":
+        (folder / "a.jpg").write_text("not an image")
+        (folder / "b.png").write_bytes(b"")
+    if setup == "ok":
+        write_images(folder, 8)
+    flags = ["--train", "--dataset", "faces", *TINY_FLAGS, *args]
+    assert_one_line_error(run_main(flags, cwd=tmp_path), *fragments)
+    assert not (tmp_path / "checkpoints").exists()  # stopped before any work
+
+
+def test_test_mode_without_checkpoint_says_so(tmp_path):
+    assert_one_line_error(run_main(["--dataset", "faces", *TINY_FLAGS], cwd=tmp_path),
+                          "no checkpoint in checkpoints/faces_4_32_32", "train first with --train")
+
+
+def test_bad_image_is_skipped_with_a_warning(workdir):
+    (workdir / "data" / "faces" / "broken.jpg").write_text("not a jpeg")
+    proc = run_main(["--train", "--epoch", "1", "--dataset", "faces", *TINY_FLAGS], cwd=workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warnings = [l for l in proc.stderr.splitlines() if "skipped 1 of 9 files" in l]
+    assert len(warnings) == 1 and "broken.jpg" in warnings[0]
