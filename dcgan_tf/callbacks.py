@@ -45,11 +45,11 @@ class SampleGrid(keras.callbacks.Callback):
         self.written = []
 
     def on_train_batch_end(self, batch, logs=None):
-        if _counter(self.model.step) % self.every == 0:
+        if _counter(self.model.step) % self.every == 0 and _state_is_finite(self.model):
             self.write()
 
     def on_train_end(self, logs=None):
-        if self.last_written_step != _counter(self.model.step):
+        if self.last_written_step != _counter(self.model.step) and _state_is_finite(self.model):
             self.write()
 
     def write(self) -> str:
@@ -66,20 +66,44 @@ class SampleGrid(keras.callbacks.Callback):
         return path
 
 
+class NonFiniteGuard(keras.callbacks.Callback):
+    """Stops training at the first step whose losses or weights hold NaN or Inf (flagged by the
+    model in `model.nonfinite_step`); `tripped_at` is that step. Checkpoints and grids are not
+    written from such a state."""
+
+    def __init__(self):
+        super().__init__()
+        self.tripped_at = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        bad = _counter(self.model.nonfinite_step)
+        if bad and self.tripped_at is None:
+            self.tripped_at = bad
+            self.model.stop_training = True
+
+
+def _state_is_finite(model) -> bool:
+    return _counter(model.nonfinite_step) == 0
+
+
 class CheckpointSaver(keras.callbacks.Callback):
-    """Saves through a tf.train.CheckpointManager every `every` steps and at the end of training."""
+    """Saves through a tf.train.CheckpointManager every `every` steps and at the end of training,
+    never once the model has flagged a NaN or Inf: a bad state is never saved."""
 
     def __init__(self, manager: tf.train.CheckpointManager, every: int):
         super().__init__()
         self.manager, self.every = manager, every
         self.last_saved_step = None
 
+    def _allowed(self) -> bool:
+        return _state_is_finite(self.model)
+
     def on_train_batch_end(self, batch, logs=None):
-        if _counter(self.model.step) % self.every == 0:
+        if _counter(self.model.step) % self.every == 0 and self._allowed():
             self.save()
 
     def on_train_end(self, logs=None):
-        if self.last_saved_step != _counter(self.model.step):
+        if self.last_saved_step != _counter(self.model.step) and self._allowed():
             self.save()
 
     def save(self) -> str:

@@ -40,6 +40,9 @@ class DCGAN(keras.Model):
                                     trainable=False)
         self.epoch = self.add_weight(name="epoch", shape=(), dtype="int64", initializer="zeros",
                                      trainable=False)
+        # The first step after which a loss or a weight was NaN or Inf (0: none yet).
+        self.nonfinite_step = self.add_weight(name="nonfinite_step", shape=(), dtype="int64",
+                                              initializer="zeros", trainable=False)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
 
     def compile(self, d_optimizer, g_optimizer, **kwargs):
@@ -82,6 +85,7 @@ class DCGAN(keras.Model):
             self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars))
 
         self.step.assign_add(1)
+        self._check_finite([d_loss, g_loss] + d_vars + g_vars)
         d_x = tf.sigmoid(tf.cast(real_logits, tf.float32))
         d_g_z = tf.sigmoid(tf.cast(fake_logits, tf.float32))
         values = {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake,
@@ -90,6 +94,11 @@ class DCGAN(keras.Model):
         for name, value in values.items():
             self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def _check_finite(self, tensors):
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(t))) for t in tensors])
+        first_bad = tf.logical_and(tf.logical_not(finite), tf.equal(self.nonfinite_step, 0))
+        self.nonfinite_step.assign(tf.where(first_bad, tf.convert_to_tensor(self.step), self.nonfinite_step))
 
     def _write_summaries(self, values, *, z, d_x, d_g_z):
         if self.summary_writer is None:

@@ -97,6 +97,9 @@ def build_run(config: RunConfig, summary_writer=None) -> Run:
                 f"use the run's --sample_num (see its config.json) or another --checkpoint_dir.")
         checkpoints.restore(checkpoint, manager.latest_checkpoint)
         run.resumed_from = manager.latest_checkpoint
+        # Optimizer hyper-parameters come from this invocation's flags, not from the checkpoint.
+        for optimizer in (model.d_optimizer, model.g_optimizer):
+            optimizer.learning_rate = config.learning_rate
     return run
 
 
@@ -136,7 +139,11 @@ def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResul
                  if run.resumed_from else "starting afresh"), flush=True)
     samples = cbs.SampleGrid(run.sample_z, config.run_sample_dir, config.sample_freq, summary_writer=writer)
     stop = cbs.GracefulStop()
-    callbacks = [  # Order matters: a step's grid is named for its epoch, its checkpoint counts it.
+    guard = cbs.NonFiniteGuard()
+    # Order matters: a step's grid is named for its epoch; its checkpoint already counts the epoch
+    # it completed.
+    callbacks = [
+        guard,
         samples,
         cbs.EpochCounter(),
         cbs.CheckpointSaver(run.manager, config.ckpt_freq),
@@ -155,6 +162,12 @@ def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResul
     elif verbose:
         print(f"dcgan_tf: the run already finished {start_epoch} epochs; raise --epoch to train more.")
     writer.flush()
+    if guard.tripped_at is not None:
+        newest = run.manager.latest_checkpoint
+        raise UserError(
+            f"training diverged: a loss or weight became NaN or Inf at step {guard.tripped_at}; nothing "
+            f"from that state was saved. Newest good checkpoint: {newest or 'none'}. Lower "
+            f"--learning_rate (or change --seed) and run again to resume from it.")
     return TrainResult(run=run, history=history, stopped_by=stop.received,
                        steps_run=int(model.step.numpy()) - start_step, seconds=time.time() - started,
                        samples=samples.written)

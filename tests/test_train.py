@@ -95,3 +95,26 @@ def test_batch_larger_than_dataset_stops_before_writing(workdir):
     with pytest.raises(UserError, match="--batch_size 16 is larger than the 8 usable images"):
         train.train(tiny_config(workdir, batch_size=16), verbose=0)
     assert not (workdir / "checkpoints").exists()
+
+
+def test_divergence_stops_with_the_step_and_keeps_the_good_checkpoint(workdir):
+    import tensorflow as tf
+
+    config = tiny_config(workdir, epoch=1, ckpt_freq=1)
+    train.train(config, verbose=0)  # steps 1-2, ckpt-1 and ckpt-2, all finite
+    # Resumed with an absurd learning rate (flags win over the checkpoint's), the weights overflow.
+    with pytest.raises(UserError, match=r"diverged: .* at step (\d+).*Newest good checkpoint: .*ckpt-(\d+)") as info:
+        train.train(dataclasses.replace(config, epoch=50, learning_rate=1e38), verbose=0)
+    import re
+
+    bad_step, good = map(int, re.search(r"at step (\d+).*ckpt-(\d+)", str(info.value)).groups())
+    assert good < bad_step and bad_step >= 3
+    grids = os.listdir(config.run_sample_dir)
+    assert all(int(name[-8:-4]) < bad_step for name in grids)  # no grid of the bad state
+    newest = tf.train.latest_checkpoint(config.run_checkpoint_dir)
+    assert newest.endswith(f"ckpt-{good}")
+    reader = tf.train.load_checkpoint(newest)
+    for name in reader.get_variable_to_shape_map():
+        value = reader.get_tensor(name)
+        if np.issubdtype(np.asarray(value).dtype, np.floating):
+            assert np.all(np.isfinite(value)), name
