@@ -57,3 +57,27 @@ def export_generator(generator, config, path: str) -> str:
         shutil.rmtree(path)
     os.replace(tmp, path)
     return path
+
+
+TFLITE_FILE = "model.tflite"
+
+
+def to_tflite(saved_model_path: str, output_path: str = "") -> str:
+    """Converts an exported SavedModel (its serving_default signature: z -> images, pixels) to a
+    TensorFlow Lite model, by default `model.tflite` inside the SavedModel folder; returns its path.
+
+    Run it with `tf.lite.Interpreter(model_path=...).get_signature_runner("serving_default")(z=z)`.
+    """
+    from dcgan_tf.errors import UserError
+
+    if not os.path.isfile(os.path.join(saved_model_path, "saved_model.pb")):
+        raise UserError(f"{saved_model_path} is not a SavedModel folder (no saved_model.pb); export one "
+                        f"with --export, or give its folder with --saved_model.")
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_path, signature_keys=["serving_default"])
+    flatbuffer = converter.convert()
+    output_path = output_path or os.path.join(saved_model_path, TFLITE_FILE)
+    tmp = output_path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(flatbuffer)
+    os.replace(tmp, output_path)
+    return output_path

@@ -78,3 +78,32 @@ def test_export_metadata_and_replacement(exported):
     again = export.export_generator(run.model.generator, run.config, path)  # replaces in place
     assert again == path and os.path.exists(os.path.join(path, "saved_model.pb"))
     assert not os.path.exists(path + ".partial")
+
+
+def test_savedmodel_serves_through_keras_tfsmlayer_and_tflite(exported, tmp_path):
+    import warnings
+
+    import keras
+    import tensorflow as tf
+
+    _, run, path = exported
+    z = np.random.default_rng(9).uniform(-1, 1, (2, 8)).astype("float32")
+    expected = np.asarray(run.model.generator(z, training=False))
+
+    layer = keras.layers.TFSMLayer(path, call_endpoint="serving_default")
+    outputs = layer(z)
+    np.testing.assert_allclose(np.asarray(outputs["images"]), expected, atol=1e-5)
+    assert np.asarray(outputs["pixels"]).dtype == np.uint8
+
+    tflite = export.to_tflite(path, str(tmp_path / "model.tflite"))
+    with warnings.catch_warnings():  # tf.lite.Interpreter announces its move to ai_edge_litert.
+        warnings.simplefilter("ignore", UserWarning)
+        runner = tf.lite.Interpreter(model_path=tflite).get_signature_runner("serving_default")
+    result = runner(z=z)
+    assert result["images"].shape == (2, 32, 32, 3)
+    np.testing.assert_allclose(result["images"], expected, atol=1e-4)
+    np.testing.assert_array_equal(result["pixels"], np.clip(np.round((result["images"] + 1) * 127.5), 0, 255))
+    one = runner(z=z[:1])  # the batch size is free
+    np.testing.assert_allclose(one["images"], expected[:1], atol=1e-4)
+    # Default place: next to the SavedModel's own files.
+    assert export.to_tflite(path) == os.path.join(path, export.TFLITE_FILE)
