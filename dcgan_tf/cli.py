@@ -56,8 +56,17 @@ def run_action(config: RunConfig) -> int:
 
     nets.check_config(config)
     from dcgan_tf import export, images, train
-    from dcgan_tf.latent import sample_z
+    from dcgan_tf import generate, visualize
+    from dcgan_tf.latent import draw_z, sample_z
 
+    # Actions on a trained model (each a library function; see generate.py, visualize.py, tf1_import.py).
+    wants_images = bool(config.generate or config.interpolate) or config.visualize is not None
+    tools = wants_images or config.report or config.tflite or bool(config.import_tf1)
+    if config.import_tf1:
+        from dcgan_tf import tf1_import
+
+        path = tf1_import.import_tf1_checkpoint(config.import_tf1, config)
+        print(f"dcgan_tf: imported {config.import_tf1} as the checkpoint {path}")
     if config.train:
         result = train.train(config)
         run = result.run
@@ -69,12 +78,38 @@ def run_action(config: RunConfig) -> int:
             print(f"dcgan_tf: trained {result.steps_run} steps in {result.seconds:.1f} s "
                   f"({result.seconds / result.steps_run:.3f} s/step); checkpoints in {run.config.run_checkpoint_dir}, "
                   f"samples in {run.config.run_sample_dir}, TensorBoard logs in {run.config.run_log_dir}.")
-    else:
+        try:
+            for path in visualize.write_report(run.config):
+                print(f"dcgan_tf: wrote {path}")
+        except Exception as e:  # Pictures must not turn a finished training into a failure.
+            print(f"dcgan_tf: warning: no training report ({type(e).__name__}: {e})", file=sys.stderr)
+    elif config.export or not tools or (not config.saved_model and (wants_images or config.tflite)):
         run = train.load_trained(config)
-    if config.export:
+    if config.export or (config.tflite and not config.saved_model):
         path = export.export_generator(run.model.generator, run.config, run.config.run_export_dir)
         print(f"dcgan_tf: exported the generator as a SavedModel to {path}")
-    if not config.train and not config.export:
+    if config.tflite:
+        print(f"dcgan_tf: wrote {export.to_tflite(config.saved_model or path)}")
+    if wants_images:
+        source = generate.load_source(config, None if config.saved_model else run)
+        folder = generate.output_dir(config, source)
+        print(f"dcgan_tf: drawing from {source.origin} with --seed {config.seed}")
+    if config.generate:
+        paths = generate.generate(source, config.generate, folder, config.seed, grid=config.grid)
+        print(f"dcgan_tf: wrote {len(paths)} file(s): {paths[0]}" + (f" ... {paths[-1]}" if len(paths) > 1 else ""))
+    if config.visualize is not None:
+        paths = visualize.visualize(source, config.visualize, folder, batch_size=config.batch_size,
+                                    seed=config.seed, dims=config.visualize_dims)
+        print(f"dcgan_tf: wrote {len(paths)} file(s) into {folder}")
+    if config.interpolate:
+        keys = draw_z(config.interpolate, source.z_dim, source.z_dist, seed=config.seed)
+        for path in visualize.interpolate(source, keys, config.interpolate_steps, folder,
+                                          f"interpolate_s{config.seed}_k{config.interpolate}"):
+            print(f"dcgan_tf: wrote {path}")
+    if config.report and not config.train:
+        for path in visualize.write_report(config):
+            print(f"dcgan_tf: wrote {path}")
+    if not config.train and not config.export and not tools:
         # This invocation's --seed (fresh unless given), not the run's: each test grid is new.
         z = sample_z(run.config.batch_size, run.config.z_dim, run.config.z_dist, seed=config.seed)
         stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())

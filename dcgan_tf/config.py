@@ -38,6 +38,28 @@ class RunConfig:
     # What to do.
     train: bool = _opt(False, "Train (otherwise: load the latest checkpoint and write a test grid).")
     export: bool = _opt(False, "Export the generator as a TensorFlow SavedModel into --export_dir.")
+    # Using a trained model (from the run's newest checkpoint, or --saved_model).
+    generate: int = _opt(0, "Write N generated images (one PNG each, or one grid with --grid) into "
+                            "--sample_dir/<run>; 0: off. --seed makes them repeatable.")
+    grid: bool = _opt(False, "With --generate: write the images as one grid instead of one file each.")
+    saved_model: str = _opt("", "Take the generator from this SavedModel folder (written by --export) "
+                                "instead of the run's checkpoint, for --generate, --visualize, --interpolate "
+                                "and --tflite.")
+    visualize: Optional[int] = _opt(
+        None, "The original's visualize options: 0 one grid of random z; 1 sweep each z dimension over "
+              "[-1, 1] across the batch, one PNG per dimension; 2 the sweep around a random z as one GIF per "
+              "dimension; 3 the sweep of option 1 as one GIF per dimension; 4 one merged GIF of all dimensions.")
+    visualize_dims: int = _opt(0, "z dimensions swept by --visualize 1-4 (the first N); 0 means all.")
+    interpolate: int = _opt(0, "Slerp through K random z vectors (K >= 2; --seed makes them repeatable): a "
+                               "looping GIF and a strip PNG in --sample_dir/<run>; 0: off.")
+    interpolate_steps: int = _opt(8, "Images from one z vector to the next in --interpolate.")
+    report: bool = _opt(False, "Pictures of the run's training in its checkpoint folder: losses.png (loss "
+                               "curves) and training.gif (the sample grids over training). Also written "
+                               "after --train.")
+    import_tf1: str = _opt("", "Import a checkpoint written by the original TF1 program (its prefix, e.g. "
+                               "checkpoint/<run>/DCGAN.model-12000, or its folder) as this run's checkpoint.")
+    tflite: bool = _opt(False, "Convert the exported SavedModel (of this run, exported first, or "
+                               "--saved_model) to TensorFlow Lite: model.tflite inside its folder.")
     # Data.
     dataset: str = _opt("simpsons_64", "Folder name under --data_dir (matched case-insensitively).")
     data_dir: str = _opt("data", "Folder that holds the dataset folders.")
@@ -114,6 +136,15 @@ class RunConfig:
                 f"got {self.dataset!r}; put the images in {os.path.join(self.data_dir, '<name>')}.")
         if self.seed is not None and not 0 <= self.seed < 2**31:
             raise UserError(f"--seed must be in [0, 2^31), got {self.seed}.")
+        for name in ("generate", "visualize_dims", "interpolate"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name} must be 0 (off) or more, got {getattr(self, name)}.")
+        if self.visualize is not None and self.visualize not in (0, 1, 2, 3, 4):
+            raise UserError(f"--visualize must be one of 0, 1, 2, 3, 4, got {self.visualize}.")
+        if self.interpolate == 1:
+            raise UserError("--interpolate needs at least 2 z vectors to walk between; use --interpolate 2 or more.")
+        if self.interpolate_steps < 1:
+            raise UserError(f"--interpolate_steps must be 1 or more, got {self.interpolate_steps}.")
 
     # ----------------------------------------------------------------------------------------------
     @property

@@ -1,0 +1,108 @@
+"""Images from a trained generator: the newest checkpoint of a run, or an exported SavedModel.
+
+`load_source(config)` gives a `Source` (z -> images) whichever the weights come from; `generate`
+writes N images or one grid from it. visualize.py draws its sweeps and walks through the same
+`Source`, so every picture command works on checkpoints and SavedModels alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Callable, List
+
+import numpy as np
+
+from dcgan_tf import images as imgs
+from dcgan_tf.config import Z_DISTRIBUTIONS
+from dcgan_tf.data import to_pixels
+from dcgan_tf.errors import UserError
+from dcgan_tf.latent import draw_z
+
+BATCH = 64  # Images per generator call: bounds memory for large N.
+
+
+@dataclasses.dataclass
+class Source:
+    """A trained generator seen as a function from z [n, z_dim] to images [n, H, W, C] in [-1, 1]."""
+
+    z_dim: int
+    z_dist: str
+    name: str  # The run's name: outputs go to <sample_dir>/<name>.
+    origin: str  # Where the weights came from, for messages.
+    fn: Callable[[np.ndarray], np.ndarray]
+
+    def images(self, z) -> np.ndarray:
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"z must be [n, {self.z_dim}], got {z.shape}")
+        return np.concatenate([np.asarray(self.fn(z[i:i + BATCH]), dtype=np.float32)
+                               for i in range(0, len(z), BATCH)])
+
+
+def from_generator(generator, z_dim: int, z_dist: str, name: str, origin: str = "generator") -> Source:
+    """A Source of a Keras generator (inference mode: batch norm with its moving averages)."""
+    return Source(z_dim, z_dist, name, origin, lambda z: generator(z, training=False))
+
+
+def from_saved_model(path: str) -> Source:
+    """A Source of a SavedModel written by --export; its dcgan_tf.json says z_dim and z_dist."""
+    from dcgan_tf.export import METADATA_FILE
+
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise UserError(f"--saved_model {path} is not a SavedModel folder (no saved_model.pb); give the "
+                        f"folder that --export wrote, e.g. export/<run>.")
+    meta_path = os.path.join(path, METADATA_FILE)
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+        z_dim, z_dist = int(meta["z_dim"]), str(meta["z_dist"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"cannot read z_dim and z_dist from {meta_path} ({e}); export the model again "
+                        f"with --export.") from None
+    if z_dist not in Z_DISTRIBUTIONS or z_dim < 1:
+        raise UserError(f"{meta_path} names z_dim {z_dim} and z_dist {z_dist!r}, which this version "
+                        f"cannot draw; export the model again with --export.")
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    name = meta.get("run_name") or os.path.basename(os.path.normpath(path))
+    return Source(z_dim, z_dist, str(name), path, lambda z: serve(z=tf.constant(z))["images"].numpy())
+
+
+def load_source(config, run=None) -> Source:
+    """The Source that `config` names: --saved_model when given, else `run` (a train.Run) when given,
+    else the newest checkpoint of the run the flags name."""
+    if config.saved_model:
+        return from_saved_model(config.saved_model)
+    if run is None:
+        from dcgan_tf import train
+
+        run = train.load_trained(config)
+    return from_generator(run.model.generator, run.config.z_dim, run.config.z_dist, run.config.run_name,
+                          run.resumed_from or f"the model of run {run.config.run_name}")
+
+
+def output_dir(config, source: Source) -> str:
+    return os.path.join(config.sample_dir, source.name)
+
+
+def generate(source: Source, count: int, folder: str, seed: int, grid: bool = False) -> List[str]:
+    """Writes `count` images of z drawn with `seed`: one PNG each in `{folder}/generate_s{seed}/`,
+    or (`grid`) one grid `{folder}/generate_s{seed}_n{count}.png`. Returns the paths written.
+
+    The same seed gives the same images, and the first images of a larger count are those of a
+    smaller one.
+    """
+    if count < 1:
+        raise UserError(f"--generate must be 1 or more images, got {count}.")
+    z = draw_z(count, source.z_dim, source.z_dist, seed=seed)
+    if grid:
+        return [imgs.save_grid(source.images(z), os.path.join(folder, f"generate_s{seed}_n{count}.png"))]
+    target = os.path.join(folder, f"generate_s{seed}")
+    paths = []
+    for start in range(0, count, BATCH):
+        for i, picture in enumerate(to_pixels(source.images(z[start:start + BATCH])), start):
+            paths.append(imgs.save_png(picture, os.path.join(target, f"{i:04d}.png")))
+    return paths
