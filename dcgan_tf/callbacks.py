@@ -20,6 +20,25 @@ def _counter(variable) -> int:
     return int(keras.ops.convert_to_numpy(variable))
 
 
+class OutputFailure:
+    """Remembers the first failed write (disk full, folder made read-only, ...) and stops `fit`,
+    so training never goes on without being able to save. `error` is None until then."""
+
+    def __init__(self):
+        self.error = None
+
+    def attempt(self, callback: keras.callbacks.Callback, write, what: str):
+        if self.error is not None:
+            return None
+        try:
+            return write()
+        except (OSError, tf.errors.OpError) as e:
+            reason = getattr(e, "strerror", None) or str(e).strip().splitlines()[0]
+            self.error = f"cannot write {what}: {reason}"
+            callback.model.stop_training = True
+            return None
+
+
 class EpochCounter(keras.callbacks.Callback):
     """Counts completed epochs in `model.epoch`, right after an epoch's last step (so a checkpoint
     saved at that step already counts it); an epoch cut short by a stop does not count."""
@@ -33,24 +52,52 @@ class EpochCounter(keras.callbacks.Callback):
             self.model.epoch.assign_add(1)
 
 
+class MetricsLog(keras.callbacks.Callback):
+    """Appends one CSV row per completed epoch (epoch index, step, the epoch's metric means) to
+    `path`. An epoch cut short writes nothing; a line cut by a kill is closed before appending."""
+
+    def __init__(self, path: str, names):
+        super().__init__()
+        self.path, self.names = path, tuple(names)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_at_start = _counter(self.model.epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if _counter(self.model.epoch) == self._epoch_at_start or not logs:
+            return  # Cut short (or no steps): not an epoch's mean.
+        fresh = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
+        prefix = ""
+        if not fresh:
+            with open(self.path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                prefix = "" if f.read(1) == b"\n" else "\n"
+        header = ",".join(("epoch", "step") + self.names) + "\n" if fresh else ""
+        row = ",".join([str(self._epoch_at_start), str(_counter(self.model.step))]
+                       + [repr(float(logs.get(n, float("nan")))) for n in self.names]) + "\n"
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(prefix + header + row)  # One write: a kill leaves at most one cut line.
+
+
 class SampleGrid(keras.callbacks.Callback):
     """Every `every` steps (and at the end), the generator's images of the fixed `sample_z`:
     `{folder}/train_{epoch:02d}_{step:04d}.png`, and the grid as image summary "G"."""
 
-    def __init__(self, sample_z, folder: str, every: int, summary_writer=None):
+    def __init__(self, sample_z, folder: str, every: int, summary_writer=None, failure: OutputFailure = None):
         super().__init__()
         self.sample_z, self.folder, self.every = sample_z, folder, every
+        self.failure = failure or OutputFailure()
         self.summary_writer = summary_writer
         self.last_written_step = None
         self.written = []
 
     def on_train_batch_end(self, batch, logs=None):
         if _counter(self.model.step) % self.every == 0 and _state_is_finite(self.model):
-            self.write()
+            self.failure.attempt(self, self.write, f"a sample grid into {self.folder}")
 
     def on_train_end(self, logs=None):
         if self.last_written_step != _counter(self.model.step) and _state_is_finite(self.model):
-            self.write()
+            self.failure.attempt(self, self.write, f"a sample grid into {self.folder}")
 
     def write(self) -> str:
         step, epoch = _counter(self.model.step), _counter(self.model.epoch)
@@ -90,9 +137,10 @@ class CheckpointSaver(keras.callbacks.Callback):
     """Saves through a tf.train.CheckpointManager every `every` steps and at the end of training,
     never once the model has flagged a NaN or Inf: a bad state is never saved."""
 
-    def __init__(self, manager: tf.train.CheckpointManager, every: int):
+    def __init__(self, manager: tf.train.CheckpointManager, every: int, failure: OutputFailure = None):
         super().__init__()
         self.manager, self.every = manager, every
+        self.failure = failure or OutputFailure()
         self.last_saved_step = None
 
     def _allowed(self) -> bool:
@@ -100,11 +148,11 @@ class CheckpointSaver(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if _counter(self.model.step) % self.every == 0 and self._allowed():
-            self.save()
+            self.failure.attempt(self, self.save, f"a checkpoint into {self.manager.directory}")
 
     def on_train_end(self, logs=None):
         if self.last_saved_step != _counter(self.model.step) and self._allowed():
-            self.save()
+            self.failure.attempt(self, self.save, f"a checkpoint into {self.manager.directory}")
 
     def save(self) -> str:
         step = _counter(self.model.step)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import glob
+import os
+import re
+import shutil
+import time
+import warnings
+
 import tensorflow as tf
 
-from dcgan_tf.errors import UserError
+from dcgan_tf.errors import RunWarning, UserError
 
 
 def make_checkpoint(model, sample_z) -> tf.train.Checkpoint:
@@ -17,7 +24,81 @@ def make_checkpoint(model, sample_z) -> tf.train.Checkpoint:
 
 
 def make_manager(checkpoint: tf.train.Checkpoint, folder: str, max_to_keep: int):
+    """The run's CheckpointManager. If its list file ("checkpoint") is missing or damaged while
+    ckpt-N files exist, the list is rebuilt from them (the damaged file is kept aside), so a run is
+    never restarted from scratch over its own checkpoints."""
+    remove_unfinished_writes(folder)
+    manager = tf.train.CheckpointManager(checkpoint, folder, max_to_keep=max_to_keep, checkpoint_name="ckpt")
+    found = sorted((p[:-len(".index")] for p in glob.glob(os.path.join(folder, "ckpt-*.index"))),
+                   key=lambda p: int(p.rsplit("-", 1)[1]))
+    if manager.checkpoints or not found:
+        return manager
+    state = os.path.join(folder, "checkpoint")
+    note = "was missing"
+    if os.path.exists(state):
+        kept = f"{state}.damaged-{int(time.time())}"
+        os.replace(state, kept)  # Kept, not deleted: nothing saved is thrown away.
+        note = f"was damaged (kept as {kept})"
+    _write_state_file(state, found)
+    warnings.warn(RunWarning(f"the checkpoint list {state} {note}; rebuilt the list from the "
+                             f"{len(found)} ckpt-N files found."), stacklevel=2)
     return tf.train.CheckpointManager(checkpoint, folder, max_to_keep=max_to_keep, checkpoint_name="ckpt")
+
+
+def _write_state_file(state: str, prefixes) -> None:
+    """Writes the list file as TensorFlow does (text proto: names relative to its folder, and the
+    save times the manager needs), atomically."""
+    names = [os.path.basename(p) for p in prefixes]
+    times = [os.path.getmtime(p + ".index") for p in prefixes]
+    lines = ([f'model_checkpoint_path: "{names[-1]}"'] + [f'all_model_checkpoint_paths: "{n}"' for n in names]
+             + [f"all_model_checkpoint_timestamps: {t}" for t in times] + [f"last_preserved_timestamp: {min(times) - 1}"])
+    with open(state + ".tmp", "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(state + ".tmp", state)
+
+
+def restore_newest(checkpoint: tf.train.Checkpoint, paths_newest_first, sample_z) -> str:
+    """Restores the newest of `paths` that loads, warning about damaged newer ones; returns its path.
+
+    UserError when none loads (the first error says why) or the sample grid size differs."""
+    errors = []
+    for path in paths_newest_first:
+        try:
+            saved = dict(tf.train.list_variables(path))
+        except (tf.errors.OpError, ValueError) as e:
+            errors.append((path, _first_line(e)))
+            continue
+        if tuple(saved.get("sample_z/.ATTRIBUTES/VARIABLE_VALUE", sample_z.shape)) != tuple(sample_z.shape):
+            raise UserError(
+                f"{path} holds a different number of sample images; use the run's --sample_num (see its "
+                f"config.json) or another --checkpoint_dir.")
+        try:
+            restore(checkpoint, path)
+        except UserError as e:
+            errors.append((path, str(e)))
+            continue
+        if errors:
+            warnings.warn(RunWarning("; ".join(f"checkpoint {p} is damaged and was skipped ({why})"
+                                               for p, why in errors) + f"; resumed from the older {path}."),
+                          stacklevel=2)
+        return path
+    path, why = errors[0]
+    raise UserError(why if why.startswith("checkpoint ") else f"checkpoint {path} cannot be read ({why}).")
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:300]
+
+
+def remove_unfinished_writes(folder: str) -> None:
+    """Deletes the temporary folders a killed checkpoint write leaves (`ckpt-N_temp`). TensorFlow
+    publishes a checkpoint only once it is complete, so these are never referenced."""
+    if not os.path.isdir(folder):
+        return
+    for name in os.listdir(folder):
+        if re.fullmatch(r"ckpt-\d+_temp", name) and os.path.isdir(os.path.join(folder, name)):
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
 
 
 def restore(checkpoint: tf.train.Checkpoint, path: str, *, partial: bool = False) -> None:
@@ -30,9 +111,8 @@ def restore(checkpoint: tf.train.Checkpoint, path: str, *, partial: bool = False
         if partial:
             status.expect_partial()
         status.assert_existing_objects_matched()
-    except (tf.errors.OpError, AssertionError, ValueError) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except Exception as e:  # A file we did not write can fail to load in many ways; all mean "not this".
         raise UserError(
-            f"checkpoint {path} cannot be loaded into this model ({first_line[:300]}); it may be damaged "
+            f"checkpoint {path} cannot be loaded into this model ({_first_line(e)}); it may be damaged "
             f"or made with other options: check the run's config.json, or use another --checkpoint_dir."
         ) from None

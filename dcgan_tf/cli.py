@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import sys
 import time
 import typing
+import warnings
 
 from absl import app, flags, logging
 
 from dcgan_tf.config import RunConfig
-from dcgan_tf.errors import UserError
+from dcgan_tf.errors import RunWarning, UserError
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -43,6 +45,12 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
 def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> RunConfig:
     return RunConfig.create(**{f.name: flag_values[f.name].value for f in dataclasses.fields(RunConfig)})
+
+
+def _format_warning(message, category, filename, lineno, line=None, _default=warnings.formatwarning):
+    if issubclass(category, RunWarning):
+        return f"dcgan_tf: warning: {message}\n"
+    return _default(message, category, filename, lineno, line)
 
 
 def _quiet_tensorflow() -> None:
@@ -119,16 +127,48 @@ def run_action(config: RunConfig) -> int:
     return 0
 
 
-def main(argv) -> int:
+class _Terminated(Exception):
+    """SIGTERM outside training (during start-up, sampling or export)."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated
+
+
+def main(argv, flag_values: flags.FlagValues = flags.FLAGS) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}; all options are --flags.")
+    # During training, callbacks.GracefulStop takes over both signals and saves a checkpoint.
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    warnings.formatwarning = _format_warning
     try:
-        config = config_from_flags()
+        config = config_from_flags(flag_values)
         _quiet_tensorflow()
         return run_action(config)
     except UserError as e:
         print(f"dcgan_tf: error: {e}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, _Terminated):
+        print("dcgan_tf: interrupted outside training; checkpoints already saved are untouched.",
+              file=sys.stderr)
+        return 130
+
+
+def execute(argv) -> int:
+    """Runs a command line in this process (argv[0] is the program name) and returns its exit
+    status, as main.py would; for tests and for driving the tool from Python."""
+    flag_values = flags.FlagValues()
+    define_flags(flag_values)
+    try:
+        remaining = flag_values(list(argv))
+    except flags.Error as e:
+        print(f"dcgan_tf: error: {e}", file=sys.stderr)
+        return 2
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        return main(remaining, flag_values)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run() -> None:

@@ -130,7 +130,7 @@ class RunConfig:
             raise UserError(f"--beta1 must be in [0, 1), got {self.beta1}.")
         if self.z_dist not in Z_DISTRIBUTIONS:
             raise UserError(f"--z_dist must be one of {', '.join(Z_DISTRIBUTIONS)}, got {self.z_dist!r}.")
-        if not _SAFE_NAME.match(self.dataset) or ".." in self.dataset:
+        if not _SAFE_NAME.fullmatch(self.dataset) or ".." in self.dataset:
             raise UserError(
                 f"--dataset must be a plain folder name under --data_dir (letters, digits, '.', '_', '-'), "
                 f"got {self.dataset!r}; put the images in {os.path.join(self.data_dir, '<name>')}.")

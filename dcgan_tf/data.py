@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import fnmatch
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from dcgan_tf.errors import UserError
+from dcgan_tf.errors import RunWarning, UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
@@ -66,7 +67,7 @@ def find_image_files(folder: str, pattern: str = "*") -> List[str]:
         seen_dirs.add(real)
         dirs.sort()
         for name in files:
-            if name.lower().endswith(IMAGE_EXTENSIONS) and fnmatch.fnmatch(name, pattern):
+            if name.lower().endswith(IMAGE_EXTENSIONS) and fnmatch.fnmatch(name.lower(), pattern.lower()):
                 found.append(os.path.join(root, name))
     return sorted(found)
 
@@ -81,9 +82,11 @@ def centre_crop_box(width: int, height: int, crop_width: int, crop_height: int) 
 def _to_array(img: Image.Image, c_dim: int) -> np.ndarray:
     """Pixels as uint8 [H, W, c_dim], whatever the file's mode."""
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        # 16-bit and float files: scale the value range to 8 bits instead of clipping it.
+        # 16-bit and float files: scale the value range to 8 bits instead of clipping it. 16-bit
+        # modes span 0..65535; for 32-bit "I"/"F" the range is guessed from the values.
         arr = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        sixteen_bit = img.mode.startswith("I;16")
+        peak = 65535.0 if sixteen_bit or arr.max(initial=0) > 255 else 255.0
         gray = np.clip(arr * (255.0 / peak), 0, 255).round().astype(np.uint8)
         img = Image.fromarray(gray, mode="L")
     if img.mode == "P":
@@ -97,6 +100,19 @@ def _to_array(img: Image.Image, c_dim: int) -> np.ndarray:
     return arr[..., None] if c_dim == 1 else arr
 
 
+def _draft_jpeg(img: Image.Image, region: Tuple[int, int], output: Tuple[int, int]) -> float:
+    """Lets a large JPEG decode at 1/2, 1/4 or 1/8 scale when the used `region` (width, height)
+    still covers the `output` size; keeps memory bounded for huge photos. Returns the scale."""
+    if img.format != "JPEG":
+        return 1.0
+    width, height = img.size
+    wanted = (math.ceil(width * output[0] / region[0]), math.ceil(height * output[1] / region[1]))
+    if wanted[0] * 2 > width or wanted[1] * 2 > height:
+        return 1.0
+    img.draft(None, wanted)
+    return img.size[0] / width
+
+
 def load_image(path: str, *, crop: bool, crop_size: Tuple[int, int], output_size: Tuple[int, int],
                c_dim: int) -> np.ndarray:
     """One file as uint8 [out_h, out_w, c_dim]: optional centre crop, then a bilinear resize.
@@ -105,18 +121,21 @@ def load_image(path: str, *, crop: bool, crop_size: Tuple[int, int], output_size
     """
     out_h, out_w = output_size
     try:
-        with Image.open(path) as img:
-            img.seek(0)  # First frame of an animation.
-            width, height = img.size
-            if crop:
-                crop_h, crop_w = crop_size
+        if True:  # (one indentation level kept for a readable diff)
+            with Image.open(path) as img:
+                img.seek(0)  # First frame of an animation.
+                width, height = img.size
+                if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
+                    raise Image.DecompressionBombError(f"{width}x{height}")
+                crop_h, crop_w = crop_size if crop else (height, width)
                 if width < crop_w or height < crop_h:
                     raise UnusableImage(f"{width}x{height} is smaller than the {crop_w}x{crop_h} crop")
+                scale = _draft_jpeg(img, (crop_w, crop_h), (out_w, out_h))
                 img.load()
-                img = img.crop(centre_crop_box(width, height, crop_w, crop_h))
-            else:
-                img.load()
-            arr = _to_array(img, c_dim)
+                if crop:
+                    img = img.crop(centre_crop_box(img.size[0], img.size[1], max(1, round(crop_w * scale)),
+                                                   max(1, round(crop_h * scale))))
+                arr = _to_array(img, c_dim)
     except UnusableImage:
         raise
     except Image.DecompressionBombError:
@@ -139,8 +158,8 @@ def detect_channels(paths: Sequence[str]) -> int:
             with Image.open(path) as img:
                 if img.mode not in _GRAY_MODES:
                     return 3
-        except (OSError, ValueError, SyntaxError):
-            continue
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            continue  # load_image names it in the warning.
     return 1
 
 
@@ -155,7 +174,9 @@ def load_image_folder(folder: str, *, pattern: str = "*", crop: bool, crop_size:
         raise UserError(
             f"no images matching {pattern!r} ({'/'.join(e[1:] for e in IMAGE_EXTENSIONS)}) in {folder}; "
             f"add images or change --input_fname_pattern.")
-    c_dim = c_dim or detect_channels(paths)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        c_dim = c_dim or detect_channels(paths)
 
     def load(path):
         try:
@@ -164,15 +185,17 @@ def load_image_folder(folder: str, *, pattern: str = "*", crop: bool, crop_size:
             return None, str(e)
 
     workers = workers or min(4, os.cpu_count() or 1)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(load, paths))
+    with warnings.catch_warnings():  # Over-large files are skipped by load_image, not warned about.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(load, paths))
     good = [(p, arr) for p, (arr, _) in zip(paths, results) if arr is not None]
     skipped = tuple((p, why) for p, (_, why) in zip(paths, results) if why is not None)
     if skipped:
         listed = "; ".join(f"{p} ({why})" for p, why in skipped[:20])
         more = f"; and {len(skipped) - 20} more" if len(skipped) > 20 else ""
-        warnings.warn(f"skipped {len(skipped)} of {len(paths)} files that cannot be used: {listed}{more}",
-                      stacklevel=2)
+        warnings.warn(RunWarning(f"skipped {len(skipped)} of {len(paths)} files that cannot be used: "
+                                 f"{listed}{more}"), stacklevel=2)
     if not good:
         raise UserError(f"none of the {len(paths)} image files in {folder} could be used; see the warning above.")
     images = np.stack([arr for _, arr in good])

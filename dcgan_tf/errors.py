@@ -6,3 +6,8 @@ The command line turns it into a single line on stderr; programming errors keep 
 
 class UserError(Exception):
     """A problem the user can fix; the message says what is wrong and how to fix it."""
+
+
+class RunWarning(UserWarning):
+    """Something the user should know that does not stop the run (skipped files, a damaged older
+    checkpoint passed over); the command line prints it as one line."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 import time
 from typing import List, Optional
 
@@ -18,7 +19,7 @@ from dcgan_tf import callbacks as cbs
 from dcgan_tf import checkpoints, data, nets
 from dcgan_tf.config import RunConfig, check_same_model, load_saved_config
 from dcgan_tf.errors import UserError
-from dcgan_tf.gan import DCGAN
+from dcgan_tf.gan import DCGAN, METRIC_NAMES
 from dcgan_tf.latent import sample_z as draw_z
 
 METRICS_FILE = "metrics.csv"
@@ -90,24 +91,24 @@ def build_run(config: RunConfig, summary_writer=None) -> Run:
     checkpoint = checkpoints.make_checkpoint(model, sample_z)
     manager = checkpoints.make_manager(checkpoint, config.run_checkpoint_dir, config.max_to_keep)
     run = Run(config=config, model=model, sample_z=sample_z, checkpoint=checkpoint, manager=manager)
-    if manager.latest_checkpoint:
-        if tuple(sample_z.shape) != _saved_shape(manager.latest_checkpoint, "sample_z"):
-            raise UserError(
-                f"the checkpoints in {config.run_checkpoint_dir} hold a different number of sample images; "
-                f"use the run's --sample_num (see its config.json) or another --checkpoint_dir.")
-        checkpoints.restore(checkpoint, manager.latest_checkpoint)
-        run.resumed_from = manager.latest_checkpoint
+    if manager.checkpoints:
+        run.resumed_from = checkpoints.restore_newest(checkpoint, manager.checkpoints[::-1], sample_z)
         # Optimizer hyper-parameters come from this invocation's flags, not from the checkpoint.
         for optimizer in (model.d_optimizer, model.g_optimizer):
             optimizer.learning_rate = config.learning_rate
     return run
 
 
-def _saved_shape(path: str, name: str):
-    for key, shape in tf.train.list_variables(path):
-        if key.startswith(f"{name}/"):
-            return tuple(shape)
-    return None
+def check_writable(folders) -> None:
+    """Creates the run's output folders and proves each writable, before any training."""
+    for folder in folders:
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as e:
+            raise UserError(f"cannot write to {folder} ({e.strerror or e}); fix its permissions or free space, "
+                            f"or choose another output folder (--checkpoint_dir, --sample_dir, --log_dir).") from None
 
 
 def prepare_data(config: RunConfig):
@@ -127,6 +128,7 @@ def prepare_data(config: RunConfig):
 def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResult:
     """Trains the run named by `config` up to `config.epoch` epochs, resuming where it stopped."""
     config, image_set = prepare_data(config)
+    check_writable([config.run_checkpoint_dir, config.run_sample_dir, config.run_log_dir])
     writer = tf.summary.create_file_writer(config.run_log_dir)
     run = build_run(config, summary_writer=writer)
     config.save(config.run_checkpoint_dir)
@@ -137,7 +139,9 @@ def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResul
               f" at {config.output_height}x{config.output_width}x{config.c_dim}; run {config.run_name}; "
               + (f"resumed from {run.resumed_from} (epoch {start_epoch}, step {start_step})"
                  if run.resumed_from else "starting afresh"), flush=True)
-    samples = cbs.SampleGrid(run.sample_z, config.run_sample_dir, config.sample_freq, summary_writer=writer)
+    failure = cbs.OutputFailure()
+    samples = cbs.SampleGrid(run.sample_z, config.run_sample_dir, config.sample_freq, summary_writer=writer,
+                             failure=failure)
     stop = cbs.GracefulStop()
     guard = cbs.NonFiniteGuard()
     # Order matters: a step's grid is named for its epoch; its checkpoint already counts the epoch
@@ -146,8 +150,8 @@ def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResul
         guard,
         samples,
         cbs.EpochCounter(),
-        cbs.CheckpointSaver(run.manager, config.ckpt_freq),
-        keras.callbacks.CSVLogger(os.path.join(config.run_checkpoint_dir, METRICS_FILE), append=True),
+        cbs.CheckpointSaver(run.manager, config.ckpt_freq, failure=failure),
+        cbs.MetricsLog(os.path.join(config.run_checkpoint_dir, METRICS_FILE), METRIC_NAMES),
         stop,
         *extra_callbacks,
     ]
@@ -162,6 +166,11 @@ def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResul
     elif verbose:
         print(f"dcgan_tf: the run already finished {start_epoch} epochs; raise --epoch to train more.")
     writer.flush()
+    if failure.error is not None:
+        raise UserError(
+            f"{failure.error}; training stopped at step {int(model.step.numpy())}. Newest checkpoint: "
+            f"{run.manager.latest_checkpoint or 'none'}. Free disk space or fix the folder's permissions "
+            f"(or choose other output folders) and run again to resume.")
     if guard.tripped_at is not None:
         newest = run.manager.latest_checkpoint
         raise UserError(

@@ -166,7 +166,7 @@ _LOSS_TAGS = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss")
 
 
 def read_metrics_csv(path: str) -> Dict[str, np.ndarray]:
-    """The columns of a run's metrics.csv (keras CSVLogger: one row per epoch) as float arrays, with
+    """The columns of a run's metrics.csv (callbacks.MetricsLog: one row per epoch) as float arrays, with
     "epoch" counting completed epochs from 1; {} when there is nothing to read.
 
     A run killed while writing leaves a last line without its line end: it is dropped, as are rows
