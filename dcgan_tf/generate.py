@@ -66,7 +66,12 @@ def from_saved_model(path: str) -> Source:
                         f"cannot draw; export the model again with --export.")
     import tensorflow as tf
 
-    serve = tf.saved_model.load(path).signatures["serving_default"]
+    try:
+        serve = tf.saved_model.load(path).signatures["serving_default"]
+    except Exception as e:  # A damaged or foreign SavedModel fails in many ways; all mean "not usable".
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise UserError(f"--saved_model {path} cannot be loaded as a generator ({first}); give the folder "
+                        f"that --export wrote, e.g. export/<run>.") from None
     name = meta.get("run_name") or os.path.basename(os.path.normpath(path))
     return Source(z_dim, z_dist, str(name), path, lambda z: serve(z=tf.constant(z))["images"].numpy())
 

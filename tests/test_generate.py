@@ -83,6 +83,13 @@ def test_saved_model_source_matches_the_checkpoint(saved_run, tmp_path):
         generate.from_saved_model(path)
     with pytest.raises(UserError, match="is not a SavedModel folder"):
         generate.from_saved_model(str(tmp_path))
+    # A folder that looks like one but holds garbage.
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "saved_model.pb").write_bytes(b"not a protobuf")
+    (fake / export.METADATA_FILE).write_text(json.dumps(saved))
+    with pytest.raises(UserError, match="cannot be loaded as a generator"):
+        generate.from_saved_model(str(fake))
 
 
 def test_no_checkpoint_is_a_user_error(tmp_path):
