@@ -145,6 +145,13 @@ class RunConfig:
             raise UserError("--interpolate needs at least 2 z vectors to walk between; use --interpolate 2 or more.")
         if self.interpolate_steps < 1:
             raise UserError(f"--interpolate_steps must be 1 or more, got {self.interpolate_steps}.")
+        # Contradictions: a SavedModel holds a generator only, so it cannot be trained or re-exported.
+        for action in ("train", "export", "import_tf1"):
+            if self.saved_model and getattr(self, action):
+                raise UserError(f"--saved_model cannot be combined with --{action}: a SavedModel holds only "
+                                f"the generator; drop --saved_model to {action.replace('_', ' ')} the run.")
+        if self.grid and not self.generate:
+            raise UserError("--grid only applies to --generate N; add --generate N or drop --grid.")
 
     # ----------------------------------------------------------------------------------------------
     @property

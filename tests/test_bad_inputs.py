@@ -1,6 +1,7 @@
 """The bad-input matrix: every case ends in one clear error line or a one-line warning and a skip,
 never a traceback, and nothing already saved is lost. Runs the command line in-process."""
 
+import gc
 import os
 import shutil
 import struct
@@ -151,6 +152,9 @@ ERROR_CASES = {
     "not_a_number": ("good", ["--batch_size", "many"], ["batch_size"]),
     "dataset_escapes_data_dir": ("good", ["--dataset", "../../etc"], ["--dataset must be a plain folder name"]),
     "output_under_a_file": ("good", ["--sample_dir", "afile/samples"], ["cannot write to afile/samples"]),
+    "contradictory_saved_model_and_train": ("good", ["--saved_model", "export/x"],
+                                            ["--saved_model cannot be combined with --train"]),
+    "contradictory_grid_without_generate": ("good", ["--grid"], ["--grid only applies to --generate N"]),
 }
 
 
@@ -232,6 +236,12 @@ def _mount_tmpfs(path, options):
         pytest.skip(f"this machine does not allow mounting a tmpfs: {proc.stderr.decode().strip()}")
 
 
+def _unmount(path):
+    gc.collect()  # Drop readers that still hold files open.
+    if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)  # Detach once no longer busy.
+
+
 def test_read_only_output_folder(tmp_path, folder, capsys):
     ro = tmp_path / "ro"
     _mount_tmpfs(ro, "ro,size=1m")
@@ -240,7 +250,7 @@ def test_read_only_output_folder(tmp_path, folder, capsys):
         assert status == 2
         _one_error_line(capsys, f"cannot write to {ro}", "Read-only file system")
     finally:
-        subprocess.run(["umount", str(ro)])
+        _unmount(ro)
 
 
 def test_full_output_folder_stops_and_keeps_saved_checkpoints(tmp_path, folder, capsys):
@@ -257,5 +267,6 @@ def test_full_output_folder_stops_and_keeps_saved_checkpoints(tmp_path, folder, 
         assert newest is not None
         reader = tf.train.load_checkpoint(newest)
         assert all(reader.get_tensor(n) is not None for n in reader.get_variable_to_shape_map())
+        del reader  # It holds the checkpoint files open, which would keep the mount busy.
     finally:
-        subprocess.run(["umount", str(small)])
+        _unmount(small)
