@@ -37,7 +37,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                               flag_values=flag_values, **owner)
         elif kind in (int, typing.Optional[int]):
             flags.DEFINE_integer(field.name, field.default, help_text, flag_values=flag_values, **owner)
-        elif kind is float:
+        elif kind in (float, typing.Optional[float]):
             flags.DEFINE_float(field.name, field.default, help_text, flag_values=flag_values, **owner)
         else:
             flags.DEFINE_string(field.name, field.default, help_text, flag_values=flag_values, **owner)

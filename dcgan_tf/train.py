@@ -79,7 +79,10 @@ def build_run(config: RunConfig, summary_writer=None) -> Run:
     generator, discriminator = nets.build_networks(config)
     model = DCGAN(generator, discriminator, z_dim=config.z_dim, z_dist=config.z_dist,
                   g_steps=config.g_steps, seed=config.seed, summary_writer=summary_writer,
-                  histogram_freq=config.sample_freq, name="dcgan")
+                  histogram_freq=config.sample_freq, name="dcgan",
+                  real_label_range=(config.real_label_low, config.real_label_high),
+                  fake_label_range=(config.fake_label_low, config.fake_label_high),
+                  label_flip_prob=config.label_flip_prob)
     model.compile(
         d_optimizer=keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1),
         g_optimizer=keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1),
