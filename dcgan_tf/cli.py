@@ -62,6 +62,14 @@ def _quiet_tensorflow() -> None:
 def run_action(config: RunConfig) -> int:
     from dcgan_tf import nets
 
+    if config.download:
+        from dcgan_tf import download
+
+        download.download_simpsons(os.path.join(config.data_dir, "simpsons_64"), config.download_url)
+        others = (config.train, config.export, config.generate, config.interpolate, config.report,
+                  config.tflite, config.import_tf1, config.visualize is not None)
+        if not any(others):
+            return 0
     nets.check_config(config)
     from dcgan_tf import export, images, train
     from dcgan_tf import generate, visualize

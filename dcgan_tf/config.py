@@ -103,6 +103,10 @@ class RunConfig:
                                "checkpoint/<run>/DCGAN.model-12000, or its folder) as this run's checkpoint.")
     tflite: bool = _opt(False, "Convert the exported SavedModel (of this run, exported first, or "
                                "--saved_model) to TensorFlow Lite: model.tflite inside its folder.")
+    download: bool = _opt(False, "Download the original 100 Simpsons images into --data_dir/simpsons_64 "
+                                 "(each checked against its SHA-256 sum), then go on with the other actions.")
+    download_url: str = _opt("", "Base URL of the images for --download (default: the original repository "
+                                 "at its 2018 commit; also $DCGAN_TF_DOWNLOAD_URL).")
     # Data.
     dataset: str = _opt("simpsons_64", "Folder name under --data_dir (matched case-insensitively).")
     data_dir: str = _opt("data", "Folder that holds the dataset folders.")
