@@ -209,3 +209,10 @@ def test_mnist_preset_through_main_py_on_idx_files(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "8 images" in proc.stdout and "28x28x1" in proc.stdout and "trained 2 steps" in proc.stdout
     assert (tmp_path / "export" / "mnist_4_28_28" / "saved_model.pb").exists()
+
+
+def test_import_tf1_needs_the_simpsons_architecture(tmp_path):
+    from dcgan_tf import tf1_import
+
+    with pytest.raises(UserError, match="--arch simpsons"):
+        tf1_import.import_tf1_checkpoint(str(tmp_path / "nothing"), RunConfig.create(arch="classic"))
