@@ -38,6 +38,7 @@ class ImageSet:
     images: np.ndarray  # uint8, [N, H, W, C]
     paths: Tuple[str, ...]
     skipped: Tuple[Tuple[str, str], ...]  # (path, reason)
+    source: str = ""  # Where the images came from when not a folder (a built-in dataset's file).
 
 
 def resolve_dataset_dir(data_dir: str, dataset: str) -> str:

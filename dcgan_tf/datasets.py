@@ -109,8 +109,9 @@ def _download(name: str) -> Optional[np.ndarray]:
     return np.asarray(x_train, dtype=np.uint8)[..., None]
 
 
-def load_builtin(name: str, data_dir: str, download: bool = True) -> np.ndarray:
-    """The training images of a built-in dataset as uint8 [N, 28, 28, 1]."""
+def load_builtin(name: str, data_dir: str, download: bool = True, where: Optional[list] = None) -> np.ndarray:
+    """The training images of a built-in dataset as uint8 [N, 28, 28, 1]; appends the file they came
+    from (or "keras download") to `where` when given."""
     name = _canonical(name)
     path = find_files(name, data_dir)
     if path is not None:
@@ -122,6 +123,8 @@ def load_builtin(name: str, data_dir: str, download: bool = True) -> np.ndarray:
                 f"no {name} files found and they cannot be downloaded here; put {IDX_TRAIN_IMAGES}.gz (or "
                 f"{NPZ_FILES[name]}) into {os.path.join(data_dir, FOLDER_NAMES[name][0])}"
                 + (" or install Debian's dataset-fashion-mnist" if name == "fashion_mnist" else "") + ".")
+    if where is not None:
+        where.append(path or "keras download")
     if len(images) == 0:
         raise UserError(f"{path} holds no images; replace it with the original file.")
     return images

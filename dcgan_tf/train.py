@@ -127,10 +127,11 @@ def prepare_data(config: RunConfig):
     if datasets.is_builtin(config.dataset) and not _image_folder_exists(config):
         # --dataset mnist / fashion_mnist: the standard files, 28x28x1, resized when asked.
         config = _continue_saved_run(config)
+        where = []
         pixels = datasets.load_builtin(config.dataset, config.data_dir,
-                                       download=not os.environ.get("DCGAN_TF_NO_DOWNLOAD"))
+                                       download=not os.environ.get("DCGAN_TF_NO_DOWNLOAD"), where=where)
         pixels = data.fit_images(pixels, (config.output_height, config.output_width), config.c_dim)
-        image_set = data.ImageSet(images=pixels, paths=(), skipped=())
+        image_set = data.ImageSet(images=pixels, paths=(), skipped=(), source=where[0])
     else:
         folder = data.resolve_dataset_dir(config.data_dir, config.dataset)
         config = dataclasses.replace(config, dataset=os.path.basename(folder))
@@ -154,7 +155,7 @@ def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResul
     model = run.model
     start_epoch, start_step = int(model.epoch.numpy()), int(model.step.numpy())
     if verbose:
-        print(f"dcgan_tf: {len(image_set.images)} images from {config.dataset_path}"
+        print(f"dcgan_tf: {len(image_set.images)} images from {image_set.source or config.dataset_path}"
               f" at {config.output_height}x{config.output_width}x{config.c_dim}; run {config.run_name}; "
               + (f"resumed from {run.resumed_from} (epoch {start_epoch}, step {start_step})"
                  if run.resumed_from else "starting afresh"), flush=True)

@@ -207,7 +207,7 @@ def test_mnist_preset_through_main_py_on_idx_files(tmp_path):
                      "--seed", "1", "--sample_freq", "2", "--ckpt_freq", "2"], cwd=tmp_path,
                     env={"DCGAN_TF_NO_DOWNLOAD": "1", "KERAS_HOME": str(tmp_path / "keras")})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "8 images" in proc.stdout and "28x28x1" in proc.stdout and "trained 2 steps" in proc.stdout
+    assert "8 images from data/mnist/train-images-idx3-ubyte.gz at 28x28x1" in proc.stdout and "trained 2 steps" in proc.stdout
     assert (tmp_path / "export" / "mnist_4_28_28" / "saved_model.pb").exists()
 
 
