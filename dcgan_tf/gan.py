@@ -1,7 +1,9 @@
 """DCGAN: the one training model. Knows nothing of any particular architecture.
 
 Per batch: one discriminator update, then `g_steps` generator updates (the original used two, "so
-that d_loss does not go to zero"), all with the same z. Losses are sigmoid cross-entropy on logits.
+that d_loss does not go to zero"), all with the same z. Losses are sigmoid cross-entropy on logits;
+D's labels are 1 and 0, or soft / swapped ones drawn per image when the label ranges or the flip
+probability ask for it (losses.discriminator_labels).
 """
 
 from __future__ import annotations
