@@ -37,7 +37,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                               flag_values=flag_values, **owner)
         elif kind in (int, typing.Optional[int]):
             flags.DEFINE_integer(field.name, field.default, help_text, flag_values=flag_values, **owner)
-        elif kind is float:
+        elif kind in (float, typing.Optional[float]):
             flags.DEFINE_float(field.name, field.default, help_text, flag_values=flag_values, **owner)
         else:
             flags.DEFINE_string(field.name, field.default, help_text, flag_values=flag_values, **owner)
@@ -62,6 +62,14 @@ def _quiet_tensorflow() -> None:
 def run_action(config: RunConfig) -> int:
     from dcgan_tf import nets
 
+    if config.download:
+        from dcgan_tf import download
+
+        download.download_simpsons(os.path.join(config.data_dir, "simpsons_64"), config.download_url)
+        others = (config.train, config.export, config.generate, config.interpolate, config.report,
+                  config.tflite, config.import_tf1, config.visualize is not None)
+        if not any(others):
+            return 0
     nets.check_config(config)
     from dcgan_tf import export, images, train
     from dcgan_tf import generate, visualize

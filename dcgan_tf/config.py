@@ -21,8 +21,51 @@ CONFIG_FILE = "config.json"
 
 # Fields that define the model and its checkpoint: a resume must not change them.
 MODEL_FIELDS = (
-    "arch", "output_height", "output_width", "c_dim", "z_dim", "gf_dim", "df_dim",
+    "arch", "output_height", "output_width", "c_dim", "z_dim", "gf_dim", "df_dim", "hidden_dim", "g_leaky",
 )
+
+# Architecture presets (--arch): each seed system's defaults, as plain data. A RunConfig field left
+# at None takes the preset's value; an explicit flag overrides it. Registry: dcgan_tf.nets.
+_NO_TRICKS = {"real_label_low": 1.0, "real_label_high": 1.0, "fake_label_low": 0.0, "fake_label_high": 0.0,
+              "label_flip_prob": 0.0}
+PRESETS = {
+    # The original Simpsons DCGAN (seed 002): 5 stride-2 layers of 5x5 kernels, no tricks.
+    "simpsons": {"output_height": 128, "c_dim": 0, "z_dim": 100, "z_dist": "uniform_signed", "gf_dim": 64,
+                 "df_dim": 64, "hidden_dim": 256, "batch_size": 25, "learning_rate": 1e-4, "beta1": 0.5,
+                 "g_steps": 2, **_NO_TRICKS},
+    # Seed 000: the MLP GAN (its MNIST settings; its art run used z 256, hidden 64, 128x128x3, batch 4).
+    "mlp": {"output_height": 28, "c_dim": 0, "z_dim": 64, "z_dist": "normal01", "gf_dim": 64, "df_dim": 64,
+            "hidden_dim": 256, "batch_size": 32, "learning_rate": 2e-4, "beta1": 0.5, "g_steps": 1,
+            **_NO_TRICKS},
+    # Seed 001: the art DCGAN, 4x4 kernels, Gaussian z of 200, soft and swapped labels.
+    "art": {"output_height": 64, "c_dim": 0, "z_dim": 200, "z_dist": "normal01", "gf_dim": 128,
+            "df_dim": 128, "hidden_dim": 256, "batch_size": 64, "learning_rate": 2e-4, "beta1": 0.5,
+            "g_steps": 1, "real_label_low": 0.9, "real_label_high": 1.1, "fake_label_low": 0.0,
+            "fake_label_high": 0.2, "label_flip_prob": 0.03},
+    # Seed 003: the small MNIST / Fashion-MNIST DCGAN (TensorFlow tutorial settings).
+    "mnist": {"output_height": 28, "c_dim": 1, "z_dim": 100, "z_dist": "normal01", "gf_dim": 64,
+              "df_dim": 64, "hidden_dim": 512, "batch_size": 256, "learning_rate": 1e-4, "beta1": 0.9,
+              "g_steps": 1, **_NO_TRICKS},
+    # Seed 004 v1: the classic 64x64 DCGAN (v2: --g_leaky plus soft labels 0.7..1 and 0..0.3).
+    "classic": {"output_height": 64, "c_dim": 0, "z_dim": 100, "z_dist": "normal01", "gf_dim": 64,
+                "df_dim": 64, "hidden_dim": 256, "batch_size": 128, "learning_rate": 5e-4, "beta1": 0.5,
+                "g_steps": 1, **_NO_TRICKS},
+}
+PRESET_FIELDS = tuple(PRESETS["simpsons"])
+
+
+def presets_help() -> str:
+    """The --arch help text: every preset with its defaults, from the table."""
+    parts = []
+    for arch, values in PRESETS.items():
+        size = values["output_height"]
+        parts.append(f"{arch}: {size}x{size}, z {values['z_dim']} {values['z_dist']}, batch "
+                     f"{values['batch_size']}, lr {values['learning_rate']:g}, beta1 {values['beta1']}, "
+                     f"g_steps {values['g_steps']}, labels real {values['real_label_low']:g}-"
+                     f"{values['real_label_high']:g} fake {values['fake_label_low']:g}-"
+                     f"{values['fake_label_high']:g} flip {values['label_flip_prob']:g}")
+    return "Network pair and its defaults (explicit flags override them). " + "; ".join(parts) + "."
+
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -60,6 +103,10 @@ class RunConfig:
                                "checkpoint/<run>/DCGAN.model-12000, or its folder) as this run's checkpoint.")
     tflite: bool = _opt(False, "Convert the exported SavedModel (of this run, exported first, or "
                                "--saved_model) to TensorFlow Lite: model.tflite inside its folder.")
+    download: bool = _opt(False, "Download the original 100 Simpsons images into --data_dir/simpsons_64 "
+                                 "(each checked against its SHA-256 sum), then go on with the other actions.")
+    download_url: str = _opt("", "Base URL of the images for --download (default: the original repository "
+                                 "at its 2018 commit; also $DCGAN_TF_DOWNLOAD_URL).")
     # Data.
     dataset: str = _opt("simpsons_64", "Folder name under --data_dir (matched case-insensitively).")
     data_dir: str = _opt("data", "Folder that holds the dataset folders.")
@@ -68,22 +115,38 @@ class RunConfig:
     crop: bool = _opt(False, "Centre-crop input_height x input_width before resizing to the output size.")
     input_height: int = _opt(64, "Height of the centre crop (with --crop).")
     input_width: Optional[int] = _opt(None, "Width of the centre crop; default: input_height.")
-    output_height: int = _opt(128, "Height of the generated and training images.")
+    output_height: Optional[int] = _opt(None, "Height of the generated and training images; default: the "
+                                              "preset's (simpsons 128).")
     output_width: Optional[int] = _opt(None, "Width of the generated images; default: output_height.")
-    c_dim: int = _opt(0, "Image channels: 1 or 3; 0 means decide from the data.")
+    c_dim: Optional[int] = _opt(None, "Image channels: 1 or 3; 0 means decide from the data; default: the "
+                                      "preset's (0, or 1 for mnist).")
     # Model.
-    arch: str = _opt("simpsons", "Network pair.", choices=("simpsons",))
-    z_dim: int = _opt(100, "Size of the latent vector z.")
-    z_dist: str = _opt("uniform_signed", "Distribution of z: uniform in [-1, 1] or N(0, 1).",
-                       choices=Z_DISTRIBUTIONS)
-    gf_dim: int = _opt(64, "Generator filters in the last transposed conv (the widest is 16x this).")
-    df_dim: int = _opt(64, "Discriminator filters in the first conv (the widest is 16x this).")
+    arch: str = _opt("simpsons", presets_help(), choices=tuple(PRESETS))
+    z_dim: Optional[int] = _opt(None, "Size of the latent vector z; default: the preset's.")
+    z_dist: Optional[str] = _opt(None, "Distribution of z: uniform in [-1, 1] or N(0, 1); default: the "
+                                       "preset's.", choices=Z_DISTRIBUTIONS)
+    gf_dim: Optional[int] = _opt(None, "Generator width: filters of its narrowest layer; default: the preset's.")
+    df_dim: Optional[int] = _opt(None, "Discriminator width: filters of its first layer; default: the preset's.")
+    hidden_dim: Optional[int] = _opt(None, "Units of each hidden layer of the mlp architecture; default: "
+                                           "the preset's.")
+    g_leaky: bool = _opt(False, "classic architecture: LeakyReLU(0.2) instead of ReLU in the generator "
+                                "(seed 004's version 2).")
     # Training.
     epoch: int = _opt(10000, "Number of epochs to train (in total, counting earlier runs).")
-    batch_size: int = _opt(25, "Images per batch.")
-    learning_rate: float = _opt(1e-4, "Adam learning rate of both networks.")
-    beta1: float = _opt(0.5, "Adam beta1 of both networks.")
-    g_steps: int = _opt(2, "Generator updates per discriminator update (the original used 2).")
+    batch_size: Optional[int] = _opt(None, "Images per batch; default: the preset's.")
+    learning_rate: Optional[float] = _opt(None, "Adam learning rate of both networks; default: the preset's.")
+    beta1: Optional[float] = _opt(None, "Adam beta1 of both networks; default: the preset's.")
+    g_steps: Optional[int] = _opt(None, "Generator updates per discriminator update (the original used 2); "
+                                        "default: the preset's.")
+    # Tricks for D's labels (seed 001: real 0.9..1.1, fake 0..0.2, flip 0.03; seed 004 v2: 0.7..1, 0..0.3).
+    real_label_low: Optional[float] = _opt(None, "D's labels for real images are drawn per image from "
+                                                 "U(real_label_low, real_label_high); default: the preset's.")
+    real_label_high: Optional[float] = _opt(None, "Upper end of the real labels; default: the preset's.")
+    fake_label_low: Optional[float] = _opt(None, "D's labels for generated images are drawn per image from "
+                                                 "U(fake_label_low, fake_label_high); default: the preset's.")
+    fake_label_high: Optional[float] = _opt(None, "Upper end of the fake labels; default: the preset's.")
+    label_flip_prob: Optional[float] = _opt(None, "Probability per image of swapping D's real and fake "
+                                                  "labels; default: the preset's.")
     seed: Optional[int] = _opt(None, "Random seed; default: a fresh one, recorded in the run's config.json.")
     jit_compile: bool = _opt(False, "Compile the train step with XLA (slower on CPUs).")
     # Outputs.
@@ -103,6 +166,12 @@ class RunConfig:
         unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise TypeError(f"unknown RunConfig fields: {sorted(unknown)}")
+        arch = values.get("arch", "simpsons")
+        if arch not in PRESETS:
+            raise UserError(f"--arch must be one of {', '.join(PRESETS)}, got {arch!r}.")
+        for name, value in PRESETS[arch].items():
+            if values.get(name) is None:
+                values[name] = value
         config = cls(**values)
         config = dataclasses.replace(
             config,
@@ -115,13 +184,23 @@ class RunConfig:
         return config
 
     def validate(self) -> None:
-        positive = ("input_height", "input_width", "output_height", "output_width", "epoch",
-                    "batch_size", "z_dim", "gf_dim", "df_dim", "g_steps", "sample_freq",
-                    "ckpt_freq", "max_to_keep", "sample_num")
+        positive = ("input_height", "input_width", "batch_size", "output_height", "output_width", "epoch",
+                    "z_dim", "gf_dim", "df_dim", "g_steps", "hidden_dim", "sample_freq", "ckpt_freq",
+                    "max_to_keep", "sample_num")
         for name in positive:
             value = getattr(self, name)
             if value is None or value < 1:
                 raise UserError(f"--{name} must be a positive whole number, got {value}.")
+        for name in PRESET_FIELDS:
+            if getattr(self, name) is None:
+                raise UserError(f"--{name} has no value; give one or use RunConfig.create for the preset's.")
+        for kind in ("real", "fake"):
+            low, high = getattr(self, f"{kind}_label_low"), getattr(self, f"{kind}_label_high")
+            if not low <= high:
+                raise UserError(f"--{kind}_label_low {low} is above --{kind}_label_high {high}; the {kind} "
+                                f"labels are drawn from [low, high], so give low <= high.")
+        if not 0 <= self.label_flip_prob <= 1:
+            raise UserError(f"--label_flip_prob must be in [0, 1], got {self.label_flip_prob}.")
         if self.c_dim not in (0, 1, 3):
             raise UserError(f"--c_dim must be 1 (grayscale), 3 (colour) or 0 (from the data), got {self.c_dim}.")
         if not self.learning_rate > 0:

@@ -38,6 +38,7 @@ class ImageSet:
     images: np.ndarray  # uint8, [N, H, W, C]
     paths: Tuple[str, ...]
     skipped: Tuple[Tuple[str, str], ...]  # (path, reason)
+    source: str = ""  # Where the images came from when not a folder (a built-in dataset's file).
 
 
 def resolve_dataset_dir(data_dir: str, dataset: str) -> str:
@@ -256,3 +257,21 @@ def make_dataset(images: np.ndarray, batch_size: int, seed: int, first_epoch: in
 
 def steps_per_epoch(num_images: int, batch_size: int) -> int:
     return num_images // batch_size
+
+
+def fit_images(images: np.ndarray, output_size: Tuple[int, int], c_dim: int = 0) -> np.ndarray:
+    """uint8 [N, H, W, C] arrays (e.g. a built-in dataset) brought to `output_size` (bilinear resize,
+    as for image files) and to `c_dim` channels (0: keep; gray repeated to RGB, RGB averaged to gray)."""
+    images = np.asarray(images, dtype=np.uint8)
+    if c_dim == 3 and images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    elif c_dim == 1 and images.shape[-1] == 3:
+        images = np.stack([np.asarray(Image.fromarray(img, mode="RGB").convert("L")) for img in images])[..., None]
+    out_h, out_w = output_size
+    if images.shape[1:3] == (out_h, out_w):
+        return images
+    gray = images.shape[-1] == 1
+    resized = [np.asarray(Image.fromarray(img[..., 0] if gray else img, mode="L" if gray else "RGB").resize(
+        (out_w, out_h), Image.Resampling.BILINEAR), dtype=np.uint8) for img in images]
+    out = np.stack(resized)
+    return out[..., None] if gray else out

@@ -1,7 +1,9 @@
 """DCGAN: the one training model. Knows nothing of any particular architecture.
 
 Per batch: one discriminator update, then `g_steps` generator updates (the original used two, "so
-that d_loss does not go to zero"), all with the same z. Losses are sigmoid cross-entropy on logits.
+that d_loss does not go to zero"), all with the same z. Losses are sigmoid cross-entropy on logits;
+D's labels are 1 and 0, or soft / swapped ones drawn per image when the label ranges or the flip
+probability ask for it (losses.discriminator_labels).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ class DCGAN(keras.Model):
     """
 
     def __init__(self, generator, discriminator, *, z_dim: int, z_dist: str = "uniform_signed",
-                 g_steps: int = 2, seed=None, summary_writer=None, histogram_freq: int = 100, **kwargs):
+                 g_steps: int = 2, seed=None, summary_writer=None, histogram_freq: int = 100,
+                 real_label_range=(1.0, 1.0), fake_label_range=(0.0, 0.0), label_flip_prob: float = 0.0,
+                 **kwargs):
         super().__init__(**kwargs)
         if g_steps < 1:
             raise ValueError(f"g_steps must be at least 1, got {g_steps}")
@@ -33,6 +37,10 @@ class DCGAN(keras.Model):
         self.discriminator = discriminator
         self.z_dim, self.z_dist, self.g_steps = z_dim, z_dist, g_steps
         self.summary_writer = summary_writer
+        # D's labels (losses.discriminator_labels): exactly 1 and 0 unless the tricks are asked for.
+        self.real_label_range = tuple(float(v) for v in real_label_range)
+        self.fake_label_range = tuple(float(v) for v in fake_label_range)
+        self.label_flip_prob = float(label_flip_prob)
         self.histogram_freq = histogram_freq
         self.z_seed = keras.random.SeedGenerator(seed, name="z_seed")
         # Counters live in checkpoints so that a resumed run continues them.
@@ -66,12 +74,17 @@ class DCGAN(keras.Model):
         batch_size = tf.shape(real_images)[0]
         z = sample_z(batch_size, self.z_dim, self.z_dist, seed=self.z_seed)
 
-        # Discriminator: real images are 1, generated ones 0.
+        # Discriminator: real images are 1, generated ones 0 (or soft / swapped labels, drawn per image
+        # from the same random state as z, so they resume exactly too).
         with tf.GradientTape() as tape:
             fake_images = self.generator(z, training=True)
             real_logits = self.discriminator(real_images, training=True)
             fake_logits = self.discriminator(fake_images, training=True)
-            d_loss_real, d_loss_fake = losses.discriminator_losses(real_logits, fake_logits)
+            real_labels, fake_labels = losses.discriminator_labels(
+                tf.shape(real_logits), self.real_label_range, self.fake_label_range, self.label_flip_prob,
+                seed=self.z_seed)
+            d_loss_real, d_loss_fake = losses.discriminator_losses(real_logits, fake_logits, real_labels,
+                                                                   fake_labels)
             d_loss = d_loss_real + d_loss_fake
         d_vars = self.discriminator.trainable_variables
         self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_vars), d_vars))

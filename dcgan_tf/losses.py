@@ -1,7 +1,14 @@
-"""GAN losses on logits (sigmoid cross-entropy), as plain functions."""
+"""GAN losses on logits (sigmoid cross-entropy) and the discriminator's labels, as plain functions.
+
+Labels: by default real images are labelled exactly 1 and generated ones exactly 0. The stabilising
+tricks of seeds 001 and 004 are soft labels (each image's label drawn from a range, e.g. real
+U(0.9, 1.1) and fake U(0, 0.2)) and label swapping (for a fraction of the images, the real and the
+fake label trade places).
+"""
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 
@@ -12,10 +19,41 @@ def sigmoid_cross_entropy(labels, logits):
     return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
 
 
-def discriminator_losses(real_logits, fake_logits):
-    """(d_loss_real, d_loss_fake): real images labelled 1, generated images labelled 0."""
-    return (sigmoid_cross_entropy(tf.ones_like(real_logits), real_logits),
-            sigmoid_cross_entropy(tf.zeros_like(fake_logits), fake_logits))
+def label_range(shape, low: float, high: float, seed=None):
+    """float32 labels of `shape`, each drawn from U(low, high); exactly `low` everywhere when low == high
+    (no random numbers drawn then)."""
+    if low == high:
+        return tf.fill(shape, tf.constant(low, tf.float32))
+    return keras.random.uniform(shape, minval=low, maxval=high, dtype="float32", seed=seed)
+
+
+def swap_labels(real_labels, fake_labels, flip_prob: float, seed=None):
+    """(real, fake) labels with the pair of each sample swapped with probability `flip_prob` (one draw
+    per sample, shared by the real and the fake label of that index, as seed 001 did)."""
+    if flip_prob <= 0:
+        return real_labels, fake_labels
+    flip = keras.random.uniform(tf.shape(real_labels), dtype="float32", seed=seed) < flip_prob
+    return tf.where(flip, fake_labels, real_labels), tf.where(flip, real_labels, fake_labels)
+
+
+def discriminator_labels(shape, real_range=(1.0, 1.0), fake_range=(0.0, 0.0), flip_prob: float = 0.0,
+                         seed=None):
+    """D's (real_labels, fake_labels), both of `shape` ([batch, 1]): soft labels from the two ranges,
+    then swapped per sample with probability `flip_prob`."""
+    real = label_range(shape, real_range[0], real_range[1], seed=seed)
+    fake = label_range(shape, fake_range[0], fake_range[1], seed=seed)
+    return swap_labels(real, fake, flip_prob, seed=seed)
+
+
+def discriminator_losses(real_logits, fake_logits, real_labels=None, fake_labels=None):
+    """(d_loss_real, d_loss_fake): real images labelled 1, generated images labelled 0, unless other
+    labels (from discriminator_labels) are given."""
+    if real_labels is None:
+        real_labels = tf.ones_like(real_logits)
+    if fake_labels is None:
+        fake_labels = tf.zeros_like(fake_logits)
+    return (sigmoid_cross_entropy(real_labels, real_logits),
+            sigmoid_cross_entropy(fake_labels, fake_logits))
 
 
 def generator_loss(fake_logits):

@@ -149,6 +149,9 @@ def import_tf1_checkpoint(path: str, config) -> str:
 
     from dcgan_tf import train
 
+    if config.arch != "simpsons":
+        raise UserError(f"--import_tf1 reads checkpoints of the original Simpsons program, whose networks are "
+                        f"the simpsons architecture, not {config.arch}; use --arch simpsons.")
     prefix = _checkpoint_prefix(path)
     reader = _read(prefix)
     if config.c_dim == 0:

@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 
 from dcgan_tf import callbacks as cbs
-from dcgan_tf import checkpoints, data, nets
+from dcgan_tf import checkpoints, data, datasets, nets
 from dcgan_tf.config import RunConfig, check_same_model, load_saved_config
 from dcgan_tf.errors import UserError
 from dcgan_tf.gan import DCGAN, METRIC_NAMES
@@ -79,7 +79,10 @@ def build_run(config: RunConfig, summary_writer=None) -> Run:
     generator, discriminator = nets.build_networks(config)
     model = DCGAN(generator, discriminator, z_dim=config.z_dim, z_dist=config.z_dist,
                   g_steps=config.g_steps, seed=config.seed, summary_writer=summary_writer,
-                  histogram_freq=config.sample_freq, name="dcgan")
+                  histogram_freq=config.sample_freq, name="dcgan",
+                  real_label_range=(config.real_label_low, config.real_label_high),
+                  fake_label_range=(config.fake_label_low, config.fake_label_high),
+                  label_flip_prob=config.label_flip_prob)
     model.compile(
         d_optimizer=keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1),
         g_optimizer=keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1),
@@ -111,15 +114,32 @@ def check_writable(folders) -> None:
                             f"or choose another output folder (--checkpoint_dir, --sample_dir, --log_dir).") from None
 
 
+def _image_folder_exists(config: RunConfig) -> bool:
+    try:
+        folder = data.resolve_dataset_dir(config.data_dir, config.dataset)
+    except UserError:
+        return False
+    return bool(data.find_image_files(folder, config.input_fname_pattern))
+
+
 def prepare_data(config: RunConfig):
     """(config with dataset name, c_dim and seed resolved, decoded ImageSet)."""
-    folder = data.resolve_dataset_dir(config.data_dir, config.dataset)
-    config = dataclasses.replace(config, dataset=os.path.basename(folder))
-    config = _continue_saved_run(config)
-    image_set = data.load_image_folder(
-        folder, pattern=config.input_fname_pattern, crop=config.crop,
-        crop_size=(config.input_height, config.input_width),
-        output_size=(config.output_height, config.output_width), c_dim=config.c_dim)
+    if datasets.is_builtin(config.dataset) and not _image_folder_exists(config):
+        # --dataset mnist / fashion_mnist: the standard files, 28x28x1, resized when asked.
+        config = _continue_saved_run(config)
+        where = []
+        pixels = datasets.load_builtin(config.dataset, config.data_dir,
+                                       download=not os.environ.get("DCGAN_TF_NO_DOWNLOAD"), where=where)
+        pixels = data.fit_images(pixels, (config.output_height, config.output_width), config.c_dim)
+        image_set = data.ImageSet(images=pixels, paths=(), skipped=(), source=where[0])
+    else:
+        folder = data.resolve_dataset_dir(config.data_dir, config.dataset)
+        config = dataclasses.replace(config, dataset=os.path.basename(folder))
+        config = _continue_saved_run(config)
+        image_set = data.load_image_folder(
+            folder, pattern=config.input_fname_pattern, crop=config.crop,
+            crop_size=(config.input_height, config.input_width),
+            output_size=(config.output_height, config.output_width), c_dim=config.c_dim)
     config = dataclasses.replace(config, c_dim=image_set.images.shape[-1])
     data.check_batch_size(len(image_set.images), config.batch_size)
     return config, image_set
@@ -135,7 +155,7 @@ def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResul
     model = run.model
     start_epoch, start_step = int(model.epoch.numpy()), int(model.step.numpy())
     if verbose:
-        print(f"dcgan_tf: {len(image_set.images)} images from {config.dataset_path}"
+        print(f"dcgan_tf: {len(image_set.images)} images from {image_set.source or config.dataset_path}"
               f" at {config.output_height}x{config.output_width}x{config.c_dim}; run {config.run_name}; "
               + (f"resumed from {run.resumed_from} (epoch {start_epoch}, step {start_step})"
                  if run.resumed_from else "starting afresh"), flush=True)

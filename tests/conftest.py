@@ -69,3 +69,17 @@ def assert_one_line_error(proc, *fragments):
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
+
+
+def write_idx_images(path, count=8, size=28, seed=0, gz=True):
+    """Writes an IDX3 uint8 image file (the MNIST format) of `count` random images; returns them."""
+    import gzip
+    import struct
+
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(count, size, size), dtype=np.uint8)
+    payload = struct.pack(">IIII", 0x00000803, count, size, size) + images.tobytes()
+    os.makedirs(os.path.dirname(str(path)), exist_ok=True)
+    with (gzip.open if gz else open)(str(path), "wb") as f:
+        f.write(payload)
+    return images

@@ -90,3 +90,48 @@ def test_summaries_written_in_the_step(tmp_path):
     tags = set(acc.Tags()["tensors"])
     assert {"d_loss", "d_loss_real", "d_loss_fake", "g_loss", "z", "d", "d_"} <= tags
     assert [e.step for e in acc.Tensors("d_loss")] == [1, 2]
+
+
+def _model_with_labels(tmp_path, run_eagerly=False, **labels):
+    keras.utils.set_random_seed(5)
+    config = tiny_config(tmp_path, c_dim=3)
+    generator, discriminator = nets.build_networks(config)
+    model = gan.DCGAN(generator, discriminator, z_dim=config.z_dim, g_steps=1, seed=3, **labels)
+    model.compile(d_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5),
+                  g_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5), run_eagerly=run_eagerly)
+    model.build_optimizers()
+    return model
+
+
+def test_label_flip_reaches_the_discriminator_loss(tmp_path):
+    def d_losses(**labels):
+        logs = _model_with_labels(tmp_path, **labels).fit(_batches(count=1), epochs=1, verbose=0).history
+        return logs["d_loss_real"][0], logs["d_loss_fake"][0]
+
+    plain = d_losses()
+    # Every pair swapped is the same as labelling real images 0 and fakes 1.
+    flipped = d_losses(label_flip_prob=1.0)
+    reversed_labels = d_losses(real_label_range=(0.0, 0.0), fake_label_range=(1.0, 1.0))
+    assert flipped == pytest.approx(reversed_labels, rel=1e-6)
+    assert flipped[0] != pytest.approx(plain[0], rel=1e-4)
+
+
+def test_soft_labels_are_drawn_in_the_step(tmp_path, monkeypatch):
+    seen = []
+    original = gan.losses.discriminator_labels
+
+    def recording(*args, **kwargs):
+        labels = original(*args, **kwargs)
+        seen.append([keras.ops.convert_to_numpy(t) for t in labels])
+        return labels
+
+    monkeypatch.setattr(gan.losses, "discriminator_labels", recording)
+    model = _model_with_labels(tmp_path, run_eagerly=True, real_label_range=(0.7, 1.0),
+                               fake_label_range=(0.0, 0.3))
+    model.fit(_batches(count=2), epochs=1, verbose=0)
+    assert len(seen) == 2
+    real = np.concatenate([r for r, _ in seen])
+    fake = np.concatenate([f for _, f in seen])
+    assert real.shape == (8, 1) and 0.7 <= real.min() and real.max() <= 1.0 and real.std() > 0
+    assert 0.0 <= fake.min() and fake.max() <= 0.3 and fake.std() > 0
+    assert not np.allclose(seen[0][0], seen[1][0])  # fresh draws every step

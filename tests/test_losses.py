@@ -24,3 +24,59 @@ def test_losses_are_float32_and_stable_for_large_logits():
     value = losses.generator_loss(logits)
     assert value.dtype == tf.float32
     assert float(value) == pytest.approx(40.0, rel=1e-2)  # mean of 0 and 80
+
+
+# --------------------------------------------------------------------------------------------------
+# D's labels: soft labels and swapping (seeds 001 and 004)
+# --------------------------------------------------------------------------------------------------
+import keras  # noqa: E402
+
+
+def test_default_labels_are_exactly_one_and_zero():
+    real, fake = losses.discriminator_labels((64, 1))
+    assert np.array_equal(real.numpy(), np.ones((64, 1), np.float32))
+    assert np.array_equal(fake.numpy(), np.zeros((64, 1), np.float32))
+
+
+def test_soft_labels_are_drawn_per_sample_inside_their_ranges():
+    seed = keras.random.SeedGenerator(7)
+    real, fake = losses.discriminator_labels((4000, 1), (0.9, 1.1), (0.0, 0.2), seed=seed)
+    real, fake = real.numpy(), fake.numpy()
+    assert real.min() >= 0.9 and real.max() <= 1.1 and fake.min() >= 0.0 and fake.max() <= 0.2
+    assert real.std() > 0.05 and fake.std() > 0.05  # per sample, not one value for the batch
+    assert real.mean() == pytest.approx(1.0, abs=0.01) and fake.mean() == pytest.approx(0.1, abs=0.01)
+
+
+def test_seed_004_v2_ranges():
+    real, fake = losses.discriminator_labels((2000, 1), (0.7, 1.0), (0.0, 0.3), seed=keras.random.SeedGenerator(1))
+    assert 0.7 <= real.numpy().min() and real.numpy().max() <= 1.0
+    assert 0.0 <= fake.numpy().min() and fake.numpy().max() <= 0.3
+
+
+def test_label_flip_swaps_the_pair_for_about_that_fraction():
+    seed = keras.random.SeedGenerator(3)
+    real, fake = losses.discriminator_labels((20000, 1), flip_prob=0.03, seed=seed)
+    real, fake = real.numpy(), fake.numpy()
+    flipped = real == 0.0
+    assert np.array_equal(flipped, fake == 1.0)  # the same samples swapped on both sides
+    assert set(np.unique(real)) == {0.0, 1.0}
+    assert flipped.mean() == pytest.approx(0.03, abs=0.006)
+
+
+def test_swap_labels_with_probability_one_and_zero():
+    real, fake = tf.fill((5, 1), 0.95), tf.fill((5, 1), 0.1)
+    r, f = losses.swap_labels(real, fake, 1.0, seed=keras.random.SeedGenerator(0))
+    assert np.allclose(r.numpy(), 0.1) and np.allclose(f.numpy(), 0.95)
+    r, f = losses.swap_labels(real, fake, 0.0)
+    assert r is real and f is fake
+
+
+def test_discriminator_losses_use_given_labels():
+    real = np.array([[2.0], [-1.0]], dtype=np.float32)
+    fake = np.array([[-3.0], [0.5]], dtype=np.float32)
+    labels_r = np.array([[0.9], [1.1]], dtype=np.float32)
+    labels_f = np.array([[0.2], [0.0]], dtype=np.float32)
+    d_real, d_fake = losses.discriminator_losses(tf.constant(real), tf.constant(fake), tf.constant(labels_r),
+                                                 tf.constant(labels_f))
+    assert float(d_real) == pytest.approx(_bce(labels_r, real), rel=1e-5)
+    assert float(d_fake) == pytest.approx(_bce(labels_f, fake), rel=1e-5)

@@ -1,4 +1,9 @@
-"""Network pairs by architecture name (--arch); the training model never branches on them."""
+"""Network pairs by architecture name (--arch); the training model never branches on them.
+
+Each architecture is a module with a Generator and a Discriminator (keras.Model subclasses;
+discriminators return logits [batch, 1], generators tanh images). Their defaults (z size, learning
+rate, ...) are the presets in dcgan_tf.config.PRESETS, one entry per name here.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +12,71 @@ from typing import Tuple
 import keras
 
 from dcgan_tf.errors import UserError
-from dcgan_tf.nets import simpsons
+from dcgan_tf.nets import art, classic, mlp, mnist, simpsons
 
-ARCHITECTURES = ("simpsons",)
+REGISTRY = {"simpsons": simpsons, "mlp": mlp, "art": art, "mnist": mnist, "classic": classic}
+ARCHITECTURES = tuple(REGISTRY)
+
+
+def _sizes(config) -> str:
+    return f"{config.output_height}x{config.output_width}"
 
 
 def check_config(config) -> None:
     """Raises UserError where the architecture cannot make the asked-for images."""
     if config.arch not in ARCHITECTURES:
         raise UserError(f"--arch must be one of {', '.join(ARCHITECTURES)}, got {config.arch!r}.")
-    smallest = simpsons.min_output_size()
-    for name in ("output_height", "output_width"):
-        if getattr(config, name) < smallest:
+    h, w = config.output_height, config.output_width
+    if config.arch == "simpsons":
+        smallest = simpsons.min_output_size()
+        for name in ("output_height", "output_width"):
+            if getattr(config, name) < smallest:
+                raise UserError(
+                    f"--{name} {getattr(config, name)} is too small for the {config.arch} architecture: its "
+                    f"{simpsons.NUM_LAYERS} stride-2 layers need at least {smallest} pixels; use --{name} "
+                    f"{smallest} or more.")
+    elif config.arch == "art":
+        if h != w or not art.supports(h):
             raise UserError(
-                f"--{name} {getattr(config, name)} is too small for the {config.arch} architecture: its "
-                f"{simpsons.NUM_LAYERS} stride-2 layers need at least {smallest} pixels; use --{name} "
-                f"{smallest} or more.")
+                f"the art architecture makes square images whose size is a power of two of at least 16 "
+                f"(e.g. 64 or 256), not {_sizes(config)}; use --output_height 64 or 256 (and no --output_width).")
+    elif config.arch in ("mnist", "classic"):
+        size = REGISTRY[config.arch].SIZE
+        channels = "1 channel" if config.arch == "mnist" else "1 or 3 channels"
+        allowed = (1,) if config.arch == "mnist" else (0, 1, 3)
+        if (h, w) != (size, size) or config.c_dim not in allowed:
+            raise UserError(
+                f"the {config.arch} architecture makes only {size}x{size} images with {channels}, not "
+                f"{_sizes(config)} with --c_dim {config.c_dim}; use --output_height {size} without "
+                f"--output_width" + (" and --c_dim 1." if config.arch == "mnist" else ", or another --arch."))
 
 
 def build_networks(config) -> Tuple[keras.Model, keras.Model]:
     """(generator, discriminator) for a validated config whose c_dim is known, both built."""
-    generator = simpsons.Generator(
-        output_height=config.output_height, output_width=config.output_width, c_dim=config.c_dim,
-        gf_dim=config.gf_dim, z_dim=config.z_dim, name="generator")
-    discriminator = simpsons.Discriminator(df_dim=config.df_dim, name="discriminator")
+    arch, h, w, c = config.arch, config.output_height, config.output_width, config.c_dim
+    if arch == "simpsons":
+        generator = simpsons.Generator(output_height=h, output_width=w, c_dim=c, gf_dim=config.gf_dim,
+                                       z_dim=config.z_dim, name="generator")
+        discriminator = simpsons.Discriminator(df_dim=config.df_dim, name="discriminator")
+    elif arch == "mlp":
+        generator = mlp.Generator(output_height=h, output_width=w, c_dim=c, hidden_dim=config.hidden_dim,
+                                  z_dim=config.z_dim, name="generator")
+        discriminator = mlp.Discriminator(hidden_dim=config.hidden_dim, name="discriminator")
+    elif arch == "art":
+        generator = art.Generator(output_height=h, output_width=w, c_dim=c, gf_dim=config.gf_dim,
+                                  z_dim=config.z_dim, name="generator")
+        discriminator = art.Discriminator(input_size=h, df_dim=config.df_dim, name="discriminator")
+    elif arch == "mnist":
+        generator = mnist.Generator(c_dim=c, gf_dim=config.gf_dim, z_dim=config.z_dim, name="generator")
+        discriminator = mnist.Discriminator(df_dim=config.df_dim, hidden_dim=config.hidden_dim,
+                                            name="discriminator")
+    elif arch == "classic":
+        generator = classic.Generator(c_dim=c, gf_dim=config.gf_dim, z_dim=config.z_dim,
+                                      leaky=config.g_leaky, name="generator")
+        discriminator = classic.Discriminator(df_dim=config.df_dim, name="discriminator")
+    else:
+        raise UserError(f"--arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}.")
     # One call on zeros creates every variable (inference mode: batch-norm statistics untouched).
     generator(keras.ops.zeros((1, config.z_dim)))
-    discriminator(keras.ops.zeros((1, config.output_height, config.output_width, config.c_dim)))
+    discriminator(keras.ops.zeros((1, h, w, c)))
     return generator, discriminator

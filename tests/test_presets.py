@@ -1,0 +1,218 @@
+"""--arch presets: the registry, the defaults table, each seed's layer list, and training end to end."""
+
+import dataclasses
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from dcgan_tf import cli, nets
+from dcgan_tf.config import PRESETS, RunConfig
+from dcgan_tf.errors import UserError
+from tests.conftest import run_main, write_idx_images, write_images
+
+
+def test_registry_and_preset_table_name_the_same_architectures():
+    assert set(nets.REGISTRY) == set(PRESETS)
+    field = {f.name: f for f in dataclasses.fields(RunConfig)}["arch"]
+    assert set(field.metadata["choices"]) == set(PRESETS)
+
+
+def test_simpsons_preset_keeps_the_original_defaults():
+    config = RunConfig.create()
+    assert (config.arch, config.batch_size, config.learning_rate, config.beta1, config.z_dim, config.z_dist,
+            config.g_steps, config.output_height, config.output_width, config.input_height, config.c_dim,
+            config.gf_dim, config.df_dim) == ("simpsons", 25, 1e-4, 0.5, 100, "uniform_signed", 2, 128, 128,
+                                              64, 0, 64, 64)
+    assert (config.real_label_low, config.real_label_high, config.fake_label_low, config.fake_label_high,
+            config.label_flip_prob) == (1.0, 1.0, 0.0, 0.0, 0.0)
+
+
+def test_presets_fill_defaults_and_flags_override_them():
+    art = RunConfig.create(arch="art")
+    assert (art.z_dim, art.z_dist, art.learning_rate, art.batch_size, art.g_steps, art.output_height) == \
+        (200, "normal01", 2e-4, 64, 1, 64)
+    assert (art.real_label_low, art.real_label_high, art.fake_label_low, art.fake_label_high,
+            art.label_flip_prob) == (0.9, 1.1, 0.0, 0.2, 0.03)
+    classic = RunConfig.create(arch="classic", batch_size=8, learning_rate=1e-3, label_flip_prob=0.0,
+                               real_label_low=0.7, fake_label_high=0.3)
+    assert (classic.batch_size, classic.learning_rate, classic.beta1, classic.z_dim) == (8, 1e-3, 0.5, 100)
+    assert (classic.real_label_low, classic.real_label_high, classic.fake_label_high) == (0.7, 1.0, 0.3)
+    assert RunConfig.create(arch="mnist").c_dim == 1
+    assert RunConfig.create(arch="mlp", z_dist="uniform_signed").z_dist == "uniform_signed"
+
+
+def test_saved_config_holds_resolved_values(tmp_path):
+    config = RunConfig.create(arch="art", seed=1)
+    saved = json.loads(open(config.save(str(tmp_path))).read())
+    assert saved["z_dim"] == 200 and saved["label_flip_prob"] == 0.03 and saved["batch_size"] == 64
+    assert RunConfig.create(**saved) == config
+
+
+@pytest.mark.parametrize("values,fragment", [
+    ({"real_label_low": 1.2}, "--real_label_low 1.2 is above --real_label_high 1.0"),
+    ({"label_flip_prob": 1.5}, "--label_flip_prob"),
+    ({"hidden_dim": 0}, "--hidden_dim"),
+    ({"arch": "vgg"}, "--arch must be one of simpsons, mlp, art, mnist, classic"),
+])
+def test_bad_preset_values(values, fragment):
+    with pytest.raises(UserError, match=fragment):
+        RunConfig.create(**values)
+
+
+@pytest.mark.parametrize("values,fragment", [
+    ({"arch": "mnist", "output_height": 32}, "only 28x28 images with 1 channel"),
+    ({"arch": "mnist", "c_dim": 3}, "--c_dim 1"),
+    ({"arch": "classic", "output_height": 128}, "only 64x64"),
+    ({"arch": "art", "output_height": 96}, "power of two of at least 16"),
+    ({"arch": "art", "output_height": 64, "output_width": 128}, "not 64x128"),
+])
+def test_sizes_an_architecture_cannot_make(values, fragment):
+    with pytest.raises(UserError, match=fragment) as e:
+        nets.check_config(RunConfig.create(**values))
+    assert "\n" not in str(e.value)
+
+
+def test_help_lists_the_presets_and_their_defaults(capsys):
+    from absl import flags
+
+    flag_values = flags.FlagValues()
+    cli.define_flags(flag_values)
+    help_text = flag_values["arch"].help
+    for arch, values in PRESETS.items():
+        assert f"{arch}: {values['output_height']}x{values['output_height']}, z {values['z_dim']}" in help_text
+    assert "batch 25, lr 0.0001, beta1 0.5, g_steps 2" in help_text
+    assert "real 0.9-1.1 fake 0-0.2 flip 0.03" in help_text
+    for flag in ("hidden_dim", "g_leaky", "real_label_low", "real_label_high", "fake_label_low",
+                 "fake_label_high", "label_flip_prob"):
+        assert flag in flag_values
+
+
+# --------------------------------------------------------------------------------------------------
+# Each network pair against its seed's description (at the seed's widths)
+# --------------------------------------------------------------------------------------------------
+def _build(**values):
+    config = RunConfig.create(**values)
+    nets.check_config(config)
+    generator, discriminator = nets.build_networks(config)
+    images = generator(keras.random.normal((2, config.z_dim), seed=1))
+    logits = discriminator(images)
+    assert tuple(logits.shape) == (2, 1)
+    pixels = keras.ops.convert_to_numpy(images)
+    assert pixels.min() >= -1 and pixels.max() <= 1
+    return config, generator, discriminator, tuple(images.shape)
+
+
+def _kinds(model):
+    return [(type(l).__name__, getattr(l, "filters", getattr(l, "units", None)))
+            for l in model._flatten_layers(include_self=False, recursive=False)
+            if type(l).__name__ not in ("Reshape", "Flatten")]
+
+
+@pytest.mark.parametrize("size,c_dim,z_dim,hidden", [(28, 1, 64, 256), (128, 3, 256, 64)])
+def test_mlp_seed_000(size, c_dim, z_dim, hidden):
+    _, g, d, shape = _build(arch="mlp", output_height=size, c_dim=c_dim, z_dim=z_dim, hidden_dim=hidden)
+    assert shape == (2, size, size, c_dim)
+    assert _kinds(g) == [("Dense", hidden), ("Dense", hidden), ("Dense", size * size * c_dim)]
+    assert _kinds(d) == [("Dense", hidden), ("Dense", hidden), ("Dense", 1)]
+
+
+@pytest.mark.parametrize("size,d_filters", [(64, [128, 256, 512, 1024]),
+                                            (256, [128, 256, 512, 512, 512, 1024])])
+def test_art_seed_001(size, d_filters):
+    config, g, d, shape = _build(arch="art", output_height=size, c_dim=3)
+    assert config.z_dim == 200 and shape == (2, size, size, 3)
+    d_convs = [l for l in d.convs]
+    assert [l.filters for l in d_convs] == d_filters
+    assert all(l.kernel_size == (4, 4) and l.strides == (2, 2) and l.padding == "same" for l in d_convs)
+    assert [l.name for l in d.bns] == [f"d_bn{i}" for i in range(1, len(d_filters))]  # none on the first
+    assert g.g_h0_lin.units == 4 * 4 * 1024
+    assert [l.filters for l in g.deconvs] == d_filters[::-1][1:] + [3]
+    assert all(l.kernel_size == (4, 4) and l.strides == (2, 2) for l in g.deconvs)
+    assert len(g.bns) == len(g.deconvs)  # BN + LeakyReLU before every transposed conv
+
+
+def test_mnist_seed_003():
+    _, g, d, shape = _build(arch="mnist")
+    assert shape == (2, 28, 28, 1)
+    assert _kinds(d) == [("Conv2D", 64), ("Conv2D", 128), ("Dense", 512), ("Dense", 1)]
+    assert g.g_h0_lin.units == 7 * 7 * 256
+    assert [l.filters for l in (g.g_h1, g.g_h2, g.g_h3)] == [128, 64, 1]
+    x = g.g_bn0(g.reshape(g.g_h0_lin(keras.ops.zeros((1, 100)))))
+    sizes = [tuple(x.shape[1:])]
+    for layer in (g.g_h1, g.g_h2, g.g_h3):
+        x = layer(x)
+        sizes.append(tuple(x.shape[1:]))
+    assert sizes == [(7, 7, 256), (14, 14, 128), (28, 28, 64), (28, 28, 1)]
+
+
+@pytest.mark.parametrize("leaky", [False, True])
+def test_classic_seed_004(leaky):
+    config, g, d, shape = _build(arch="classic", c_dim=3, g_leaky=leaky)
+    assert config.z_dim == 100 and shape == (2, 64, 64, 3)
+    assert [l.filters for l in (g.g_h0, g.g_h1, g.g_h2, g.g_h3, g.g_h4)] == [512, 256, 128, 64, 3]
+    assert all(getattr(g, f"g_h{i}").kernel_size == (4, 4) for i in range(5))
+    convs = [getattr(d, f"d_h{i}_conv") for i in range(5)]
+    assert [l.filters for l in convs] == [64, 128, 256, 512, 1]
+    assert not hasattr(d, "d_bn0") and not hasattr(d, "d_bn4") and all(hasattr(d, f"d_bn{i}") for i in (1, 2, 3))
+    # PyTorch's DCGAN (the seed's layout) has 3,576,704 and 2,765,568 trainable numbers.
+    count = lambda m: sum(int(np.prod(v.shape)) for v in m.trainable_weights)  # noqa: E731
+    assert (count(g), count(d)) == (3_576_704, 2_765_568)
+    # --g_leaky: negative pre-activations pass through (scaled) instead of being cut to 0.
+    x = keras.ops.convert_to_numpy(g._act(keras.ops.convert_to_tensor([-1.0, 2.0])))
+    assert np.allclose(x, [-0.2, 2.0] if leaky else [0.0, 2.0])
+
+
+# --------------------------------------------------------------------------------------------------
+# End to end through the command line: tiny widths, a few steps, a SavedModel
+# --------------------------------------------------------------------------------------------------
+TINY = {"mlp": ["--hidden_dim", "8"], "art": ["--gf_dim", "2", "--df_dim", "2", "--output_height", "16"],
+        "classic": ["--gf_dim", "2", "--df_dim", "2"], "simpsons": ["--gf_dim", "2", "--df_dim", "2",
+                                                                   "--output_height", "32"]}
+
+
+@pytest.mark.parametrize("arch", ["mlp", "art", "classic", "simpsons"])
+def test_preset_trains_and_exports_in_process(tmp_path, arch, monkeypatch, capsys):
+    write_images(tmp_path / "data" / "faces", 8, size=(70, 70))
+    monkeypatch.chdir(tmp_path)
+    code = cli.execute(["main.py", "--arch", arch, "--train", "--export", "--dataset", "faces", "--epoch", "1",
+                        "--batch_size", "4", "--z_dim", "8", "--seed", "1", "--sample_freq", "2",
+                        "--ckpt_freq", "2", *TINY[arch]])
+    out = capsys.readouterr()
+    assert code == 0, out.err[-3000:]
+    assert "trained 2 steps" in out.out
+    size = {"mlp": 28, "art": 16, "classic": 64, "simpsons": 32}[arch]
+    run = f"faces_4_{size}_{size}"
+    saved = json.loads((tmp_path / "checkpoints" / run / "config.json").read_text())
+    assert saved["arch"] == arch and saved["g_steps"] == PRESETS[arch]["g_steps"]
+    assert saved["label_flip_prob"] == PRESETS[arch]["label_flip_prob"]
+    import tensorflow as tf
+
+    model = tf.saved_model.load(str(tmp_path / "export" / run))
+    out = model.signatures["serving_default"](z=tf.random.normal([2, 8]))
+    assert tuple(out["images"].shape) == (2, size, size, 3)
+    # Test mode on the trained run (the saved, resolved options rebuild the same model).
+    code = cli.execute(["main.py", "--arch", arch, "--dataset", "faces", "--batch_size", "4", "--z_dim", "8",
+                        *TINY[arch]])
+    assert code == 0, capsys.readouterr().err[-3000:]
+    assert any(f.startswith("test_") for f in os.listdir(tmp_path / "samples" / run))
+
+
+def test_mnist_preset_through_main_py_on_idx_files(tmp_path):
+    write_idx_images(tmp_path / "data" / "mnist" / "train-images-idx3-ubyte.gz", count=8)
+    proc = run_main(["--arch", "mnist", "--dataset", "mnist", "--train", "--export", "--epoch", "1",
+                     "--batch_size", "4", "--gf_dim", "2", "--df_dim", "2", "--hidden_dim", "8", "--z_dim", "8",
+                     "--seed", "1", "--sample_freq", "2", "--ckpt_freq", "2"], cwd=tmp_path,
+                    env={"DCGAN_TF_NO_DOWNLOAD": "1", "KERAS_HOME": str(tmp_path / "keras")})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "8 images from data/mnist/train-images-idx3-ubyte.gz at 28x28x1" in proc.stdout and "trained 2 steps" in proc.stdout
+    assert (tmp_path / "export" / "mnist_4_28_28" / "saved_model.pb").exists()
+
+
+def test_import_tf1_needs_the_simpsons_architecture(tmp_path):
+    from dcgan_tf import tf1_import
+
+    with pytest.raises(UserError, match="--arch simpsons"):
+        tf1_import.import_tf1_checkpoint(str(tmp_path / "nothing"), RunConfig.create(arch="classic"))
