@@ -188,6 +188,10 @@ def test_checkpoint_of_another_size_is_refused_and_kept(tmp_path, folder, capsys
     status, _ = _run(tmp_path, *_train_flags("--gf_dim", "8"))
     assert status == 2
     _one_error_line(capsys, "--gf_dim 4, not 8")
+    # Another architecture on the same run folder (the mlp preset can make 32x32 images too).
+    status, _ = _run(tmp_path, *_train_flags("--arch", "mlp", "--hidden_dim", "8"))
+    assert status == 2
+    _one_error_line(capsys, "--arch simpsons, not mlp")
     # Without the run's config.json the checkpoint itself is checked: still a clear refusal.
     os.remove(ckpt_dir / "config.json")
     status, _ = _run(tmp_path, *_train_flags("--gf_dim", "8"))

@@ -28,7 +28,9 @@ def exported(tmp_path_factory):
 
     workdir = tmp_path_factory.mktemp("export")
     write_images(workdir / "data" / "faces", 8)
-    run = train.train(tiny_config(workdir), verbose=0).run
+    run = train.build_run(tiny_config(workdir, c_dim=3))
+    # Move batch-norm statistics off their initial values, so inference mode is really exercised.
+    run.model.generator(np.random.default_rng(0).uniform(-1, 1, (16, 8)).astype("float32"), training=True)
     path = export.export_generator(run.model.generator, run.config, run.config.run_export_dir)
     return workdir, run, path
 
