@@ -28,9 +28,7 @@ def _start(workdir, extra=()):
 
 def _done_steps(sample_dir):
     """Steps that finished: with --sample_freq 1 each writes its grid before its checkpoint."""
-    if not os.path.isdir(sample_dir):
-        return []
-    return sorted(int(n[-8:-4]) for n in os.listdir(sample_dir) if n.startswith("train_") and n.endswith(".png"))
+    return sorted(_grids(sample_dir))
 
 
 def _read_newest(ckpt_dir):
@@ -53,11 +51,24 @@ def _wait(predicate, timeout):
     return False
 
 
+def _mtime(path):
+    try:
+        return os.path.getmtime(path)
+    except FileNotFoundError:  # A grid's temporary file renamed away meanwhile.
+        return 0.0
+
+
+def _grids(sample_dir):
+    """{step: mtime} of the finished grids (not their temporary files)."""
+    if not os.path.isdir(sample_dir):
+        return {}
+    return {int(n[-8:-4]): _mtime(os.path.join(sample_dir, n)) for n in os.listdir(sample_dir)
+            if n.startswith("train_") and n.endswith(".png")}
+
+
 def _sample_written_since(sample_dir, since):
     """True once a grid file was written after `since` (a time.time() value)."""
-    if not os.path.isdir(sample_dir):
-        return False
-    return any(os.path.getmtime(os.path.join(sample_dir, n)) > since for n in os.listdir(sample_dir))
+    return any(t > since for t in _grids(sample_dir).values())
 
 
 def _kill_sequence(workdir, kills, seed):
@@ -118,6 +129,6 @@ def test_sigkill_never_corrupts_or_loses_more_than_ckpt_freq_steps(tmp_path):
     assert f"resumed from {os.path.join('checkpoints', RUN, 'ckpt-' + str(previous['step']))}" in out
     assert "stopped by SIGTERM" in out and "Run the same command to resume" in out
     final = _read_newest(ckpt_dir)
-    mine = [int(n[-8:-4]) for n in os.listdir(sample_dir) if os.path.getmtime(sample_dir / n) > started]
+    mine = [step for step, t in _grids(sample_dir).items() if t > started]
     assert final["step"] == max(mine)  # the polite stop saved the last step it made
     assert not [n for n in os.listdir(ckpt_dir) if n.endswith("_temp")]  # leftovers cleaned on start
