@@ -122,21 +122,20 @@ def load_image(path: str, *, crop: bool, crop_size: Tuple[int, int], output_size
     """
     out_h, out_w = output_size
     try:
-        if True:  # (one indentation level kept for a readable diff)
-            with Image.open(path) as img:
-                img.seek(0)  # First frame of an animation.
-                width, height = img.size
-                if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
-                    raise Image.DecompressionBombError(f"{width}x{height}")
-                crop_h, crop_w = crop_size if crop else (height, width)
-                if width < crop_w or height < crop_h:
-                    raise UnusableImage(f"{width}x{height} is smaller than the {crop_w}x{crop_h} crop")
-                scale = _draft_jpeg(img, (crop_w, crop_h), (out_w, out_h))
-                img.load()
-                if crop:
-                    img = img.crop(centre_crop_box(img.size[0], img.size[1], max(1, round(crop_w * scale)),
-                                                   max(1, round(crop_h * scale))))
-                arr = _to_array(img, c_dim)
+        with Image.open(path) as img:
+            img.seek(0)  # First frame of an animation.
+            width, height = img.size
+            if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
+                raise Image.DecompressionBombError(f"{width}x{height}")
+            crop_h, crop_w = crop_size if crop else (height, width)
+            if width < crop_w or height < crop_h:
+                raise UnusableImage(f"{width}x{height} is smaller than the {crop_w}x{crop_h} crop")
+            scale = _draft_jpeg(img, (crop_w, crop_h), (out_w, out_h))
+            img.load()
+            if crop:
+                img = img.crop(centre_crop_box(img.size[0], img.size[1], max(1, round(crop_w * scale)),
+                                               max(1, round(crop_h * scale))))
+            arr = _to_array(img, c_dim)
     except UnusableImage:
         raise
     except Image.DecompressionBombError:

@@ -3,7 +3,6 @@ never a traceback, and nothing already saved is lost. Runs the command line in-p
 
 import gc
 import os
-import shutil
 import struct
 import subprocess
 import warnings
