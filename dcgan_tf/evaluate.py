@@ -1,0 +1,180 @@
+"""Image quality as numbers: FID and KID of a generator against the real images.
+
+Features come from the standard FID Inception-v3 network (inception.py); the maths is in
+metrics.py. Evaluations within a run are comparable: the generated images always come from the
+same z (drawn from the run's seed), and the real images' features are computed once and kept next
+to the run's checkpoints. Every evaluation is appended to `quality.json` in the run's checkpoint
+folder (and written to TensorBoard by the caller).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from typing import Callable, Optional
+
+import numpy as np
+
+from dcgan_tf import metrics
+from dcgan_tf.data import to_pixels
+from dcgan_tf.errors import UserError
+from dcgan_tf.latent import draw_z
+
+QUALITY_FILE = "quality.json"
+REAL_FEATURES_FILE = "fid_real_features.npz"
+BEST_DIR = "best"
+GENERATE_BATCH = 50
+
+# images uint8 [n, H, W, C] -> features [n, d]
+FeaturesFn = Callable[[np.ndarray], np.ndarray]
+
+
+def select_real(images: np.ndarray, max_count: int, seed: int) -> np.ndarray:
+    """At most `max_count` of the real images, a subset fixed by `seed` (all of them when fewer)."""
+    if len(images) <= max_count:
+        return images
+    rng = np.random.default_rng(seed)
+    return images[np.sort(rng.choice(len(images), size=max_count, replace=False))]
+
+
+def images_digest(images: np.ndarray) -> str:
+    """Names a set of uint8 images by content, so cached features are never used for other images."""
+    h = hashlib.sha1(str(images.shape).encode())
+    h.update(np.ascontiguousarray(images).tobytes())
+    return h.hexdigest()
+
+
+def real_features(features_fn: FeaturesFn, images: np.ndarray, cache_folder: Optional[str] = None) -> np.ndarray:
+    """Features of the real images (uint8), read from `cache_folder` when computed there before for
+    exactly these images."""
+    digest = images_digest(images)
+    path = os.path.join(cache_folder, REAL_FEATURES_FILE) if cache_folder else None
+    if path and os.path.exists(path):
+        try:
+            with np.load(path) as cached:
+                if str(cached["digest"]) == digest:
+                    return cached["features"]
+        except (OSError, ValueError, KeyError):
+            pass  # A damaged cache is recomputed and replaced.
+    features = np.asarray(features_fn(images), dtype=np.float64)
+    if path:
+        tmp = path + ".tmp.npz"
+        np.savez(tmp, features=features, digest=np.array(digest))
+        os.replace(tmp, path)
+    return features
+
+
+def generated_pixels(generate_fn: Callable[[np.ndarray], np.ndarray], z: np.ndarray,
+                     batch_size: int = GENERATE_BATCH) -> np.ndarray:
+    """The generator's images of `z` as uint8 pixels, made in batches."""
+    return np.concatenate([to_pixels(np.asarray(generate_fn(z[i:i + batch_size]), dtype=np.float32))
+                           for i in range(0, len(z), batch_size)])
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluator:
+    """Measures a generator against fixed real features with a fixed set of z."""
+
+    features_fn: FeaturesFn
+    real: np.ndarray  # Features of the real images.
+    z: np.ndarray  # The z of the generated images, the same at every evaluation.
+    kid_subsets: int = 100
+
+    def evaluate(self, generate_fn: Callable[[np.ndarray], np.ndarray]) -> dict:
+        """{fid, kid, kid_std, num_real, num_fake, seconds} of the generator `generate_fn` (z -> images
+        in [-1, 1])."""
+        started = time.time()
+        fake = np.asarray(self.features_fn(generated_pixels(generate_fn, self.z)), dtype=np.float64)
+        kid, kid_std = metrics.kid_from_features(self.real, fake, num_subsets=self.kid_subsets)
+        return {"fid": float(metrics.fid_from_features(self.real, fake)), "kid": float(kid),
+                "kid_std": float(kid_std), "num_real": int(len(self.real)), "num_fake": int(len(fake)),
+                "seconds": round(time.time() - started, 3)}
+
+
+def inception_features_fn(weights: str = "", progress: bool = True) -> FeaturesFn:
+    """The standard FID network as a features function (one clear error when its weights are missing)."""
+    from dcgan_tf import inception
+
+    network = inception.load_fid_network(weights)
+    return lambda images: inception.compute_features(network, images, progress=progress)
+
+
+def make_evaluator(config, real_images: np.ndarray, features_fn: FeaturesFn, z_dim: int, z_dist: str,
+                   cache_folder: Optional[str] = None) -> Evaluator:
+    """An Evaluator for a run: up to --eval_samples real images (a subset fixed by the seed) and
+    --eval_samples generated ones from z fixed by the run's seed."""
+    if len(real_images) < 2:
+        raise UserError(f"FID and KID need at least 2 real images; {config.dataset} has {len(real_images)}.")
+    real = real_features(features_fn, select_real(real_images, config.eval_samples, config.seed), cache_folder)
+    # Its own seed, apart from the training z and the sample grid's z.
+    z = draw_z(config.eval_samples, z_dim, z_dist, seed=config.seed + 2)
+    return Evaluator(features_fn=features_fn, real=real, z=z)
+
+
+# ---------------------------------------------------------------------------------------------------
+# quality.json: {"evaluations": [record, ...], "best": {"metric", "value", "step", "checkpoint"}}
+
+def read_quality(folder: str) -> dict:
+    path = os.path.join(folder, QUALITY_FILE)
+    if not os.path.exists(path):
+        return {"evaluations": []}
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        if not isinstance(saved, dict) or not isinstance(saved.get("evaluations"), list):
+            raise ValueError("not a quality record")
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {path} ({e}); move it aside (it will be started afresh) and run "
+                        f"again.") from None
+    return saved
+
+
+def write_quality(folder: str, quality: dict) -> str:
+    """Writes quality.json atomically: a kill never leaves half a file."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, QUALITY_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(quality, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def append_evaluation(folder: str, record: dict) -> dict:
+    """Adds one evaluation to the folder's quality.json; returns the whole record."""
+    quality = read_quality(folder)
+    quality["evaluations"].append(record)
+    write_quality(folder, quality)
+    return quality
+
+
+def is_better(value: float, best: Optional[dict], metric: str) -> bool:
+    """Lower FID and KID are better; the first finite value always is."""
+    if not np.isfinite(value):
+        return False
+    return best is None or best.get("metric") != metric or value < float(best["value"])
+
+
+def write_summaries(summary_writer, record: dict, step: int) -> None:
+    import tensorflow as tf
+
+    with summary_writer.as_default(step=step):
+        for name in ("fid", "kid", "kid_std"):
+            tf.summary.scalar(f"eval/{name}", record[name])
+    summary_writer.flush()
+
+
+def describe(record: dict) -> str:
+    return (f"FID {record['fid']:.2f}, KID {record['kid']:.4f} +- {record['kid_std']:.4f} "
+            f"({record['num_fake']} generated vs {record['num_real']} real images, {record['seconds']:.0f} s)")
+
+
+def best_checkpoint(folder: str) -> Optional[str]:
+    """The prefix of the run's best checkpoint (kept by --keep_best), or None."""
+    import tensorflow as tf
+
+    return tf.train.latest_checkpoint(os.path.join(folder, BEST_DIR))

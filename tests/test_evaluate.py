@@ -1,0 +1,155 @@
+"""FID/KID evaluation: real-feature caching, the evaluator, quality.json, --eval_freq and --keep_best.
+
+A small stand-in features function (per-image channel statistics) replaces the Inception network
+here; tests/test_inception.py covers the network and tests/test_cli_eval.py the command line with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from dcgan_tf import evaluate
+from dcgan_tf.data import to_model_range
+from dcgan_tf.errors import UserError
+
+
+def stats_features(images):
+    """[n, 6]: each channel's mean and standard deviation, scaled to about unit size."""
+    x = np.asarray(images, dtype=np.float64) / 255.0
+    if x.shape[-1] == 1:
+        x = np.repeat(x, 3, axis=-1)
+    return np.concatenate([x.mean(axis=(1, 2)), x.std(axis=(1, 2))], axis=1) * 10
+
+
+def random_pixels(count, seed, size=16, low=0, high=256):
+    return np.random.default_rng(seed).integers(low, high, size=(count, size, size, 3), dtype=np.uint8)
+
+
+def counting(fn):
+    calls = []
+
+    def wrapped(images):
+        calls.append(len(images))
+        return fn(images)
+
+    return wrapped, calls
+
+
+def test_select_real_is_a_fixed_subset():
+    images = random_pixels(20, 0)
+    assert evaluate.select_real(images, 50, seed=1) is images
+    a, b = evaluate.select_real(images, 5, seed=1), evaluate.select_real(images, 5, seed=1)
+    assert a.shape == (5, 16, 16, 3) and np.array_equal(a, b)
+    assert not np.array_equal(a, evaluate.select_real(images, 5, seed=2))
+
+
+def test_real_features_are_cached_for_the_same_images_only(tmp_path):
+    fn, calls = counting(stats_features)
+    images = random_pixels(12, 0)
+    first = evaluate.real_features(fn, images, str(tmp_path))
+    again = evaluate.real_features(fn, images, str(tmp_path))
+    assert calls == [12] and np.array_equal(first, again)
+    other = random_pixels(12, 1)
+    evaluate.real_features(fn, other, str(tmp_path))
+    assert calls == [12, 12]  # Other images: computed afresh, never the stale cache.
+    (tmp_path / evaluate.REAL_FEATURES_FILE).write_bytes(b"damaged")
+    assert np.allclose(evaluate.real_features(fn, other, str(tmp_path)), stats_features(other))
+    assert calls == [12, 12, 12]
+
+
+def _index_evaluator(real_pixels, features_fn):
+    """An Evaluator whose z are image indices, so a generator can return chosen images."""
+    z = np.arange(len(real_pixels), dtype=np.float32)[:, None]
+    return evaluate.Evaluator(features_fn=features_fn, real=features_fn(real_pixels), z=z, kid_subsets=10)
+
+
+def test_evaluator_scores_the_real_images_zero_and_noise_high():
+    real = random_pixels(60, 0, low=60, high=200)
+    evaluator = _index_evaluator(real, stats_features)
+    as_model = to_model_range(real)
+    same = evaluator.evaluate(lambda z: as_model[z[:, 0].astype(int)])
+    assert same["fid"] == pytest.approx(0.0, abs=1e-6)
+    assert same["num_real"] == 60 and same["num_fake"] == 60 and same["kid_std"] >= 0
+    dark = evaluator.evaluate(lambda z: np.full((len(z), 16, 16, 3), -0.9, np.float32))
+    assert dark["fid"] > 10 and dark["kid"] > 0.1
+    # KID is unbiased: for the same images it is near 0 (either sign), far below the dark set's.
+    assert abs(same["kid"]) < 0.05 * dark["kid"]
+
+
+def test_make_evaluator_fixes_z_by_seed(workdir):
+    config = tiny_config(workdir, eval_samples=6)
+    real = random_pixels(10, 0)
+    a = evaluate.make_evaluator(config, real, stats_features, config.z_dim, config.z_dist)
+    b = evaluate.make_evaluator(config, real, stats_features, config.z_dim, config.z_dist)
+    assert a.z.shape == (6, config.z_dim) and np.array_equal(a.z, b.z) and a.real.shape == (6, 6)
+    with pytest.raises(UserError, match="at least 2 real images"):
+        evaluate.make_evaluator(config, real[:1], stats_features, config.z_dim, config.z_dist)
+
+
+def test_quality_file_appends_and_reports_damage(tmp_path):
+    evaluate.append_evaluation(str(tmp_path), {"step": 2, "fid": 3.0})
+    quality = evaluate.append_evaluation(str(tmp_path), {"step": 4, "fid": 2.0})
+    assert [r["step"] for r in quality["evaluations"]] == [2, 4]
+    assert json.loads((tmp_path / evaluate.QUALITY_FILE).read_text()) == quality
+    (tmp_path / evaluate.QUALITY_FILE).write_text("{not json")
+    with pytest.raises(UserError, match="cannot read .*quality.json"):
+        evaluate.read_quality(str(tmp_path))
+
+
+def test_is_better():
+    assert evaluate.is_better(5.0, None, "fid")
+    assert evaluate.is_better(4.0, {"metric": "fid", "value": 5.0}, "fid")
+    assert not evaluate.is_better(6.0, {"metric": "fid", "value": 5.0}, "fid")
+    assert evaluate.is_better(6.0, {"metric": "kid", "value": 5.0}, "fid")  # Another metric's best.
+    assert not evaluate.is_better(float("nan"), None, "fid")
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"keep_best": "kid"}, "--keep_best kid needs measurements"),
+    ({"eval_samples": 1}, "--eval_samples must be 2"),
+    ({"eval_freq": -1}, "--eval_freq must be 0"),
+    ({"from_best": True, "train": True}, "--from_best"),
+])
+def test_config_refuses_bad_quality_options(workdir, values, message):
+    with pytest.raises(UserError, match=message):
+        tiny_config(workdir, **values)
+
+
+def test_training_measures_every_eval_freq_and_keeps_the_best(workdir, monkeypatch):
+    from dcgan_tf import train
+    from dcgan_tf.visualize import read_event_scalars
+
+    monkeypatch.setattr(evaluate, "inception_features_fn", lambda weights="", progress=True: stats_features)
+    # 8 images, batch 4: 2 steps an epoch; 3 epochs = 6 steps; measured at 2, 4 and 6.
+    config = tiny_config(workdir, epoch=3, eval_freq=2, eval_samples=8, keep_best="kid", ckpt_freq=100)
+    result = train.train(config, verbose=0)
+    folder = result.run.config.run_checkpoint_dir
+    quality = evaluate.read_quality(folder)
+    records = quality["evaluations"]
+    assert [r["step"] for r in records] == [2, 4, 6]
+    assert all(np.isfinite(r["fid"]) and r["num_fake"] == 8 and r["num_real"] == 8 for r in records)
+    best = min(records, key=lambda r: r["kid"])
+    assert quality["best"]["step"] == best["step"] and quality["best"]["value"] == best["kid"]
+    assert evaluate.best_checkpoint(folder).endswith(f"ckpt-{best['step']}")
+    assert os.path.exists(os.path.join(folder, evaluate.REAL_FEATURES_FILE))
+    scalars = read_event_scalars(result.run.config.run_log_dir)
+    steps, values = scalars["eval/kid"]
+    assert list(steps) == [2, 4, 6] and np.allclose(values, [r["kid"] for r in records], rtol=1e-5)
+
+    # --from_best restores that state; without it, the newest.
+    best_run = train.load_trained(tiny_config(workdir, from_best=True))
+    assert int(best_run.model.step.numpy()) == best["step"]
+    assert int(train.load_trained(tiny_config(workdir)).model.step.numpy()) == 6
+
+
+def test_from_best_without_a_best_checkpoint_says_how(workdir):
+    from dcgan_tf import train
+
+    train.train(tiny_config(workdir), verbose=0)
+    with pytest.raises(UserError, match="no best checkpoint .*--keep_best"):
+        train.load_trained(tiny_config(workdir, from_best=True))
