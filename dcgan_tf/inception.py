@@ -311,8 +311,6 @@ class InceptionFeatures:
 
     def _to_pixels(self, images) -> np.ndarray:
         images = np.asarray(images)
-        if images.ndim == 3:  # (N, H, W) grayscale
-            images = images[..., None]
         if images.ndim != 4 or images.shape[-1] not in (1, 3):
             raise UserError(f"FID needs NHWC images with 1 or 3 channels, got shape {images.shape}")
         if images.dtype == np.uint8:
