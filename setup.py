@@ -16,6 +16,7 @@ setup(
         "matplotlib",
         "absl-py",
         "tensorboard",
+        "scipy",
     ],
     extras_require={"test": ["pytest>=7"]},
     entry_points={"console_scripts": ["dcgan-tf=dcgan_tf.cli:run"]},
