@@ -8,6 +8,8 @@ FID it has no bias from the sample size, so it suits the few hundred images of a
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.linalg
 
@@ -36,6 +38,17 @@ def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
     return features.mean(axis=0), np.cov(features, rowvar=False)
 
 
+def _sqrtm(matrix: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        # A singular product is expected with few images; the caller checks and regularises the result.
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        return scipy.linalg.sqrtm(matrix)
+
+
+def _imaginary_part(matrix: np.ndarray) -> float:
+    return float(np.abs(np.diagonal(matrix).imag).max()) if np.iscomplexobj(matrix) else 0.0
+
+
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = SQRTM_EPS) -> float:
     """The Frechet distance between N(mu1, sigma1) and N(mu2, sigma2)."""
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
@@ -43,10 +56,11 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = SQRTM_EPS) -> float:
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
         raise UserError(f"FID statistics do not match: means {mu1.shape} and {mu2.shape}, covariances "
                         f"{sigma1.shape} and {sigma2.shape}")
-    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():
+    covmean = _sqrtm(sigma1 @ sigma2)
+    if not np.isfinite(covmean).all() or _imaginary_part(covmean) > MAX_IMAGINARY:
+        # Fewer images than feature dimensions make the covariances singular: regularise, as is standard.
         offset = np.eye(len(mu1)) * eps
-        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+        covmean = _sqrtm((sigma1 + offset) @ (sigma2 + offset))
     if np.iscomplexobj(covmean):
         largest = np.abs(np.diagonal(covmean).imag).max()
         if largest > MAX_IMAGINARY:

