@@ -14,13 +14,31 @@ import tensorflow as tf
 from dcgan_tf.errors import RunWarning, UserError
 
 
+# What make_checkpoint saves; the parts in _ADDED_PARTS are missing from checkpoints of earlier
+# versions, which restore without them (those parts keep their fresh state).
+_PARTS = ("generator", "discriminator", "d_optimizer", "g_optimizer", "step", "epoch", "z_seed",
+          "augment_seed", "sample_z")
+_ADDED_PARTS = ("augment_seed",)
+
+
 def make_checkpoint(model, sample_z) -> tf.train.Checkpoint:
-    """Both networks, both optimizers, the step and epoch counters, the z random state and the
-    fixed sample z: everything an exact resume needs."""
+    """Both networks, both optimizers, the step and epoch counters, the random states of z and of
+    DiffAugment and the fixed sample z: everything an exact resume needs."""
     return tf.train.Checkpoint(
         generator=model.generator, discriminator=model.discriminator,
         d_optimizer=model.d_optimizer, g_optimizer=model.g_optimizer,
-        step=model.step, epoch=model.epoch, z_seed=model.z_seed.state, sample_z=sample_z)
+        step=model.step, epoch=model.epoch, z_seed=model.z_seed.state,
+        augment_seed=model.augment_seed.state, sample_z=sample_z)
+
+
+def _parts_in_file(checkpoint: tf.train.Checkpoint, saved: dict) -> tf.train.Checkpoint:
+    """`checkpoint`, or one without the added parts a file of an earlier version lacks."""
+    missing = {name for name in _ADDED_PARTS
+               if hasattr(checkpoint, name) and not any(key.startswith(name + "/") for key in saved)}
+    if not missing:
+        return checkpoint
+    return tf.train.Checkpoint(**{name: getattr(checkpoint, name) for name in _PARTS
+                                  if name not in missing and hasattr(checkpoint, name)})
 
 
 def make_manager(checkpoint: tf.train.Checkpoint, folder: str, max_to_keep: int):
@@ -73,7 +91,7 @@ def restore_newest(checkpoint: tf.train.Checkpoint, paths_newest_first, sample_z
                 f"{path} holds a different number of sample images; use the run's --sample_num (see its "
                 f"config.json) or another --checkpoint_dir.")
         try:
-            restore(checkpoint, path)
+            restore(_parts_in_file(checkpoint, saved), path)
         except UserError as e:
             errors.append((path, str(e)))
             continue

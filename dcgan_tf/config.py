@@ -19,6 +19,8 @@ from dcgan_tf.errors import UserError
 Z_DISTRIBUTIONS = ("uniform_signed", "normal01")
 CONFIG_FILE = "config.json"
 QUALITY_METRICS = ("fid", "kid")
+# DiffAugment's augmentations (dcgan_tf/augment.py), in the paper's order.
+AUGMENTATIONS = ("color", "translation", "cutout")
 
 # Fields that define the model and its checkpoint: a resume must not change them.
 MODEL_FIELDS = (
@@ -66,6 +68,18 @@ def presets_help() -> str:
                      f"{values['real_label_high']:g} fake {values['fake_label_low']:g}-"
                      f"{values['fake_label_high']:g} flip {values['label_flip_prob']:g}")
     return "Network pair and its defaults (explicit flags override them). " + "; ".join(parts) + "."
+
+
+def parse_diffaug(text: str) -> tuple:
+    """A --diffaug policy as a tuple of augmentation names, order kept: "color, cutout" ->
+    ("color", "cutout"); "" -> () (off). UserError for an unknown name. Here rather than in
+    augment.py so that a bad flag is refused before TensorFlow is imported."""
+    names = tuple(part.strip().lower() for part in str(text).split(",") if part.strip())
+    unknown = [name for name in names if name not in AUGMENTATIONS]
+    if unknown:
+        raise UserError(f"--diffaug: unknown augmentation {unknown[0]!r}; give a comma-separated list of "
+                        f"{', '.join(AUGMENTATIONS)} (e.g. --diffaug color,translation,cutout), or '' for none.")
+    return names
 
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -150,6 +164,9 @@ class RunConfig:
                                                   "labels; default: the preset's.")
     seed: Optional[int] = _opt(None, "Random seed; default: a fresh one, recorded in the run's config.json.")
     jit_compile: bool = _opt(False, "Compile the train step with XLA (slower on CPUs).")
+    diffaug: str = _opt("", "DiffAugment: comma-separated augmentations (color, translation, cutout) applied "
+                            "to every image D sees, real and generated, in D's and G's updates; for small "
+                            "datasets (a few hundred to a few thousand images). Empty: off, as the original.")
     # Outputs.
     checkpoint_dir: str = _opt("checkpoints", "Root of the checkpoint folders (one per run).")
     sample_dir: str = _opt("samples", "Root of the sample-grid folders (one per run).")
@@ -253,6 +270,7 @@ class RunConfig:
         if self.from_best and (self.saved_model or self.train):
             raise UserError("--from_best picks a run's best checkpoint; it cannot be combined with "
                             + ("--saved_model." if self.saved_model else "--train (training resumes from the newest)."))
+        parse_diffaug(self.diffaug)
         if self.grid and not self.generate:
             raise UserError("--grid only applies to --generate N; add --generate N or drop --grid.")
 

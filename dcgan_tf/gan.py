@@ -3,7 +3,9 @@
 Per batch: one discriminator update, then `g_steps` generator updates (the original used two, "so
 that d_loss does not go to zero"), all with the same z. Losses are sigmoid cross-entropy on logits;
 D's labels are 1 and 0, or soft / swapped ones drawn per image when the label ranges or the flip
-probability ask for it (losses.discriminator_labels).
+probability ask for it (losses.discriminator_labels). With an augmentation policy (DiffAugment,
+dcgan_tf/augment.py), D sees only augmented images: D(T(x)) and D(T(G(z))) in its update and
+D(T(G(z))) in every G update, each call with fresh random draws.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from dcgan_tf import augment as aug
 from dcgan_tf import losses
 from dcgan_tf.latent import sample_z
 
@@ -29,7 +32,7 @@ class DCGAN(keras.Model):
     def __init__(self, generator, discriminator, *, z_dim: int, z_dist: str = "uniform_signed",
                  g_steps: int = 2, seed=None, summary_writer=None, histogram_freq: int = 100,
                  real_label_range=(1.0, 1.0), fake_label_range=(0.0, 0.0), label_flip_prob: float = 0.0,
-                 **kwargs):
+                 augment=(), **kwargs):
         super().__init__(**kwargs)
         if g_steps < 1:
             raise ValueError(f"g_steps must be at least 1, got {g_steps}")
@@ -43,6 +46,11 @@ class DCGAN(keras.Model):
         self.label_flip_prob = float(label_flip_prob)
         self.histogram_freq = histogram_freq
         self.z_seed = keras.random.SeedGenerator(seed, name="z_seed")
+        # DiffAugment's own random state (seeded with z's seed + 1, another stream), so turning it on
+        # or off leaves the z stream as it was.
+        self.augment = tuple(augment)
+        z_seed = seed if seed is not None else int(keras.ops.convert_to_numpy(self.z_seed.state)[0])
+        self.augment_seed = keras.random.SeedGenerator(z_seed + 1, name="augment_seed")
         # Counters live in checkpoints so that a resumed run continues them.
         self.step = self.add_weight(name="step", shape=(), dtype="int64", initializer="zeros",
                                     trainable=False)
@@ -78,8 +86,8 @@ class DCGAN(keras.Model):
         # from the same random state as z, so they resume exactly too).
         with tf.GradientTape() as tape:
             fake_images = self.generator(z, training=True)
-            real_logits = self.discriminator(real_images, training=True)
-            fake_logits = self.discriminator(fake_images, training=True)
+            real_logits = self.discriminator(self._augment(real_images), training=True)
+            fake_logits = self.discriminator(self._augment(fake_images), training=True)
             real_labels, fake_labels = losses.discriminator_labels(
                 tf.shape(real_logits), self.real_label_range, self.fake_label_range, self.label_flip_prob,
                 seed=self.z_seed)
@@ -94,7 +102,7 @@ class DCGAN(keras.Model):
         for _ in range(self.g_steps):
             with tf.GradientTape() as tape:
                 g_loss = losses.generator_loss(
-                    self.discriminator(self.generator(z, training=True), training=True))
+                    self.discriminator(self._augment(self.generator(z, training=True)), training=True))
             self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars))
 
         self.step.assign_add(1)
@@ -107,6 +115,12 @@ class DCGAN(keras.Model):
         for name, value in values.items():
             self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def _augment(self, images):
+        """T(images) with fresh draws; the images themselves (no op at all) when the policy is empty."""
+        if not self.augment:
+            return images
+        return aug.diff_augment(images, self.augment, self.augment_seed)
 
     def _check_finite(self, tensors):
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(t))) for t in tensors])

@@ -15,6 +15,7 @@ from typing import List, Optional
 import keras
 import tensorflow as tf
 
+from dcgan_tf import augment
 from dcgan_tf import callbacks as cbs
 from dcgan_tf import checkpoints, data, datasets, nets
 from dcgan_tf.config import RunConfig, check_same_model, load_saved_config
@@ -82,7 +83,7 @@ def build_run(config: RunConfig, summary_writer=None) -> Run:
                   histogram_freq=config.sample_freq, name="dcgan",
                   real_label_range=(config.real_label_low, config.real_label_high),
                   fake_label_range=(config.fake_label_low, config.fake_label_high),
-                  label_flip_prob=config.label_flip_prob)
+                  label_flip_prob=config.label_flip_prob, augment=augment.parse_policy(config.diffaug))
     model.compile(
         d_optimizer=keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1),
         g_optimizer=keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1),

@@ -7,11 +7,11 @@ from dcgan_tf import gan, nets
 from tests.conftest import tiny_config
 
 
-def _model(tmp_path, g_steps=2, run_eagerly=False, summary_writer=None):
+def _model(tmp_path, g_steps=2, run_eagerly=False, summary_writer=None, augment=()):
     config = tiny_config(tmp_path, c_dim=3)
     generator, discriminator = nets.build_networks(config)
     model = gan.DCGAN(generator, discriminator, z_dim=config.z_dim, g_steps=g_steps, seed=3,
-                      summary_writer=summary_writer, histogram_freq=1)
+                      summary_writer=summary_writer, histogram_freq=1, augment=augment)
     model.compile(d_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5),
                   g_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5), run_eagerly=run_eagerly)
     model.build_optimizers()
@@ -135,3 +135,32 @@ def test_soft_labels_are_drawn_in_the_step(tmp_path, monkeypatch):
     assert real.shape == (8, 1) and 0.7 <= real.min() and real.max() <= 1.0 and real.std() > 0
     assert 0.0 <= fake.min() and fake.max() <= 0.3 and fake.std() > 0
     assert not np.allclose(seen[0][0], seen[1][0])  # fresh draws every step
+
+
+def test_diffaug_augments_every_image_d_sees_from_its_own_random_state(tmp_path, monkeypatch):
+    seen = []
+    original = gan.aug.diff_augment
+
+    def recording(images, policy, seed):
+        out = original(images, policy, seed)
+        seen.append((keras.ops.convert_to_numpy(images), keras.ops.convert_to_numpy(out)))
+        return out
+
+    monkeypatch.setattr(gan.aug, "diff_augment", recording)
+    off = _model(tmp_path, run_eagerly=True)
+    off_state = keras.ops.convert_to_numpy(off.augment_seed.state).copy()
+    off.fit(_batches(count=1), epochs=1, verbose=0, shuffle=False)
+    assert seen == []  # policy off: no augmentation and no draws from its random state
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(off.augment_seed.state), off_state)
+
+    on = _model(tmp_path, run_eagerly=True, augment=("translation", "cutout"))
+    real = next(iter(_batches(count=1))).numpy()
+    on.fit(_batches(count=1), epochs=1, verbose=0, shuffle=False)
+    # D's update: the real batch and the fakes; then one call per G update (g_steps 2), each fresh.
+    assert len(seen) == 4
+    np.testing.assert_array_equal(seen[0][0], real)
+    assert all(not np.allclose(before, after) for before, after in seen)
+    assert not np.allclose(seen[2][1], seen[3][1])
+    # The z stream is the same with and without augmentation.
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(on.z_seed.state),
+                                  keras.ops.convert_to_numpy(off.z_seed.state))

@@ -30,20 +30,50 @@ def test_training_writes_checkpoints_samples_logs_and_config(workdir):
 
 
 def test_resume_continues_counters_and_matches_an_uninterrupted_run(workdir):
-    straight = train.train(tiny_config(workdir, epoch=2, checkpoint_dir=str(workdir / "a")), verbose=0)
+    """With DiffAugment on, so its random state is covered too; with it off the step runs the same
+    code minus the augmentation (test_gan checks it then draws nothing)."""
+    policy = "color,translation,cutout"
+    straight = train.train(tiny_config(workdir, epoch=2, diffaug=policy, checkpoint_dir=str(workdir / "a")),
+                           verbose=0)
 
-    first = train.train(tiny_config(workdir, epoch=1, checkpoint_dir=str(workdir / "b")), verbose=0)
+    first = train.train(tiny_config(workdir, epoch=1, diffaug=policy, checkpoint_dir=str(workdir / "b")),
+                        verbose=0)
     sample_z = keras.ops.convert_to_numpy(first.run.sample_z)
-    second = train.train(tiny_config(workdir, epoch=2, checkpoint_dir=str(workdir / "b")), verbose=0)
+    second = train.train(tiny_config(workdir, epoch=2, diffaug=policy, checkpoint_dir=str(workdir / "b")),
+                         verbose=0)
     model = second.run.model
     assert second.run.resumed_from.endswith("ckpt-2")
     assert second.steps_run == 2
     assert int(model.step.numpy()) == 4 and int(model.epoch.numpy()) == 2
     assert int(model.d_optimizer.iterations.numpy()) == 4 and int(model.g_optimizer.iterations.numpy()) == 8
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(second.run.sample_z), sample_z)
-    # Same data order, same z stream, same optimizer state: the same weights as without the stop.
+    assert model.augment == ("color", "translation", "cutout")
+    assert json.loads((workdir / "b" / "faces_4_32_32" / "config.json").read_text())["diffaug"] == policy
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.augment_seed.state),
+                                  keras.ops.convert_to_numpy(straight.run.model.augment_seed.state))
+    # Same data order, same z stream, same augmentation draws, same optimizer state: the same weights
+    # as without the stop.
     for a, b in zip(_weights(straight.run.model), _weights(model)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoint_without_augmentation_state_still_restores(workdir):
+    """Checkpoints written before DiffAugment existed lack its random state; they load, and it
+    starts fresh."""
+    import tensorflow as tf
+
+    config = tiny_config(workdir, c_dim=3, diffaug="cutout")
+    model = train.build_run(config).model
+    fresh = keras.ops.convert_to_numpy(model.augment_seed.state).copy()
+    model.step.assign(7)
+    older = tf.train.Checkpoint(
+        generator=model.generator, discriminator=model.discriminator, d_optimizer=model.d_optimizer,
+        g_optimizer=model.g_optimizer, step=model.step, epoch=model.epoch, z_seed=model.z_seed.state,
+        sample_z=tf.Variable(np.zeros((4, 8), "float32")))
+    tf.train.CheckpointManager(older, config.run_checkpoint_dir, 1, checkpoint_name="ckpt").save()
+    again = train.build_run(config)
+    assert again.resumed_from.endswith("ckpt-1") and int(again.model.step.numpy()) == 7
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(again.model.augment_seed.state), fresh)
 
 
 def test_finished_run_does_not_train_again(workdir):
