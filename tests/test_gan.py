@@ -69,7 +69,7 @@ def test_all_updates_of_a_step_share_one_z(tmp_path, monkeypatch):
 
 
 def test_reported_metrics(tmp_path):
-    model = _model(tmp_path)
+    model = _model(tmp_path, run_eagerly=True)
     logs = model.fit(_batches(count=1), epochs=1, verbose=0, shuffle=False).history
     assert set(logs) == set(gan.METRIC_NAMES)
     assert logs["d_loss"][0] == pytest.approx(logs["d_loss_real"][0] + logs["d_loss_fake"][0], rel=1e-5)
@@ -105,7 +105,9 @@ def _model_with_labels(tmp_path, run_eagerly=False, **labels):
 
 def test_label_flip_reaches_the_discriminator_loss(tmp_path):
     def d_losses(**labels):
-        logs = _model_with_labels(tmp_path, **labels).fit(_batches(count=1), epochs=1, verbose=0).history
+        # Eager: one step needs no tracing (three traced models would cost most of this test's time).
+        logs = _model_with_labels(tmp_path, run_eagerly=True, **labels).fit(
+            _batches(count=1), epochs=1, verbose=0).history
         return logs["d_loss_real"][0], logs["d_loss_fake"][0]
 
     plain = d_losses()
