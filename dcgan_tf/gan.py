@@ -17,6 +17,12 @@ from dcgan_tf.latent import sample_z
 METRIC_NAMES = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_x", "d_g_z")
 
 
+def generated_images(generator, z, training=False):
+    """The generator's images as float32, whatever precision it computes in: what leaves the model
+    (grids, files, summaries) is always float32."""
+    return tf.cast(generator(z, training=training), tf.float32)
+
+
 class DCGAN(keras.Model):
     """Trains a generator/discriminator pair through `fit`.
 
@@ -63,7 +69,7 @@ class DCGAN(keras.Model):
         return list(self.trackers.values())
 
     def call(self, z, training=False):
-        return self.generator(z, training=training)
+        return generated_images(self.generator, z, training=training)
 
     def build_optimizers(self):
         """Creates the optimizers' slots now, so a checkpoint can restore them before training."""
@@ -86,8 +92,10 @@ class DCGAN(keras.Model):
             d_loss_real, d_loss_fake = losses.discriminator_losses(real_logits, fake_logits, real_labels,
                                                                    fake_labels)
             d_loss = d_loss_real + d_loss_fake
+            # Loss scaling (a LossScaleOptimizer under mixed_float16; the identity otherwise).
+            scaled_d_loss = self.d_optimizer.scale_loss(d_loss)
         d_vars = self.discriminator.trainable_variables
-        self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_vars), d_vars))
+        self.d_optimizer.apply_gradients(zip(tape.gradient(scaled_d_loss, d_vars), d_vars))
 
         # Generator, g_steps times with the same z: make D call the fakes real.
         g_vars = self.generator.trainable_variables
@@ -95,7 +103,8 @@ class DCGAN(keras.Model):
             with tf.GradientTape() as tape:
                 g_loss = losses.generator_loss(
                     self.discriminator(self.generator(z, training=True), training=True))
-            self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars))
+                scaled_g_loss = self.g_optimizer.scale_loss(g_loss)
+            self.g_optimizer.apply_gradients(zip(tape.gradient(scaled_g_loss, g_vars), g_vars))
 
         self.step.assign_add(1)
         self._check_finite([d_loss, g_loss] + d_vars + g_vars)
