@@ -42,16 +42,27 @@ GOALS = {"fit/loop": 0.95, "mixed_bfloat16/float32": 1.4, "pipeline/training": 5
 DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "simpsons_64")
 
 
-def summarize(rates):
-    """Median and spread of per-window rates."""
-    return {"median": statistics.median(rates), "min": min(rates), "max": max(rates),
-            "windows": [round(r, 3) for r in rates]}
+def summarize(rates, cpu=None):
+    """Median and spread of per-window rates; with `cpu`, the median process CPU seconds per image
+    (all threads), which other programs' load on the machine disturbs far less than wall time."""
+    out = {"median": statistics.median(rates), "min": min(rates), "max": max(rates),
+           "windows": [round(r, 3) for r in rates]}
+    if cpu:
+        out["cpu_s_per_image"] = statistics.median(cpu)
+    return out
+
+
+def clock():
+    return time.perf_counter(), time.process_time()
 
 
 def window_rates(marks, warmup, steps, repeats, images_per_step):
-    """images/s of each window of `steps` steps after `warmup`, from {step: time} marks."""
+    """(images/s, CPU s per image) of each window of `steps` steps after `warmup`, from
+    {step: (wall, cpu)} marks."""
     edges = [warmup + i * steps for i in range(repeats + 1)]
-    return [steps * images_per_step / (marks[b] - marks[a]) for a, b in zip(edges, edges[1:])]
+    images = steps * images_per_step
+    return ([images / (marks[b][0] - marks[a][0]) for a, b in zip(edges, edges[1:])],
+            [(marks[b][1] - marks[a][1]) / images for a, b in zip(edges, edges[1:])])
 
 
 class BatchEndClock(keras.callbacks.Callback):
@@ -62,7 +73,7 @@ class BatchEndClock(keras.callbacks.Callback):
         self.marks = {}
 
     def on_train_batch_end(self, batch, logs=None):
-        self.marks[int(self.model.step.numpy())] = time.perf_counter()
+        self.marks[int(self.model.step.numpy())] = clock()
 
 
 def write_images(folder, count, size, channels):
@@ -90,8 +101,7 @@ def bench_fit(args, config):
     """train.train as the command line runs it (callbacks, summaries, pipeline), timed at batch ends."""
     clock = BatchEndClock()
     result = train.train(config, verbose=0, extra_callbacks=[clock])
-    rates = window_rates(clock.marks, args.warmup, args.steps, args.repeats, config.batch_size)
-    return summarize(rates), result.run
+    return summarize(*window_rates(clock.marks, args.warmup, args.steps, args.repeats, config.batch_size)), result.run
 
 
 def bench_loop(args, config):
@@ -125,13 +135,13 @@ def bench_loop(args, config):
 
     for _ in range(args.warmup):
         step(real).numpy()
-    marks = {0: time.perf_counter()}
+    marks = {0: clock()}
     for i in range(1, args.repeats + 1):
         for _ in range(args.steps):
             out = step(real)
         out.numpy()
-        marks[i * args.steps] = time.perf_counter()
-    return summarize(window_rates(marks, 0, args.steps, args.repeats, config.batch_size))
+        marks[i * args.steps] = clock()
+    return summarize(*window_rates(marks, 0, args.steps, args.repeats, config.batch_size))
 
 
 def bench_pipeline(args, folder, size, batch, channels):
@@ -228,6 +238,7 @@ def main(argv=None) -> int:
                     print(f"... {arch} {size}x{size} batch {batch} {precision}: plain loop", flush=True)
                     row["loop"] = bench_loop(args, run.config)
                     row["fit/loop"] = fit["median"] / row["loop"]["median"]
+                    row["fit/loop_cpu"] = row["loop"]["cpu_s_per_image"] / fit["cpu_s_per_image"]
                     report["goals"].append(goal("fit/loop", row["fit/loop"], arch=arch, size=size, batch=batch,
                                                 precision=precision))
                 report["train"].append(row)
@@ -242,6 +253,7 @@ def main(argv=None) -> int:
             if "float32" in fits and "mixed_bfloat16" in fits:
                 ratio = fits["mixed_bfloat16"]["fit"]["median"] / fits["float32"]["fit"]["median"]
                 where = {"arch": arch, "size": size, "batch": batch}
+                where["cpu_ratio"] = fits["float32"]["fit"]["cpu_s_per_image"] / fits["mixed_bfloat16"]["fit"]["cpu_s_per_image"]
                 if "loop" in fits["float32"] and "loop" in fits["mixed_bfloat16"]:
                     where["loop_ratio"] = fits["mixed_bfloat16"]["loop"]["median"] / fits["float32"]["loop"]["median"]
                 report["goals"].append(goal("mixed_bfloat16/float32", ratio, **where))
@@ -271,12 +283,14 @@ def print_report(report):
     print(f"\nload average {report['machine']['load_average_start']} -> {report['machine']['load_average_end']}"
           f" on {report['machine']['cpus']} CPUs")
     print(f"\n{'arch':10s} {'size':>4s} {'batch':>5s} {'precision':15s} {'fit img/s (min-max)':>26s} "
-          f"{'loop img/s (min-max)':>26s} {'fit/loop':>8s}")
+          f"{'loop img/s (min-max)':>26s} {'fit/loop':>8s} {'CPU ms/img fit, loop':>21s}")
     for row in report["train"]:
         loop = _spread(row["loop"]) if "loop" in row else "-"
         ratio = f"{row['fit/loop']:.3f}" if "fit/loop" in row else "-"
+        cpu = f"{1000 * row['fit']['cpu_s_per_image']:.1f}, " + (
+            f"{1000 * row['loop']['cpu_s_per_image']:.1f}" if "loop" in row else "-")
         print(f"{row['arch']:10s} {row['size']:4d} {row['batch']:5d} {row['precision']:15s} "
-              f"{_spread(row['fit']):>26s} {loop:>26s} {ratio:>8s}")
+              f"{_spread(row['fit']):>26s} {loop:>26s} {ratio:>8s} {cpu:>21s}")
     for pipe in report["pipeline"]:
         print(f"\npipeline {pipe['folder']} {pipe['size']}x{pipe['size']} batch {pipe['batch']}: decode "
               f"{pipe['images']} images in {pipe['decode_s']:.2f} s ({pipe['decode_images_per_s']:.0f} img/s); "
