@@ -59,10 +59,13 @@ class DCGAN(keras.Model):
                                               initializer="zeros", trainable=False)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
 
-    def compile(self, d_optimizer, g_optimizer, **kwargs):
-        super().compile(**kwargs)
+    def compile(self, d_optimizer, g_optimizer, jit_compile=False, **kwargs):
+        # XLA cannot compile summary writes, so with jit_compile only the updates (_updates) are
+        # compiled by XLA; the step around them, summaries and metrics included, is a plain graph.
+        super().compile(jit_compile=False, **kwargs)
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
+        self._update_fn = tf.function(self._updates, jit_compile=True) if jit_compile else self._updates
 
     @property
     def metrics(self):
@@ -77,6 +80,14 @@ class DCGAN(keras.Model):
         self.g_optimizer.build(self.generator.trainable_variables)
 
     def train_step(self, real_images):
+        values, z, d_x, d_g_z = self._update_fn(real_images)
+        self._write_summaries(values, z=z, d_x=d_x, d_g_z=d_g_z)
+        for name, value in values.items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def _updates(self, real_images):
+        """One D update and g_steps G updates; (metric values, z, D(x), D(G(z)))."""
         batch_size = tf.shape(real_images)[0]
         z = sample_z(batch_size, self.z_dim, self.z_dist, seed=self.z_seed)
 
@@ -112,10 +123,7 @@ class DCGAN(keras.Model):
         d_g_z = tf.sigmoid(tf.cast(fake_logits, tf.float32))
         values = {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake,
                   "g_loss": g_loss, "d_x": tf.reduce_mean(d_x), "d_g_z": tf.reduce_mean(d_g_z)}
-        self._write_summaries(values, z=z, d_x=d_x, d_g_z=d_g_z)
-        for name, value in values.items():
-            self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        return values, z, d_x, d_g_z
 
     def _check_finite(self, tensors):
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(t))) for t in tensors])

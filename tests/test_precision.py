@@ -184,3 +184,14 @@ def test_steps_per_execution_changes_nothing_but_speed(root):
     for a, b in zip(one["result"].run.model.weights, two["result"].run.model.weights):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), rtol=1e-5,
                                    atol=1e-7)
+
+
+def test_xla_compiles_the_updates_while_summaries_stay_outside(root, tmp_path):
+    # XLA cannot compile summary writes: the step must still write its scalars under --jit_compile.
+    writer = tf.summary.create_file_writer(str(tmp_path / "logs"))
+    run = train.build_run(tiny_config(root, c_dim=3, precision="mixed_bfloat16", jit_compile=True,
+                                      checkpoint_dir=str(root / "xla")), summary_writer=writer)
+    metrics = tf.function(run.model.train_step)(_images())
+    writer.flush()
+    assert all(np.isfinite(v.numpy()) for v in metrics.values()) and int(run.model.step.numpy()) == 1
+    assert _scalar_steps(str(tmp_path / "logs"))["d_loss"] == [1]
