@@ -189,7 +189,7 @@ def test_steps_per_execution_changes_nothing_but_speed(root):
 def test_xla_compiles_the_updates_while_summaries_stay_outside(root, tmp_path):
     # XLA cannot compile summary writes: the step must still write its scalars under --jit_compile.
     writer = tf.summary.create_file_writer(str(tmp_path / "logs"))
-    run = train.build_run(tiny_config(root, c_dim=3, precision="mixed_bfloat16", jit_compile=True,
+    run = train.build_run(tiny_config(root, c_dim=3, precision="mixed_bfloat16", jit_compile=True, g_steps=1,
                                       checkpoint_dir=str(root / "xla")), summary_writer=writer)
     metrics = tf.function(run.model.train_step)(_images())
     writer.flush()
