@@ -13,6 +13,7 @@ import threading
 import keras
 import tensorflow as tf
 
+from dcgan_tf.gan import generated_images
 from dcgan_tf.images import make_grid, save_png
 
 
@@ -41,14 +42,13 @@ class OutputFailure:
 
 class EpochCounter(keras.callbacks.Callback):
     """Counts completed epochs in `model.epoch`, right after an epoch's last step (so a checkpoint
-    saved at that step already counts it); an epoch cut short by a stop does not count."""
+    saved at that step already counts it); an epoch cut short by a stop does not count.
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._batches = 0
+    `batch` is the index of the last step run: with steps_per_execution N, Keras calls this once
+    per N steps, with the index of the N-th."""
 
     def on_train_batch_end(self, batch, logs=None):
-        self._batches += 1
-        if self._batches == self.params.get("steps"):
+        if batch + 1 == self.params.get("steps"):
             self.model.epoch.assign_add(1)
 
 
@@ -101,7 +101,7 @@ class SampleGrid(keras.callbacks.Callback):
 
     def write(self) -> str:
         step, epoch = _counter(self.model.step), _counter(self.model.epoch)
-        images = self.model.generator(self.sample_z, training=False)
+        images = generated_images(self.model.generator, self.sample_z)
         grid = make_grid(images)
         path = save_png(grid, os.path.join(self.folder, f"train_{epoch:02d}_{step:04d}.png"))
         if self.summary_writer is not None:

@@ -73,6 +73,7 @@ def run_action(config: RunConfig) -> int:
     nets.check_config(config)
     from dcgan_tf import export, images, train
     from dcgan_tf import generate, visualize
+    from dcgan_tf.gan import generated_images
     from dcgan_tf.latent import draw_z, sample_z
 
     # Actions on a trained model (each a library function; see generate.py, visualize.py, tf1_import.py).
@@ -131,7 +132,7 @@ def run_action(config: RunConfig) -> int:
         # This invocation's --seed (fresh unless given), not the run's: each test grid is new.
         z = sample_z(run.config.batch_size, run.config.z_dim, run.config.z_dist, seed=config.seed)
         stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
-        path = images.save_grid(run.model.generator(z, training=False),
+        path = images.save_grid(generated_images(run.model.generator, z),
                                 os.path.join(run.config.run_sample_dir, f"test_{stamp}.png"))
         print(f"dcgan_tf: wrote {path} from {run.resumed_from}")
     return 0

@@ -17,6 +17,8 @@ from typing import Optional
 from dcgan_tf.errors import UserError
 
 Z_DISTRIBUTIONS = ("uniform_signed", "normal01")
+# Keras dtype policies: variables stay float32 in all three; the mixed ones compute in 16 bits.
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 CONFIG_FILE = "config.json"
 QUALITY_METRICS = ("fid", "kid")
 # DiffAugment's augmentations (dcgan_tf/augment.py), in the paper's order.
@@ -167,6 +169,13 @@ class RunConfig:
     diffaug: str = _opt("", "DiffAugment: comma-separated augmentations (color, translation, cutout) applied "
                             "to every image D sees, real and generated, in D's and G's updates; for small "
                             "datasets (a few hundred to a few thousand images). Empty: off, as the original.")
+    precision: str = _opt("float32", "Compute precision: float32, or Keras mixed precision with bfloat16 "
+                                     "(fast on CPUs with AVX-512 BF16 or AMX, and on recent GPUs/TPUs) or "
+                                     "float16 (GPUs; with loss scaling). Weights stay float32.",
+                          choices=PRECISIONS)
+    steps_per_execution: int = _opt(1, "Train steps run in one call of the compiled step (fewer Python round "
+                                       "trips); --sample_freq, --ckpt_freq and the steps of an epoch must be "
+                                       "multiples of it.")
     # Outputs.
     checkpoint_dir: str = _opt("checkpoints", "Root of the checkpoint folders (one per run).")
     sample_dir: str = _opt("samples", "Root of the sample-grid folders (one per run).")
@@ -217,7 +226,7 @@ class RunConfig:
     def validate(self) -> None:
         positive = ("input_height", "input_width", "batch_size", "output_height", "output_width", "epoch",
                     "z_dim", "gf_dim", "df_dim", "g_steps", "hidden_dim", "sample_freq", "ckpt_freq",
-                    "max_to_keep", "sample_num")
+                    "max_to_keep", "sample_num", "steps_per_execution")
         for name in positive:
             value = getattr(self, name)
             if value is None or value < 1:
@@ -238,6 +247,15 @@ class RunConfig:
             raise UserError(f"--learning_rate must be greater than 0, got {self.learning_rate}.")
         if not 0 <= self.beta1 < 1:
             raise UserError(f"--beta1 must be in [0, 1), got {self.beta1}.")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
+        for name in ("sample_freq", "ckpt_freq"):
+            # Callbacks see the step only at the end of an execution, so these steps must end one.
+            if getattr(self, name) % self.steps_per_execution:
+                raise UserError(
+                    f"--{name} {getattr(self, name)} is not a multiple of --steps_per_execution "
+                    f"{self.steps_per_execution}; grids and checkpoints are written only where an execution "
+                    f"ends, so give a multiple of it or a smaller --steps_per_execution.")
         if self.z_dist not in Z_DISTRIBUTIONS:
             raise UserError(f"--z_dist must be one of {', '.join(Z_DISTRIBUTIONS)}, got {self.z_dist!r}.")
         if not _SAFE_NAME.fullmatch(self.dataset) or ".." in self.dataset:
@@ -329,6 +347,17 @@ def load_saved_config(folder: str) -> Optional[dict]:
     if not isinstance(saved, dict):
         raise UserError(f"{path} is not a run configuration; fix or delete it.")
     return saved
+
+
+def check_same_precision(config: RunConfig, saved: dict, folder: str) -> None:
+    """float32 and mixed_bfloat16 checkpoints are interchangeable (float32 weights, plain Adam);
+    mixed_float16 adds loss-scale state to both optimizers, so it cannot be switched to or from."""
+    before = saved.get("precision", "float32")
+    if "mixed_float16" in (before, config.precision) and before != config.precision:
+        raise UserError(
+            f"the checkpoints in {folder} were made with --precision {before}, not {config.precision}; "
+            f"mixed_float16 checkpoints hold a loss scale the others lack, so use --precision {before} to "
+            f"continue that run, or another --checkpoint_dir to start a new one.")
 
 
 def check_same_model(config: RunConfig, saved: dict, folder: str) -> None:

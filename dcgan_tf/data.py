@@ -236,7 +236,11 @@ def make_dataset(images: np.ndarray, batch_size: int, seed: int, first_epoch: in
                  last_epoch: Optional[int] = None):
     """The training pipeline for epochs [first_epoch, last_epoch) (endless when last_epoch is None):
     each epoch is a fresh permutation of all images cut into full batches, scaled to [-1, 1] and
-    prefetched. Use with `fit(..., steps_per_epoch=len(images) // batch_size)`."""
+    prefetched. Use with `fit(..., steps_per_epoch=len(images) // batch_size)`.
+
+    The images are already decoded in memory (the cache), so a batch costs one gather and one scale,
+    run in parallel and prefetched while the model trains; the map keeps its input order, so batches
+    depend only on (seed, epoch)."""
     import tensorflow as tf
 
     check_batch_size(len(images), batch_size)
@@ -250,7 +254,8 @@ def make_dataset(images: np.ndarray, batch_size: int, seed: int, first_epoch: in
     epochs = tf.data.Dataset.range(first_epoch, last_epoch) if last_epoch is not None else \
         tf.data.Dataset.range(first_epoch, 2**62)
     ds = epochs.flat_map(batches_of_epoch)
-    ds = ds.map(lambda idx: to_model_range(tf.gather(pixels, idx)), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda idx: to_model_range(tf.gather(pixels, idx)), num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -20,6 +20,12 @@ from dcgan_tf.latent import sample_z
 METRIC_NAMES = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_x", "d_g_z")
 
 
+def generated_images(generator, z, training=False):
+    """The generator's images as float32, whatever precision it computes in: what leaves the model
+    (grids, files, summaries) is always float32."""
+    return tf.cast(generator(z, training=training), tf.float32)
+
+
 class DCGAN(keras.Model):
     """Trains a generator/discriminator pair through `fit`.
 
@@ -61,17 +67,20 @@ class DCGAN(keras.Model):
                                               initializer="zeros", trainable=False)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
 
-    def compile(self, d_optimizer, g_optimizer, **kwargs):
-        super().compile(**kwargs)
+    def compile(self, d_optimizer, g_optimizer, jit_compile=False, **kwargs):
+        # XLA cannot compile summary writes, so with jit_compile only the updates (_updates) are
+        # compiled by XLA; the step around them, summaries and metrics included, is a plain graph.
+        super().compile(jit_compile=False, **kwargs)
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
+        self._update_fn = tf.function(self._updates, jit_compile=True) if jit_compile else self._updates
 
     @property
     def metrics(self):
         return list(self.trackers.values())
 
     def call(self, z, training=False):
-        return self.generator(z, training=training)
+        return generated_images(self.generator, z, training=training)
 
     def build_optimizers(self):
         """Creates the optimizers' slots now, so a checkpoint can restore them before training."""
@@ -79,6 +88,14 @@ class DCGAN(keras.Model):
         self.g_optimizer.build(self.generator.trainable_variables)
 
     def train_step(self, real_images):
+        values, z, d_x, d_g_z = self._update_fn(real_images)
+        self._write_summaries(values, z=z, d_x=d_x, d_g_z=d_g_z)
+        for name, value in values.items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def _updates(self, real_images):
+        """One D update and g_steps G updates; (metric values, z, D(x), D(G(z)))."""
         batch_size = tf.shape(real_images)[0]
         z = sample_z(batch_size, self.z_dim, self.z_dist, seed=self.z_seed)
 
@@ -94,8 +111,10 @@ class DCGAN(keras.Model):
             d_loss_real, d_loss_fake = losses.discriminator_losses(real_logits, fake_logits, real_labels,
                                                                    fake_labels)
             d_loss = d_loss_real + d_loss_fake
+            # Loss scaling (a LossScaleOptimizer under mixed_float16; the identity otherwise).
+            scaled_d_loss = self.d_optimizer.scale_loss(d_loss)
         d_vars = self.discriminator.trainable_variables
-        self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_vars), d_vars))
+        self.d_optimizer.apply_gradients(zip(tape.gradient(scaled_d_loss, d_vars), d_vars))
 
         # Generator, g_steps times with the same z: make D call the fakes real.
         g_vars = self.generator.trainable_variables
@@ -103,7 +122,8 @@ class DCGAN(keras.Model):
             with tf.GradientTape() as tape:
                 g_loss = losses.generator_loss(
                     self.discriminator(self._augment(self.generator(z, training=True)), training=True))
-            self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars))
+                scaled_g_loss = self.g_optimizer.scale_loss(g_loss)
+            self.g_optimizer.apply_gradients(zip(tape.gradient(scaled_g_loss, g_vars), g_vars))
 
         self.step.assign_add(1)
         self._check_finite([d_loss, g_loss] + d_vars + g_vars)
@@ -111,10 +131,7 @@ class DCGAN(keras.Model):
         d_g_z = tf.sigmoid(tf.cast(fake_logits, tf.float32))
         values = {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake,
                   "g_loss": g_loss, "d_x": tf.reduce_mean(d_x), "d_g_z": tf.reduce_mean(d_g_z)}
-        self._write_summaries(values, z=z, d_x=d_x, d_g_z=d_g_z)
-        for name, value in values.items():
-            self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        return values, z, d_x, d_g_z
 
     def _augment(self, images):
         """T(images) with fresh draws; the images themselves (no op at all) when the policy is empty."""

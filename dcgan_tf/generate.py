@@ -43,7 +43,9 @@ class Source:
 
 def from_generator(generator, z_dim: int, z_dist: str, name: str, origin: str = "generator") -> Source:
     """A Source of a Keras generator (inference mode: batch norm with its moving averages)."""
-    return Source(z_dim, z_dist, name, origin, lambda z: generator(z, training=False))
+    from dcgan_tf.gan import generated_images
+
+    return Source(z_dim, z_dist, name, origin, lambda z: generated_images(generator, z))
 
 
 def from_saved_model(path: str) -> Source:

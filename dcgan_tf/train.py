@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tempfile
 import time
+import warnings
 from typing import List, Optional
 
 import keras
@@ -18,8 +20,8 @@ import tensorflow as tf
 from dcgan_tf import augment
 from dcgan_tf import callbacks as cbs
 from dcgan_tf import checkpoints, data, datasets, nets
-from dcgan_tf.config import RunConfig, check_same_model, load_saved_config
-from dcgan_tf.errors import UserError
+from dcgan_tf.config import RunConfig, check_same_model, check_same_precision, load_saved_config
+from dcgan_tf.errors import RunWarning, UserError
 from dcgan_tf.gan import DCGAN, METRIC_NAMES
 from dcgan_tf.latent import sample_z as draw_z
 
@@ -66,11 +68,21 @@ def _continue_saved_run(config: RunConfig) -> RunConfig:
     if saved is None:
         return config
     check_same_model(config, saved, config.run_checkpoint_dir)
+    check_same_precision(config, saved, config.run_checkpoint_dir)
     if config.c_dim == 0 and saved.get("c_dim") in (1, 3):
         config = dataclasses.replace(config, c_dim=saved["c_dim"])
     if isinstance(saved.get("seed"), int):
         config = dataclasses.replace(config, seed=saved["seed"])
     return config
+
+
+def make_optimizer(config: RunConfig) -> keras.optimizers.Optimizer:
+    """Adam with the run's settings; under mixed_float16 wrapped for dynamic loss scaling, so small
+    float16 gradients do not underflow (bfloat16 has float32's range and needs none)."""
+    optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1)
+    if config.precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
 
 
 def build_run(config: RunConfig, summary_writer=None) -> Run:
@@ -84,10 +96,8 @@ def build_run(config: RunConfig, summary_writer=None) -> Run:
                   real_label_range=(config.real_label_low, config.real_label_high),
                   fake_label_range=(config.fake_label_low, config.fake_label_high),
                   label_flip_prob=config.label_flip_prob, augment=augment.parse_policy(config.diffaug))
-    model.compile(
-        d_optimizer=keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1),
-        g_optimizer=keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1),
-        jit_compile=config.jit_compile)
+    model.compile(d_optimizer=make_optimizer(config), g_optimizer=make_optimizer(config),
+                  jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
     model.build_optimizers()
     # The fixed z of the sample grids: its own seed, so it does not depend on the training z.
     sample_z = tf.Variable(draw_z(config.sample_num, config.z_dim, config.z_dist, seed=config.seed + 1),
@@ -146,9 +156,36 @@ def prepare_data(config: RunConfig):
     return config, image_set
 
 
+def check_steps_per_execution(steps_per_epoch: int, config: RunConfig) -> None:
+    """Keras runs whole executions even across an epoch's end, so an epoch must be a whole number
+    of them."""
+    n = config.steps_per_execution
+    if steps_per_epoch % n:
+        fits = [d for d in range(1, steps_per_epoch + 1) if steps_per_epoch % d == 0]
+        raise UserError(
+            f"--steps_per_execution {n} does not divide the {steps_per_epoch} steps of an epoch (images // "
+            f"--batch_size {config.batch_size}); use one of {', '.join(map(str, fits))}.")
+
+
+def aligned_steps_per_execution(model: DCGAN, start_step: int, config: RunConfig) -> int:
+    """Steps per execution for a run resuming at `start_step`: executions must end on multiples of
+    --steps_per_execution for grids and checkpoints to land on their steps; a run stopped at another
+    step (one trained with another --steps_per_execution) runs fewer steps at a time this once."""
+    n = math.gcd(config.steps_per_execution, start_step) if start_step else config.steps_per_execution
+    if n != config.steps_per_execution:
+        warnings.warn(RunWarning(
+            f"the run resumes at step {start_step}, not a multiple of --steps_per_execution "
+            f"{config.steps_per_execution}; running {n} step{'s' if n > 1 else ''} per execution until it "
+            f"stops (grids and checkpoints stay on their steps)."), stacklevel=2)
+        model.steps_per_execution = n
+    return n
+
+
 def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResult:
     """Trains the run named by `config` up to `config.epoch` epochs, resuming where it stopped."""
     config, image_set = prepare_data(config)
+    epoch_steps = data.steps_per_epoch(len(image_set.images), config.batch_size)
+    check_steps_per_execution(epoch_steps, config)
     check_writable([config.run_checkpoint_dir, config.run_sample_dir, config.run_log_dir])
     features_fn = _quality_features(config, verbose=bool(verbose)) if config.eval_freq else None
     writer = tf.summary.create_file_writer(config.run_log_dir)
@@ -156,6 +193,7 @@ def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResul
     config.save(config.run_checkpoint_dir)
     model = run.model
     start_epoch, start_step = int(model.epoch.numpy()), int(model.step.numpy())
+    aligned_steps_per_execution(model, start_step, config)
     if verbose:
         print(f"dcgan_tf: {len(image_set.images)} images from {image_set.source or config.dataset_path}"
               f" at {config.output_height}x{config.output_width}x{config.c_dim}; run {config.run_name}; "
@@ -186,7 +224,7 @@ def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResul
         dataset = data.make_dataset(image_set.images, config.batch_size, config.seed,
                                     first_epoch=start_epoch, last_epoch=config.epoch)
         history = model.fit(dataset, epochs=config.epoch, initial_epoch=start_epoch, shuffle=False,
-                            steps_per_epoch=data.steps_per_epoch(len(image_set.images), config.batch_size),
+                            steps_per_epoch=epoch_steps,
                             callbacks=callbacks, verbose=verbose).history
     elif verbose:
         print(f"dcgan_tf: the run already finished {start_epoch} epochs; raise --epoch to train more.")

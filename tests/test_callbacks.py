@@ -69,3 +69,17 @@ def test_epoch_counter_counts_only_full_epochs():
             counter.on_train_batch_end(b)
         counter.on_epoch_end(0)
     assert int(FakeModel.epoch.numpy()) == 1
+
+
+def test_epoch_counter_with_several_steps_per_execution():
+    class FakeModel:
+        epoch = tf.Variable(0, dtype=tf.int64)
+
+    counter = callbacks.EpochCounter()
+    counter.set_model(FakeModel())
+    counter.set_params({"steps": 4})
+    for last_steps in ((1, 3), (1,)):  # Keras passes the index of each execution's last step
+        counter.on_epoch_begin(0)
+        for b in last_steps:
+            counter.on_train_batch_end(b)
+    assert int(FakeModel.epoch.numpy()) == 1

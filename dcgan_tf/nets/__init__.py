@@ -7,6 +7,7 @@ rate, ...) are the presets in dcgan_tf.config.PRESETS, one entry per name here.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Tuple
 
 import keras
@@ -51,8 +52,26 @@ def check_config(config) -> None:
                 f"--output_width" + (" and --c_dim 1." if config.arch == "mnist" else ", or another --arch."))
 
 
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Makes `name` Keras's global dtype policy only inside the block: layers take the policy when
+    they are created, so nothing built outside (metrics, optimizers, other models) is affected."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def build_networks(config) -> Tuple[keras.Model, keras.Model]:
-    """(generator, discriminator) for a validated config whose c_dim is known, both built."""
+    """(generator, discriminator) for a validated config whose c_dim is known, both built, computing
+    in `config.precision` (variables float32 in every precision)."""
+    with dtype_policy(config.precision):
+        return _build_networks(config)
+
+
+def _build_networks(config) -> Tuple[keras.Model, keras.Model]:
     arch, h, w, c = config.arch, config.output_height, config.output_width, config.c_dim
     if arch == "simpsons":
         generator = simpsons.Generator(output_height=h, output_width=w, c_dim=c, gf_dim=config.gf_dim,
