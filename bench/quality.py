@@ -53,6 +53,7 @@ def parse_args(argv=None):
     p.add_argument("--eval_samples", type=int, default=500)
     p.add_argument("--fid_weights", default="")
     p.add_argument("--out", default="")
+    p.add_argument("--work", default="", help="where the runs' checkpoints go (default <out>/runs)")
     p.add_argument("--phase", choices=("all", "train", "score"), default="all")
     p.add_argument("--jobs", type=int, default=1, help="variants trained side by side")
     p.add_argument("--one", default="", help=argparse.SUPPRESS)  # A single variant (used by --jobs).
@@ -73,7 +74,7 @@ def train_variant(args, diffaug: str, precision: str, seed: int) -> dict:
     from dcgan_tf.latent import draw_z
 
     name = variant_name(diffaug, precision, seed)
-    work = os.path.join(args.out, "runs", name)
+    work = os.path.join(args.work or os.path.join(args.out, "runs"), name)
     shutil.rmtree(work, ignore_errors=True)
     folder = os.path.abspath(args.data)
     per_epoch = data.steps_per_epoch(len(data.find_image_files(folder)), args.batch)
@@ -93,9 +94,7 @@ def train_variant(args, diffaug: str, precision: str, seed: int) -> dict:
     # The same z as --eval_freq's measurements (evaluate.make_evaluator).
     z = draw_z(args.eval_samples, config.z_dim, config.z_dist, seed=config.seed + 2)
     pixels = evaluate.generated_pixels(lambda batch: run.model.generator(batch, training=False), z)
-    np.savez_compressed(os.path.join(args.out, f"{name}.npz"), images=pixels)
-    if result.samples:
-        shutil.copy(result.samples[-1], os.path.join(args.out, f"{name}_grid.png"))
+    grid = imageio_grid(result.samples[-1]) if result.samples else np.zeros((1, 1, 3), np.uint8)
     history = result.history or {}
     info = {"name": name, "diffaug": diffaug or "none", "precision": precision, "seed": seed,
             "steps": int(run.model.step.numpy()), "train_seconds": round(result.seconds, 1),
@@ -103,11 +102,19 @@ def train_variant(args, diffaug: str, precision: str, seed: int) -> dict:
             "final": {k: float(v[-1]) for k, v in history.items() if v},
             "size": args.size, "batch": args.batch, "gf_dim": args.gf_dim, "df_dim": args.df_dim,
             "learning_rate": args.learning_rate, "arch": args.arch}
-    with open(os.path.join(args.out, f"{name}.json"), "w") as f:
-        json.dump(info, f, indent=2)
+    # One file per variant (images, last grid, facts), so a run elsewhere returns few files.
+    np.savez_compressed(os.path.join(args.out, f"{name}.npz"), images=pixels, grid=grid,
+                        info=np.array(json.dumps(info)))
     print(f"trained {name}: {info['steps']} steps in {info['train_seconds']} s "
           f"({info['seconds_per_step']} s/step)", flush=True)
     return info
+
+
+def imageio_grid(path):
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
 
 
 def train_all(args):
@@ -137,21 +144,23 @@ def train_all(args):
 def _forwarded(args):
     out = []
     for key in ("data", "size", "steps", "batch", "gf_dim", "df_dim", "learning_rate", "arch", "eval_samples",
-                "out"):
+                "out", "work"):
         out += [f"--{key}", str(getattr(args, key))]
     return out
 
 
 def score_all(args):
+    from PIL import Image
+
     from dcgan_tf import data, evaluate, metrics
 
     infos = []
     for diffaug, precision, seed in plan(args):
-        name = variant_name(diffaug, precision, seed)
-        path = os.path.join(args.out, f"{name}.json")
+        path = os.path.join(args.out, f"{variant_name(diffaug, precision, seed)}.npz")
         if os.path.exists(path):
-            with open(path) as f:
-                infos.append(json.load(f))
+            with np.load(path) as f:
+                infos.append(json.loads(str(f["info"])))
+                Image.fromarray(f["grid"]).save(os.path.join(args.out, f"{infos[-1]['name']}_grid.png"))
     if not infos:
         raise SystemExit(f"nothing trained in {args.out}; run --phase train first")
     features_fn = evaluate.inception_features_fn(args.fid_weights)
