@@ -32,7 +32,7 @@ sys.path.insert(0, REPO)
 
 
 def variant_name(diffaug: str, precision: str, seed: int) -> str:
-    return f"{(diffaug or 'none').replace(',', '+')}_{precision}_s{seed}"
+    return f"{(diffaug or 'none').replace(',', '-')}_{precision}_s{seed}"
 
 
 def parse_args(argv=None):
@@ -56,6 +56,8 @@ def parse_args(argv=None):
     p.add_argument("--work", default="", help="where the runs' checkpoints go (default <out>/runs)")
     p.add_argument("--phase", choices=("all", "train", "score"), default="all")
     p.add_argument("--jobs", type=int, default=1, help="variants trained side by side")
+    p.add_argument("--reuse", action="store_true", help="continue runs already in --work instead of "
+                   "starting afresh (a finished run is only re-exported)")
     p.add_argument("--one", default="", help=argparse.SUPPRESS)  # A single variant (used by --jobs).
     args = p.parse_args(argv)
     args.out = args.out or os.path.join(REPO, "bench", "results", f"quality_{args.size}")
@@ -75,7 +77,8 @@ def train_variant(args, diffaug: str, precision: str, seed: int) -> dict:
 
     name = variant_name(diffaug, precision, seed)
     work = os.path.join(args.work or os.path.join(args.out, "runs"), name)
-    shutil.rmtree(work, ignore_errors=True)
+    if not args.reuse:
+        shutil.rmtree(work, ignore_errors=True)
     folder = os.path.abspath(args.data)
     per_epoch = data.steps_per_epoch(len(data.find_image_files(folder)), args.batch)
     epochs = math.ceil(args.steps / per_epoch)
