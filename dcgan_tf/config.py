@@ -17,6 +17,7 @@ from typing import Optional
 from dcgan_tf.errors import UserError
 
 Z_DISTRIBUTIONS = ("uniform_signed", "normal01")
+STRATEGIES = ("default", "mirrored", "multiworker")
 CONFIG_FILE = "config.json"
 
 # Fields that define the model and its checkpoint: a resume must not change them.
@@ -149,6 +150,15 @@ class RunConfig:
                                                   "labels; default: the preset's.")
     seed: Optional[int] = _opt(None, "Random seed; default: a fresh one, recorded in the run's config.json.")
     jit_compile: bool = _opt(False, "Compile the train step with XLA (slower on CPUs).")
+    # Several devices or hosts (dcgan_tf.distribute); --batch_size is then the global batch.
+    strategy: str = _opt("default", "tf.distribute strategy: default (one device), mirrored (this machine's "
+                                    "GPUs, or its CPU devices when it has none) or multiworker (the hosts named "
+                                    "by the TF_CONFIG environment variable). --batch_size is the global batch.",
+                         choices=STRATEGIES)
+    cpu_devices: int = _opt(0, "Split the CPU into N logical devices (e.g. to try --strategy mirrored without "
+                               "GPUs); 0 leaves the devices as they are.")
+    worker_timeout: int = _opt(120, "--strategy multiworker: seconds a step waits for the other workers "
+                                    "before training stops with an error (a worker died or hangs).")
     # Outputs.
     checkpoint_dir: str = _opt("checkpoints", "Root of the checkpoint folders (one per run).")
     sample_dir: str = _opt("samples", "Root of the sample-grid folders (one per run).")
@@ -229,6 +239,12 @@ class RunConfig:
             if self.saved_model and getattr(self, action):
                 raise UserError(f"--saved_model cannot be combined with --{action}: a SavedModel holds only "
                                 f"the generator; drop --saved_model to {action.replace('_', ' ')} the run.")
+        if self.strategy not in STRATEGIES:
+            raise UserError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}.")
+        if self.cpu_devices < 0:
+            raise UserError(f"--cpu_devices must be 0 (leave as is) or more, got {self.cpu_devices}.")
+        if self.worker_timeout < 1:
+            raise UserError(f"--worker_timeout must be a positive number of seconds, got {self.worker_timeout}.")
         if self.grid and not self.generate:
             raise UserError("--grid only applies to --generate N; add --generate N or drop --grid.")
 
