@@ -158,7 +158,8 @@ class RunConfig:
     cpu_devices: int = _opt(0, "Split the CPU into N logical devices (e.g. to try --strategy mirrored without "
                                "GPUs); 0 leaves the devices as they are.")
     worker_timeout: int = _opt(120, "--strategy multiworker: seconds a step waits for the other workers "
-                                    "before training stops with an error (a worker died or hangs).")
+                                    "before training stops with an error (a worker hangs, or lags behind, "
+                                    "starting too; a dead one is noticed sooner by its missing heartbeats).")
     # Outputs.
     checkpoint_dir: str = _opt("checkpoints", "Root of the checkpoint folders (one per run).")
     sample_dir: str = _opt("samples", "Root of the sample-grid folders (one per run).")

@@ -88,12 +88,37 @@ def make_strategy(name: str, cpu_devices: int = 0, worker_timeout: int = 0) -> t
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multiworker":
-        parse_tf_config(os.environ.get(TF_CONFIG))
-        # Collectives that wait longer than this for a worker fail instead of hanging for ever.
+        _configure_heartbeats(parse_tf_config(os.environ.get(TF_CONFIG)))
+        # Collectives that wait longer than this for a worker fail instead of hanging for ever. It also
+        # bounds how far one worker may lag behind the others, tracing included, so it must be generous.
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=worker_timeout or None)
         with translate_worker_errors():
             return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     raise UserError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {name!r}.")
+
+
+HEARTBEAT_TIMEOUT_S = 30
+
+
+def _configure_heartbeats(tf_config: dict) -> None:
+    """Lets the cluster's coordination service declare a worker dead after HEARTBEAT_TIMEOUT_S seconds
+    without a heartbeat, instead of TF's 10 s: on a loaded host a live worker can miss that and the
+    whole cluster stops. MultiWorkerMirroredStrategy sets up the same service with defaults unless one
+    is configured; without TF's internal modules this keeps the defaults."""
+    try:
+        from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+        from tensorflow.python.distribute import multi_worker_util
+        from tensorflow.python.eager import context
+    except ImportError:
+        return
+    if context.context().coordination_service is not None:
+        return
+    cluster = tf.train.ClusterSpec(tf_config["cluster"])
+    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=cluster.num_tasks(job))
+            for job in ("chief", "worker") if job in cluster.jobs]
+    context.context().configure_coordination_service(
+        service_type="standalone", service_leader=multi_worker_util.coordination_leader(cluster),
+        coordinated_jobs=jobs, heartbeat_timeout_in_ms=HEARTBEAT_TIMEOUT_S * 1000)
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
