@@ -91,12 +91,14 @@ def run_action(config: RunConfig) -> int:
         if result.stopped_by:
             print(f"dcgan_tf: stopped by {result.stopped_by} at step {step}; checkpoint saved in "
                   f"{run.config.run_checkpoint_dir}. Run the same command to resume.")
+        elif result.steps_run and not result.chief:
+            print(f"dcgan_tf: trained {result.steps_run} steps as a worker; the chief writes the run's files.")
         elif result.steps_run:
             print(f"dcgan_tf: trained {result.steps_run} steps in {result.seconds:.1f} s "
                   f"({result.seconds / result.steps_run:.3f} s/step); checkpoints in {run.config.run_checkpoint_dir}, "
                   f"samples in {run.config.run_sample_dir}, TensorBoard logs in {run.config.run_log_dir}.")
         try:
-            for path in visualize.write_report(run.config):
+            for path in (visualize.write_report(run.config) if result.chief else ()):
                 print(f"dcgan_tf: wrote {path}")
         except Exception as e:  # Pictures must not turn a finished training into a failure.
             print(f"dcgan_tf: warning: no training report ({type(e).__name__}: {e})", file=sys.stderr)

@@ -19,6 +19,7 @@ from dcgan_tf.errors import UserError
 Z_DISTRIBUTIONS = ("uniform_signed", "normal01")
 # Keras dtype policies: variables stay float32 in all three; the mixed ones compute in 16 bits.
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("default", "mirrored", "multiworker")
 CONFIG_FILE = "config.json"
 QUALITY_METRICS = ("fid", "kid")
 # DiffAugment's augmentations (dcgan_tf/augment.py), in the paper's order.
@@ -176,6 +177,16 @@ class RunConfig:
     steps_per_execution: int = _opt(1, "Train steps run in one call of the compiled step (fewer Python round "
                                        "trips); --sample_freq, --ckpt_freq and the steps of an epoch must be "
                                        "multiples of it.")
+    # Several devices or hosts (dcgan_tf.distribute); --batch_size is then the global batch.
+    strategy: str = _opt("default", "tf.distribute strategy: default (one device), mirrored (this machine's "
+                                    "GPUs, or its CPU devices when it has none) or multiworker (the hosts named "
+                                    "by the TF_CONFIG environment variable). --batch_size is the global batch.",
+                         choices=STRATEGIES)
+    cpu_devices: int = _opt(0, "Split the CPU into N logical devices (e.g. to try --strategy mirrored without "
+                               "GPUs); 0 leaves the devices as they are.")
+    worker_timeout: int = _opt(120, "--strategy multiworker: seconds a step waits for the other workers "
+                                    "before training stops with an error (a worker hangs, or lags behind, "
+                                    "starting too; a dead one is noticed sooner by its missing heartbeats).")
     # Outputs.
     checkpoint_dir: str = _opt("checkpoints", "Root of the checkpoint folders (one per run).")
     sample_dir: str = _opt("samples", "Root of the sample-grid folders (one per run).")
@@ -289,6 +300,12 @@ class RunConfig:
             raise UserError("--from_best picks a run's best checkpoint; it cannot be combined with "
                             + ("--saved_model." if self.saved_model else "--train (training resumes from the newest)."))
         parse_diffaug(self.diffaug)
+        if self.strategy not in STRATEGIES:
+            raise UserError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}.")
+        if self.cpu_devices < 0:
+            raise UserError(f"--cpu_devices must be 0 (leave as is) or more, got {self.cpu_devices}.")
+        if self.worker_timeout < 1:
+            raise UserError(f"--worker_timeout must be a positive number of seconds, got {self.worker_timeout}.")
         if self.grid and not self.generate:
             raise UserError("--grid only applies to --generate N; add --generate N or drop --grid.")
 

@@ -14,7 +14,7 @@ import keras
 import tensorflow as tf
 
 from dcgan_tf import augment as aug
-from dcgan_tf import losses
+from dcgan_tf import distribute, losses
 from dcgan_tf.latent import sample_z
 
 METRIC_NAMES = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_x", "d_g_z")
@@ -58,14 +58,16 @@ class DCGAN(keras.Model):
         z_seed = seed if seed is not None else int(keras.ops.convert_to_numpy(self.z_seed.state)[0])
         self.augment_seed = keras.random.SeedGenerator(z_seed + 1, name="augment_seed")
         # Counters live in checkpoints so that a resumed run continues them.
-        self.step = self.add_weight(name="step", shape=(), dtype="int64", initializer="zeros",
-                                    trainable=False)
-        self.epoch = self.add_weight(name="epoch", shape=(), dtype="int64", initializer="zeros",
-                                     trainable=False)
+        self.step = self._counter("step")
+        self.epoch = self._counter("epoch")
         # The first step after which a loss or a weight was NaN or Inf (0: none yet).
-        self.nonfinite_step = self.add_weight(name="nonfinite_step", shape=(), dtype="int64",
-                                              initializer="zeros", trainable=False)
+        self.nonfinite_step = self._counter("nonfinite_step")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+
+    def _counter(self, name):
+        # Under tf.distribute every replica updates the counters alike; the first replica's update counts.
+        return self.add_weight(name=name, shape=(), dtype="int64", initializer="zeros", trainable=False,
+                               aggregation="only_first_replica")
 
     def compile(self, d_optimizer, g_optimizer, jit_compile=False, **kwargs):
         # XLA cannot compile summary writes, so with jit_compile only the updates (_updates) are
@@ -86,18 +88,30 @@ class DCGAN(keras.Model):
         """Creates the optimizers' slots now, so a checkpoint can restore them before training."""
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.g_optimizer.build(self.generator.trainable_variables)
+        # The networks are built and the model has no weights of its own that need an input shape;
+        # saying so keeps `fit` under a tf.distribute strategy from building it on an image batch.
+        self.built = True
 
     def train_step(self, real_images):
         values, z, d_x, d_g_z = self._update_fn(real_images)
+        # The global batch's values, on every replica (all must join the collectives, writer or not).
+        values = distribute.all_mean(values)
+        d_x, d_g_z = distribute.all_gather(d_x), distribute.all_gather(d_g_z)
+        self._check_finite([values["d_loss"], values["g_loss"]] + self.discriminator.trainable_variables
+                           + self.generator.trainable_variables)
         self._write_summaries(values, z=z, d_x=d_x, d_g_z=d_g_z)
         for name, value in values.items():
             self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        return distribute.step_logs({name: tracker.result() for name, tracker in self.trackers.items()})
 
     def _updates(self, real_images):
         """One D update and g_steps G updates; (metric values, z, D(x), D(G(z)))."""
         batch_size = tf.shape(real_images)[0]
-        z = sample_z(batch_size, self.z_dim, self.z_dist, seed=self.z_seed)
+        replicas = distribute.num_replicas()
+        # Every replica draws the global batch's z from the same random state and takes its own rows,
+        # so several replicas see the z one device would.
+        global_z = sample_z(batch_size * replicas, self.z_dim, self.z_dist, seed=self.z_seed)
+        z = distribute.replica_slice(global_z, batch_size)
 
         # Discriminator: real images are 1, generated ones 0 (or soft / swapped labels, drawn per image
         # from the same random state as z, so they resume exactly too).
@@ -105,14 +119,12 @@ class DCGAN(keras.Model):
             fake_images = self.generator(z, training=True)
             real_logits = self.discriminator(self._augment(real_images), training=True)
             fake_logits = self.discriminator(self._augment(fake_images), training=True)
-            real_labels, fake_labels = losses.discriminator_labels(
-                tf.shape(real_logits), self.real_label_range, self.fake_label_range, self.label_flip_prob,
-                seed=self.z_seed)
+            real_labels, fake_labels = self._labels(batch_size, replicas)
             d_loss_real, d_loss_fake = losses.discriminator_losses(real_logits, fake_logits, real_labels,
                                                                    fake_labels)
             d_loss = d_loss_real + d_loss_fake
-            # Loss scaling (a LossScaleOptimizer under mixed_float16; the identity otherwise).
-            scaled_d_loss = self.d_optimizer.scale_loss(d_loss)
+            # This replica's share, loss-scaled (a LossScaleOptimizer under mixed_float16; else the identity).
+            scaled_d_loss = self.d_optimizer.scale_loss(_per_replica_share(d_loss, replicas))
         d_vars = self.discriminator.trainable_variables
         self.d_optimizer.apply_gradients(zip(tape.gradient(scaled_d_loss, d_vars), d_vars))
 
@@ -122,16 +134,22 @@ class DCGAN(keras.Model):
             with tf.GradientTape() as tape:
                 g_loss = losses.generator_loss(
                     self.discriminator(self._augment(self.generator(z, training=True)), training=True))
-                scaled_g_loss = self.g_optimizer.scale_loss(g_loss)
+                scaled_g_loss = self.g_optimizer.scale_loss(_per_replica_share(g_loss, replicas))
             self.g_optimizer.apply_gradients(zip(tape.gradient(scaled_g_loss, g_vars), g_vars))
 
         self.step.assign_add(1)
-        self._check_finite([d_loss, g_loss] + d_vars + g_vars)
         d_x = tf.sigmoid(tf.cast(real_logits, tf.float32))
         d_g_z = tf.sigmoid(tf.cast(fake_logits, tf.float32))
         values = {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake,
                   "g_loss": g_loss, "d_x": tf.reduce_mean(d_x), "d_g_z": tf.reduce_mean(d_g_z)}
-        return values, z, d_x, d_g_z
+        return values, global_z, d_x, d_g_z
+
+    def _labels(self, batch_size, replicas):
+        """D's (real, fake) labels of this replica's rows, drawn for the global batch as z is."""
+        labels = losses.discriminator_labels(
+            tf.stack([batch_size * replicas, 1]), self.real_label_range, self.fake_label_range,
+            self.label_flip_prob, seed=self.z_seed)
+        return tuple(distribute.replica_slice(part, batch_size) for part in labels)
 
     def _augment(self, images):
         """T(images) with fresh draws; the images themselves (no op at all) when the policy is empty."""
@@ -155,3 +173,9 @@ class DCGAN(keras.Model):
                 tf.summary.histogram("z", z)
                 tf.summary.histogram("d", d_x)  # D(x), named as the original named it.
                 tf.summary.histogram("d_", d_g_z)  # D(G(z)).
+
+
+def _per_replica_share(loss, replicas: int):
+    """A replica's part of the global loss: its mean over the local batch / replicas. The optimizer sums
+    the replicas' gradients, so the update is the one of the global batch's mean loss."""
+    return loss if replicas == 1 else loss / replicas

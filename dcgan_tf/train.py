@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -19,7 +20,7 @@ import tensorflow as tf
 
 from dcgan_tf import augment
 from dcgan_tf import callbacks as cbs
-from dcgan_tf import checkpoints, data, datasets, nets
+from dcgan_tf import checkpoints, data, datasets, distribute, nets
 from dcgan_tf.config import RunConfig, check_same_model, check_same_precision, load_saved_config
 from dcgan_tf.errors import RunWarning, UserError
 from dcgan_tf.gan import DCGAN, METRIC_NAMES
@@ -48,6 +49,7 @@ class TrainResult:
     steps_run: int
     seconds: float
     samples: List[str]
+    chief: bool = True  # False on the other workers of a multiworker run (they write no files).
 
 
 def _match_folder(root: str, name: str) -> Optional[str]:
@@ -89,7 +91,9 @@ def build_run(config: RunConfig, summary_writer=None) -> Run:
     """Models, optimizers, fixed sample z and checkpoint manager for a config whose c_dim is known;
     restores the newest checkpoint of the run if there is one."""
     keras.utils.set_random_seed(config.seed)
-    generator, discriminator = nets.build_networks(config)
+    # Inside a strategy's scope with several replicas, batch norm works on the global batch.
+    several_replicas = tf.distribute.get_strategy().num_replicas_in_sync > 1
+    generator, discriminator = nets.build_networks(config, synchronized_bn=several_replicas)
     model = DCGAN(generator, discriminator, z_dim=config.z_dim, z_dist=config.z_dist,
                   g_steps=config.g_steps, seed=config.seed, summary_writer=summary_writer,
                   histogram_freq=config.sample_freq, name="dcgan",
@@ -182,15 +186,25 @@ def aligned_steps_per_execution(model: DCGAN, start_step: int, config: RunConfig
 
 
 def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResult:
-    """Trains the run named by `config` up to `config.epoch` epochs, resuming where it stopped."""
+    """Trains the run named by `config` up to `config.epoch` epochs, resuming where it stopped.
+
+    With --strategy mirrored / multiworker everything is built in the strategy's scope and only the
+    chief writes files (distribute.py)."""
+    strategy = distribute.make_strategy(config.strategy, config.cpu_devices, config.worker_timeout)
+    distribute.check_global_batch(config.batch_size, strategy.num_replicas_in_sync)
+    chief = distribute.is_chief(strategy)
     config, image_set = prepare_data(config)
     epoch_steps = data.steps_per_epoch(len(image_set.images), config.batch_size)
     check_steps_per_execution(epoch_steps, config)
-    check_writable([config.run_checkpoint_dir, config.run_sample_dir, config.run_log_dir])
-    features_fn = _quality_features(config, verbose=bool(verbose)) if config.eval_freq else None
-    writer = tf.summary.create_file_writer(config.run_log_dir)
-    run = build_run(config, summary_writer=writer)
-    config.save(config.run_checkpoint_dir)
+    if chief:
+        check_writable([config.run_checkpoint_dir, config.run_sample_dir, config.run_log_dir])
+    # The FID network of --eval_freq (the chief measures) is loaded first: missing weights stop here.
+    features_fn = _quality_features(config, verbose=bool(verbose)) if config.eval_freq and chief else None
+    writer = tf.summary.create_file_writer(config.run_log_dir) if chief else None
+    with strategy.scope(), _worker_errors(config):
+        run = build_run(config, summary_writer=writer)
+    if chief:
+        config.save(config.run_checkpoint_dir)
     model = run.model
     start_epoch, start_step = int(model.epoch.numpy()), int(model.step.numpy())
     aligned_steps_per_execution(model, start_step, config)
@@ -210,25 +224,29 @@ def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResul
         guard,
         samples,
         cbs.EpochCounter(),
-        cbs.CheckpointSaver(run.manager, config.ckpt_freq, failure=failure),
+        cbs.CheckpointSaver(run.manager if chief else distribute.ScratchCheckpointManager(run.checkpoint),
+                            config.ckpt_freq, failure=failure),
         cbs.MetricsLog(os.path.join(config.run_checkpoint_dir, METRICS_FILE), METRIC_NAMES),
         stop,
         *extra_callbacks,
     ]
-    if config.eval_freq:
+    if not chief:  # Grids and the metrics log are the chief's alone.
+        callbacks = [c for c in callbacks if not isinstance(c, (cbs.SampleGrid, cbs.MetricsLog))]
+    if features_fn is not None:
         callbacks.insert(callbacks.index(stop), _periodic_eval(config, run, image_set.images, features_fn,
                                                                writer, failure, verbose=bool(verbose)))
     started = time.time()
     history = {}
     if start_epoch < config.epoch:
-        dataset = data.make_dataset(image_set.images, config.batch_size, config.seed,
-                                    first_epoch=start_epoch, last_epoch=config.epoch)
-        history = model.fit(dataset, epochs=config.epoch, initial_epoch=start_epoch, shuffle=False,
-                            steps_per_epoch=epoch_steps,
-                            callbacks=callbacks, verbose=verbose).history
+        dataset = distribute.distribute_batches(strategy, lambda: data.make_dataset(
+            image_set.images, config.batch_size, config.seed, first_epoch=start_epoch, last_epoch=config.epoch))
+        with _worker_errors(config, run):
+            history = model.fit(dataset, epochs=config.epoch, initial_epoch=start_epoch, shuffle=False,
+                                steps_per_epoch=epoch_steps, callbacks=callbacks, verbose=verbose).history
     elif verbose:
         print(f"dcgan_tf: the run already finished {start_epoch} epochs; raise --epoch to train more.")
-    writer.flush()
+    if writer is not None:
+        writer.flush()
     if failure.error is not None:
         raise UserError(
             f"{failure.error}; training stopped at step {int(model.step.numpy())}. Newest checkpoint: "
@@ -242,7 +260,14 @@ def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResul
             f"--learning_rate (or change --seed) and run again to resume from it.")
     return TrainResult(run=run, history=history, stopped_by=stop.received,
                        steps_run=int(model.step.numpy()) - start_step, seconds=time.time() - started,
-                       samples=samples.written)
+                       samples=samples.written, chief=chief)
+
+
+def _worker_errors(config: RunConfig, run: Optional[Run] = None):
+    """A lost worker of a multiworker run becomes one error line naming the newest checkpoint."""
+    if config.strategy != "multiworker":
+        return contextlib.nullcontext()
+    return distribute.translate_worker_errors(lambda: run.manager.latest_checkpoint if run else "")
 
 
 def _quality_features(config: RunConfig, verbose: bool):

@@ -52,6 +52,16 @@ def check_config(config) -> None:
                 f"--output_width" + (" and --c_dim 1." if config.arch == "mnist" else ", or another --arch."))
 
 
+def synchronize_batch_norm(model: keras.Model) -> None:
+    """Makes every BatchNormalization layer of `model` compute its batch statistics over all replicas
+    of a tf.distribute strategy, so several replicas normalise as one device would."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
+        elif isinstance(layer, keras.Model):
+            synchronize_batch_norm(layer)
+
+
 @contextlib.contextmanager
 def dtype_policy(name: str):
     """Makes `name` Keras's global dtype policy only inside the block: layers take the policy when
@@ -64,14 +74,16 @@ def dtype_policy(name: str):
         keras.config.set_dtype_policy(previous)
 
 
-def build_networks(config) -> Tuple[keras.Model, keras.Model]:
+def build_networks(config, synchronized_bn: bool = False) -> Tuple[keras.Model, keras.Model]:
     """(generator, discriminator) for a validated config whose c_dim is known, both built, computing
-    in `config.precision` (variables float32 in every precision)."""
+    in `config.precision` (variables float32 in every precision).
+
+    `synchronized_bn`: batch norm over the global batch of all replicas (for more than one replica)."""
     with dtype_policy(config.precision):
-        return _build_networks(config)
+        return _build_networks(config, synchronized_bn)
 
 
-def _build_networks(config) -> Tuple[keras.Model, keras.Model]:
+def _build_networks(config, synchronized_bn: bool) -> Tuple[keras.Model, keras.Model]:
     arch, h, w, c = config.arch, config.output_height, config.output_width, config.c_dim
     if arch == "simpsons":
         generator = simpsons.Generator(output_height=h, output_width=w, c_dim=c, gf_dim=config.gf_dim,
@@ -95,6 +107,9 @@ def _build_networks(config) -> Tuple[keras.Model, keras.Model]:
         discriminator = classic.Discriminator(df_dim=config.df_dim, name="discriminator")
     else:
         raise UserError(f"--arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}.")
+    if synchronized_bn:
+        synchronize_batch_norm(generator)
+        synchronize_batch_norm(discriminator)
     # One call on zeros creates every variable (inference mode: batch-norm statistics untouched).
     generator(keras.ops.zeros((1, config.z_dim)))
     discriminator(keras.ops.zeros((1, h, w, c)))
