@@ -18,7 +18,7 @@ setup(
         "tensorboard",
         "scipy",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7", "pytest-xdist>=3"]},
     entry_points={"console_scripts": ["dcgan-tf=dcgan_tf.cli:run"]},
     license="MIT",
 )
