@@ -213,7 +213,16 @@ def execute(argv) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _parse_flags(argv):
+    """absl's parser, with a bad flag value as one error line (exit 2) instead of its usage dump."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        print(f"dcgan_tf: error: {e} (python main.py --help lists the flags)", file=sys.stderr)
+        sys.exit(2)
+
+
 def run() -> None:
     """Entry point of main.py and the `dcgan-tf` console script."""
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

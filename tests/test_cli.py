@@ -73,3 +73,12 @@ def test_test_mode_without_checkpoint_says_so(tmp_path):
                           "no checkpoint in checkpoints/faces_4_32_32", "train first with --train")
 
 
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--precision", "bogus"], "--precision=bogus: value should be one of"),
+    (["--epoch", "abc"], "--epoch=abc"),
+    (["--no_such_flag"], "Unknown command line flag 'no_such_flag'"),
+])
+def test_bad_flag_values_through_main_py_are_one_line(tmp_path, args, fragment):
+    assert_one_line_error(run_main(args, cwd=tmp_path), fragment, "--help")
