@@ -73,6 +73,7 @@ def train_variant(args, diffaug: str, precision: str, seed: int) -> dict:
     """Trains one variant; writes <out>/<name>.npz (generated images), <name>_grid.png, <name>.json."""
     from dcgan_tf import data, evaluate, train
     from dcgan_tf.config import RunConfig
+    from dcgan_tf.gan import generated_images
     from dcgan_tf.latent import draw_z
 
     name = variant_name(diffaug, precision, seed)
@@ -96,8 +97,8 @@ def train_variant(args, diffaug: str, precision: str, seed: int) -> dict:
     run = result.run
     # The same z as --eval_freq's measurements (evaluate.make_evaluator).
     z = draw_z(args.eval_samples, config.z_dim, config.z_dist, seed=config.seed + 2)
-    pixels = evaluate.generated_pixels(lambda batch: run.model.generator(batch, training=False), z)
-    grid = imageio_grid(result.samples[-1]) if result.samples else np.zeros((1, 1, 3), np.uint8)
+    pixels = evaluate.generated_pixels(lambda batch: generated_images(run.model.generator, batch), z)
+    grid = read_png(result.samples[-1]) if result.samples else np.zeros((1, 1, 3), np.uint8)
     history = result.history or {}
     info = {"name": name, "diffaug": diffaug or "none", "precision": precision, "seed": seed,
             "steps": int(run.model.step.numpy()), "train_seconds": round(result.seconds, 1),
@@ -113,7 +114,7 @@ def train_variant(args, diffaug: str, precision: str, seed: int) -> dict:
     return info
 
 
-def imageio_grid(path):
+def read_png(path):
     from PIL import Image
 
     with Image.open(path) as img:

@@ -233,7 +233,7 @@ class PeriodicEval(keras.callbacks.Callback):
         step, epoch = _counter(self.model.step), _counter(self.model.epoch)
         if self.verbose:
             print(f"\ndcgan_tf: measuring FID and KID at step {step} ...", flush=True)
-        result = self.evaluator.evaluate(lambda z: self.model.generator(z, training=False))
+        result = self.evaluator.evaluate(lambda z: generated_images(self.model.generator, z))
         record = {"step": step, "epoch": epoch, **result}
         quality = evaluate.append_evaluation(self.folder, record)
         if self.summary_writer is not None:

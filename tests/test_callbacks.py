@@ -2,7 +2,6 @@ import os
 import signal
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from dcgan_tf import callbacks, train
