@@ -7,9 +7,12 @@ JSON into bench/results/. Not a test: run it by hand on a quiet machine.
         --precision float32 mixed_bfloat16
     python bench/throughput.py --quick        # tiny widths, few steps: a smoke check
 
-Steady state: the first `--warmup` steps (tracing included) are not timed; then `--repeats` windows of
-`--steps` steps each are timed from the timestamps of batch ends (fit) or of synchronised calls
-(loop). Each figure is the median of the windows, with their min and max.
+Steady state: the first `--warmup` steps (tracing included) are not timed. Then the precisions' fits
+and their plain loops take turns, one execution (`--steps_per_execution` steps) at a time: fit in
+float32, its loop, fit in bfloat16, its loop, ... (bench_training). A shared machine's slow spells
+then fall on all of them alike, so the ratios hold from run to run; run one after the other, the
+same figures scattered by about 15%. The ratios are of total times over `--repeats` x `--steps`
+steps each; img/s is the median of `--repeats` windows of `--steps` steps, with their min and max.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import platform
 import statistics
 import sys
 import tempfile
+import threading
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -56,24 +60,130 @@ def clock():
     return time.perf_counter(), time.process_time()
 
 
-def window_rates(marks, warmup, steps, repeats, images_per_step):
-    """(images/s, CPU s per image) of each window of `steps` steps after `warmup`, from
-    {step: (wall, cpu)} marks."""
-    edges = [warmup + i * steps for i in range(repeats + 1)]
-    images = steps * images_per_step
-    return ([images / (marks[b][0] - marks[a][0]) for a, b in zip(edges, edges[1:])],
-            [(marks[b][1] - marks[a][1]) / images for a, b in zip(edges, edges[1:])])
+class TakeTurns:
+    """Runs several participants (threads) one at a time, in a fixed rotation: each waits for its turn,
+    works, and passes the turn on. Timed work interleaved this finely sees the same machine, so slow
+    spells of a shared host fall on all participants alike instead of on whichever ran then."""
+
+    def __init__(self, count: int, timeout: float = 900.0):
+        self._cond = threading.Condition()
+        self._active = list(range(count))
+        self._turn = 0
+        self._ready = threading.Barrier(count)
+        self._timeout = timeout
+
+    def start(self, index: int) -> None:
+        """Waits until every participant is ready (past its untimed warm-up), then for `index`'s turn."""
+        self._ready.wait(self._timeout)
+        self.wait(index)
+
+    def wait(self, index: int) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._turn == index, self._timeout):
+                raise RuntimeError(f"participant {index} waited over {self._timeout:.0f} s for its turn")
+
+    def pass_turn(self, index: int) -> None:
+        with self._cond:
+            self._turn = self._next(index)
+            self._cond.notify_all()
+
+    def leave(self, index: int) -> None:
+        """`index` is finished (or failed): the rotation goes on without it."""
+        self._ready.abort()  # Everyone has passed it, or nobody should wait at it any longer.
+        with self._cond:
+            if index in self._active:
+                following = self._next(index)
+                self._active.remove(index)
+                if self._turn == index:
+                    self._turn = following
+            self._cond.notify_all()
+
+    def _next(self, index: int) -> int:
+        position = self._active.index(index)
+        return self._active[(position + 1) % len(self._active)]
 
 
-class BatchEndClock(keras.callbacks.Callback):
-    """Timestamps of batch ends by model step (reading the step waits for the execution to finish)."""
+class PlainLoop:
+    """The same math as DCGAN.train_step (1 D update, g_steps G updates, same z) in a bare tf.function
+    called from Python: same networks, optimizers and batch, no fit, callbacks, metrics or summaries."""
 
-    def __init__(self):
+    def __init__(self, config):
+        self.config = config
+        generator, discriminator = nets.build_networks(config)
+        d_opt, g_opt = train.make_optimizer(config), train.make_optimizer(config)
+        seed = keras.random.SeedGenerator(config.seed)
+        rng = np.random.default_rng(0)
+        self.real = tf.constant(rng.uniform(-1, 1, (config.batch_size, config.output_height, config.output_width,
+                                                    config.c_dim)).astype("float32"))
+
+        @tf.function(jit_compile=config.jit_compile)
+        def step(real_images):
+            z = sample_z(config.batch_size, config.z_dim, config.z_dist, seed=seed)
+            with tf.GradientTape() as tape:
+                real_logits = discriminator(real_images, training=True)
+                fake_logits = discriminator(generator(z, training=True), training=True)
+                d_loss = tf.add_n(losses.discriminator_losses(real_logits, fake_logits))
+                scaled = d_opt.scale_loss(d_loss)
+            d_vars = discriminator.trainable_variables
+            d_opt.apply_gradients(zip(tape.gradient(scaled, d_vars), d_vars))
+            g_vars = generator.trainable_variables
+            for _ in range(config.g_steps):
+                with tf.GradientTape() as tape:
+                    g_loss = losses.generator_loss(discriminator(generator(z, training=True), training=True))
+                    scaled = g_opt.scale_loss(g_loss)
+                g_opt.apply_gradients(zip(tape.gradient(scaled, g_vars), g_vars))
+            return d_loss + g_loss
+
+        self.step = step
+
+    def run(self, steps: int):
+        """(wall s, CPU s) of `steps` steps, finished."""
+        started = clock()
+        for _ in range(steps):
+            out = self.step(self.real)
+        out.numpy()
+        ended = clock()
+        return ended[0] - started[0], ended[1] - started[1]
+
+
+class TimedTurns(keras.callbacks.Callback):
+    """A fit's participant in TakeTurns: it runs only in its turn, from the start of training to its
+    end (TensorFlow functions executing at once in two threads can collide on their per-step
+    resources). Each turn is one execution of fit (steps_per_execution steps, with everything fit does
+    between them) and then, with a PlainLoop, as many loop steps. The first `warmup` steps (tracing
+    included) are not timed; then `turns` turns are, after which fit stops, keeping the turn until it
+    has ended so that its closing work (checkpoint, grid) overlaps nobody's timing. Must be the last
+    callback."""
+
+    def __init__(self, scheduler: TakeTurns, index: int, warmup: int, turns: int, loop=None):
         super().__init__()
-        self.marks = {}
+        self.scheduler, self.index, self.warmup, self.turns, self.loop = scheduler, index, warmup, turns, loop
+        self.fit_times, self.loop_times = [], []
+        self._started = None
+
+    def on_train_begin(self, logs=None):
+        self.scheduler.start(self.index)
 
     def on_train_batch_end(self, batch, logs=None):
-        self.marks[int(self.model.step.numpy())] = clock()
+        step = int(self.model.step.numpy())  # Reading the step waits for the execution to finish.
+        ended = clock()
+        steps = self.model.steps_per_execution
+        if self._started is not None:
+            self.fit_times.append((ended[0] - self._started[0], ended[1] - self._started[1]))
+            if self.loop is not None:
+                self.loop_times.append(self.loop.run(steps))
+            if len(self.fit_times) == self.turns:
+                self.model.stop_training = True
+                return  # Keeps the turn until on_train_end.
+        elif step >= self.warmup and self.loop is not None:
+            self.loop.run(steps)  # Traces the loop, untimed.
+        self.scheduler.pass_turn(self.index)
+        self.scheduler.wait(self.index)
+        if step >= self.warmup:
+            self._started = clock()
+
+    def on_train_end(self, logs=None):
+        self.scheduler.leave(self.index)
 
 
 def write_images(folder, count, size, channels):
@@ -97,51 +207,56 @@ def make_config(args, root, arch, size, batch, precision, total_steps, epoch_ste
         c_dim=1 if arch == "mnist" else 3, **widths)
 
 
-def bench_fit(args, config):
-    """train.train as the command line runs it (callbacks, summaries, pipeline), timed at batch ends."""
-    clock = BatchEndClock()
-    result = train.train(config, verbose=0, extra_callbacks=[clock])
-    return summarize(*window_rates(clock.marks, args.warmup, args.steps, args.repeats, config.batch_size)), result.run
+def window_stats(times, steps, images_per_turn):
+    """summarize() of windows of `steps` consecutive turns, from per-turn (wall, CPU) times."""
+    windows = [times[i:i + steps] for i in range(0, len(times) - steps + 1, steps)]
+    images = steps * images_per_turn
+    return summarize([images / sum(w for w, _ in window) for window in windows],
+                     [sum(c for _, c in window) / images for window in windows])
 
 
-def bench_loop(args, config):
-    """The same math as DCGAN.train_step (1 D update, g_steps G updates, same z) in a bare tf.function
-    called from Python: same networks, optimizers and batch, no fit, callbacks, metrics or summaries."""
-    keras.utils.set_random_seed(config.seed)
-    generator, discriminator = nets.build_networks(config)
-    d_opt, g_opt = train.make_optimizer(config), train.make_optimizer(config)
-    seed = keras.random.SeedGenerator(config.seed)
-    rng = np.random.default_rng(0)
-    real = tf.constant(rng.uniform(-1, 1, (config.batch_size, config.output_height, config.output_width,
-                                           config.c_dim)).astype("float32"))
+def bench_training(args, configs):
+    """train.train (the command line's fit, callbacks, summaries and pipeline) for every config at
+    once, one per thread, taking turns step by step with each other and with their plain loops
+    (TakeTurns). {precision: (row, run)}; ratios are of total times over the same number of steps."""
+    turns_per_window = args.steps // args.steps_per_execution
+    turns = turns_per_window * args.repeats
+    scheduler = TakeTurns(len(configs))
+    results, errors = {}, []
 
-    @tf.function(jit_compile=config.jit_compile)
-    def step(real_images):
-        z = sample_z(config.batch_size, config.z_dim, config.z_dist, seed=seed)
-        with tf.GradientTape() as tape:
-            real_logits = discriminator(real_images, training=True)
-            fake_logits = discriminator(generator(z, training=True), training=True)
-            d_loss = tf.add_n(losses.discriminator_losses(real_logits, fake_logits))
-            scaled = d_opt.scale_loss(d_loss)
-        d_vars = discriminator.trainable_variables
-        d_opt.apply_gradients(zip(tape.gradient(scaled, d_vars), d_vars))
-        g_vars = generator.trainable_variables
-        for _ in range(config.g_steps):
-            with tf.GradientTape() as tape:
-                g_loss = losses.generator_loss(discriminator(generator(z, training=True), training=True))
-                scaled = g_opt.scale_loss(g_loss)
-            g_opt.apply_gradients(zip(tape.gradient(scaled, g_vars), g_vars))
-        return d_loss + g_loss
+    def participate(index, config):
+        try:
+            loop = None if "loop" in args.skip else PlainLoop(config)
+            timer = TimedTurns(scheduler, index, args.warmup, turns, loop)
+            result = train.train(config, verbose=0, extra_callbacks=[timer])
+            if len(timer.fit_times) < turns:
+                raise RuntimeError(f"{config.precision}: fit ended after {len(timer.fit_times)} of {turns} turns")
+            results[config.precision] = (timer, result.run)
+        except BaseException as e:  # noqa: BLE001 -- reported by the main thread
+            errors.append(e)
+        finally:
+            scheduler.leave(index)
 
-    for _ in range(args.warmup):
-        step(real).numpy()
-    marks = {0: clock()}
-    for i in range(1, args.repeats + 1):
-        for _ in range(args.steps):
-            out = step(real)
-        out.numpy()
-        marks[i * args.steps] = clock()
-    return summarize(*window_rates(marks, 0, args.steps, args.repeats, config.batch_size))
+    threads = [threading.Thread(target=participate, args=(i, c), daemon=True) for i, c in enumerate(configs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    out = {}
+    for config in configs:
+        timer, run = results[config.precision]
+        per_turn = config.steps_per_execution * config.batch_size
+        row = {"fit": window_stats(timer.fit_times, turns_per_window, per_turn),
+               "fit_total_s": sum(w for w, _ in timer.fit_times)}
+        if timer.loop_times:
+            row["loop"] = window_stats(timer.loop_times, turns_per_window, per_turn)
+            row["loop_total_s"] = sum(w for w, _ in timer.loop_times)
+            row["fit/loop"] = row["loop_total_s"] / row["fit_total_s"]
+            row["fit/loop_cpu"] = sum(c for _, c in timer.loop_times) / sum(c for _, c in timer.fit_times)
+        out[config.precision] = (row, run)
+    return out
 
 
 def bench_pipeline(args, folder, size, batch, channels):
@@ -228,17 +343,14 @@ def main(argv=None) -> int:
             channels = 1 if arch == "mnist" else 3
             epoch_steps = 4 * args.steps_per_execution
             write_images(os.path.join(root, f"{arch}_{size}"), batch * epoch_steps, size, channels)
+            configs = [make_config(args, root, arch, size, batch, precision, total_steps, epoch_steps)
+                       for precision in args.precision]
+            print(f"... {arch} {size}x{size} batch {batch}: fit{'' if 'loop' in args.skip else ' and plain loop'} "
+                  f"in {', '.join(args.precision)}, taking turns", flush=True)
             fits = {}
-            for precision in args.precision:
-                config = make_config(args, root, arch, size, batch, precision, total_steps, epoch_steps)
-                print(f"... {arch} {size}x{size} batch {batch} {precision}: fit", flush=True)
-                fit, run = bench_fit(args, config)
-                row = {"arch": arch, "size": size, "batch": batch, "precision": precision, "fit": fit}
-                if "loop" not in args.skip:
-                    print(f"... {arch} {size}x{size} batch {batch} {precision}: plain loop", flush=True)
-                    row["loop"] = bench_loop(args, run.config)
-                    row["fit/loop"] = fit["median"] / row["loop"]["median"]
-                    row["fit/loop_cpu"] = row["loop"]["cpu_s_per_image"] / fit["cpu_s_per_image"]
+            for precision, (row, run) in bench_training(args, configs).items():
+                row = {"arch": arch, "size": size, "batch": batch, "precision": precision, **row}
+                if "fit/loop" in row:
                     report["goals"].append(goal("fit/loop", row["fit/loop"], arch=arch, size=size, batch=batch,
                                                 precision=precision))
                 report["train"].append(row)
@@ -249,13 +361,13 @@ def main(argv=None) -> int:
                     report["generation"].append({"arch": arch, "size": size, "precision": precision,
                                                  **bench_generation(args, run, root)})
                 del run
-                keras.backend.clear_session()
+            keras.backend.clear_session()
             if "float32" in fits and "mixed_bfloat16" in fits:
-                ratio = fits["mixed_bfloat16"]["fit"]["median"] / fits["float32"]["fit"]["median"]
+                ratio = fits["float32"]["fit_total_s"] / fits["mixed_bfloat16"]["fit_total_s"]
                 where = {"arch": arch, "size": size, "batch": batch}
                 where["cpu_ratio"] = fits["float32"]["fit"]["cpu_s_per_image"] / fits["mixed_bfloat16"]["fit"]["cpu_s_per_image"]
                 if "loop" in fits["float32"] and "loop" in fits["mixed_bfloat16"]:
-                    where["loop_ratio"] = fits["mixed_bfloat16"]["loop"]["median"] / fits["float32"]["loop"]["median"]
+                    where["loop_ratio"] = fits["float32"]["loop_total_s"] / fits["mixed_bfloat16"]["loop_total_s"]
                 report["goals"].append(goal("mixed_bfloat16/float32", ratio, **where))
             if "pipeline" not in args.skip:
                 folder = args.data if os.path.isdir(args.data) else os.path.join(root, f"{arch}_{size}")
