@@ -5,13 +5,14 @@ JSON into bench/results/. Not a test: run it by hand on a quiet machine.
 
     python bench/throughput.py --arch simpsons --size 64 128 --batch 25 64 \\
         --precision float32 mixed_bfloat16
-    python bench/throughput.py --quick        # tiny widths, few steps: a smoke check
+    python bench/throughput.py --quick        # tiny widths, few steps: a smoke check (at 4 filters
+                                              # fit's few ms per step fail the goals by design)
 
-Steady state: the first `--warmup` steps (tracing included) are not timed. Then the precisions' fits
-and their plain loops take turns, one execution (`--steps_per_execution` steps) at a time: fit in
-float32, its loop, fit in bfloat16, its loop, ... (bench_training). A shared machine's slow spells
-then fall on all of them alike, so the ratios hold from run to run; run one after the other, the
-same figures scattered by about 15%. The ratios are of total times over `--repeats` x `--steps`
+The precisions' fits and their plain loops take turns from the first step, one execution
+(`--steps_per_execution` steps) at a time: fit in float32, its loop, fit in bfloat16, its loop, ...
+(bench_training); the first `--warmup` steps (tracing included) are not timed. A shared machine's
+slow spells then fall on all of them alike, so the ratios hold from run to run; run one after the
+other, the same figures scattered by about 15%. The ratios are of total times over `--repeats` x `--steps`
 steps each; img/s is the median of `--repeats` windows of `--steps` steps, with their min and max.
 """
 
@@ -73,7 +74,7 @@ class TakeTurns:
         self._timeout = timeout
 
     def start(self, index: int) -> None:
-        """Waits until every participant is ready (past its untimed warm-up), then for `index`'s turn."""
+        """Waits until every participant is ready to train, then for `index`'s turn."""
         self._ready.wait(self._timeout)
         self.wait(index)
 
@@ -108,7 +109,6 @@ class PlainLoop:
     called from Python: same networks, optimizers and batch, no fit, callbacks, metrics or summaries."""
 
     def __init__(self, config):
-        self.config = config
         generator, discriminator = nets.build_networks(config)
         d_opt, g_opt = train.make_optimizer(config), train.make_optimizer(config)
         seed = keras.random.SeedGenerator(config.seed)
