@@ -57,30 +57,31 @@ def test_checkpoint_cadence_and_max_to_keep(workdir):
     assert kept == ["ckpt-6.index", "ckpt-7.index", "ckpt-8.index"]
 
 
-def test_epoch_counter_counts_only_full_epochs():
+def _epoch_counter(steps_per_epoch):
+    """An EpochCounter on a stand-in model that has only the epoch counter; (counter, model)."""
     class FakeModel:
         epoch = tf.Variable(0, dtype=tf.int64)
 
     counter = callbacks.EpochCounter()
     counter.set_model(FakeModel())
-    counter.set_params({"steps": 3})
+    counter.set_params({"steps": steps_per_epoch})
+    return counter, counter.model
+
+
+def test_epoch_counter_counts_only_full_epochs():
+    counter, model = _epoch_counter(3)
     for batches in (3, 1):
         counter.on_epoch_begin(0)
         for b in range(batches):
             counter.on_train_batch_end(b)
         counter.on_epoch_end(0)
-    assert int(FakeModel.epoch.numpy()) == 1
+    assert int(model.epoch.numpy()) == 1
 
 
 def test_epoch_counter_with_several_steps_per_execution():
-    class FakeModel:
-        epoch = tf.Variable(0, dtype=tf.int64)
-
-    counter = callbacks.EpochCounter()
-    counter.set_model(FakeModel())
-    counter.set_params({"steps": 4})
+    counter, model = _epoch_counter(4)
     for last_steps in ((1, 3), (1,)):  # Keras passes the index of each execution's last step
         counter.on_epoch_begin(0)
         for b in last_steps:
             counter.on_train_batch_end(b)
-    assert int(FakeModel.epoch.numpy()) == 1
+    assert int(model.epoch.numpy()) == 1
