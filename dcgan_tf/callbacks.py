@@ -101,7 +101,7 @@ class SampleGrid(keras.callbacks.Callback):
 
     def write(self) -> str:
         step, epoch = _counter(self.model.step), _counter(self.model.epoch)
-        images = generated_images(self.model.generator, self.sample_z)
+        images = generated_images(self.model.sampler(), self.sample_z)
         grid = make_grid(images)
         path = save_png(grid, os.path.join(self.folder, f"train_{epoch:02d}_{step:04d}.png"))
         if self.summary_writer is not None:
@@ -233,8 +233,13 @@ class PeriodicEval(keras.callbacks.Callback):
         step, epoch = _counter(self.model.step), _counter(self.model.epoch)
         if self.verbose:
             print(f"\ndcgan_tf: measuring FID and KID at step {step} ...", flush=True)
-        result = self.evaluator.evaluate(lambda z: generated_images(self.model.generator, z))
+        result = self.evaluator.evaluate(lambda z: generated_images(self.model.sampler(), z))
         record = {"step": step, "epoch": epoch, **result}
+        if self.model.ema_generator is not None:
+            # The live weights too, so the gain of the average is on record at every step.
+            live = self.evaluator.evaluate(lambda z: generated_images(self.model.generator, z))
+            record.update({f"{name}_live": live[name] for name in ("fid", "kid", "kid_std")})
+            record["seconds"] = round(record["seconds"] + live["seconds"], 3)
         quality = evaluate.append_evaluation(self.folder, record)
         if self.summary_writer is not None:
             evaluate.write_summaries(self.summary_writer, record, step)

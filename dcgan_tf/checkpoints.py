@@ -17,18 +17,25 @@ from dcgan_tf.errors import RunWarning, UserError
 # What make_checkpoint saves; the parts in _ADDED_PARTS are missing from checkpoints of earlier
 # versions, which restore without them (those parts keep their fresh state).
 _PARTS = ("generator", "discriminator", "d_optimizer", "g_optimizer", "step", "epoch", "z_seed",
-          "augment_seed", "sample_z")
-_ADDED_PARTS = ("augment_seed",)
+          "augment_seed", "sample_z", "ema_generator")
+_ADDED_PARTS = ("augment_seed", "ema_generator")
 
 
 def make_checkpoint(model, sample_z) -> tf.train.Checkpoint:
     """Both networks, both optimizers, the step and epoch counters, the random states of z and of
-    DiffAugment and the fixed sample z: everything an exact resume needs."""
+    DiffAugment, the fixed sample z and the moving average of G (when the run keeps one): everything
+    an exact resume needs."""
+    extra = {} if model.ema_generator is None else {"ema_generator": model.ema_generator}
     return tf.train.Checkpoint(
         generator=model.generator, discriminator=model.discriminator,
         d_optimizer=model.d_optimizer, g_optimizer=model.g_optimizer,
         step=model.step, epoch=model.epoch, z_seed=model.z_seed.state,
-        augment_seed=model.augment_seed.state, sample_z=sample_z)
+        augment_seed=model.augment_seed.state, sample_z=sample_z, **extra)
+
+
+def holds_part(path: str, name: str) -> bool:
+    """Whether the checkpoint at `path` saved the part `name` (e.g. "ema_generator")."""
+    return any(key.startswith(name + "/") for key, _ in tf.train.list_variables(path))
 
 
 def _parts_in_file(checkpoint: tf.train.Checkpoint, saved: dict) -> tf.train.Checkpoint:

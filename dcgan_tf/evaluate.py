@@ -163,13 +163,16 @@ def write_summaries(summary_writer, record: dict, step: int) -> None:
     import tensorflow as tf
 
     with summary_writer.as_default(step=step):
-        for name in ("fid", "kid", "kid_std"):
-            tf.summary.scalar(f"eval/{name}", record[name])
+        for name in ("fid", "kid", "kid_std", "fid_live", "kid_live", "kid_std_live"):
+            if name in record:  # *_live: G's live weights, measured beside their moving average.
+                tf.summary.scalar(f"eval/{name}", record[name])
     summary_writer.flush()
 
 
 def describe(record: dict) -> str:
-    return (f"FID {record['fid']:.2f}, KID {record['kid']:.4f} +- {record['kid_std']:.4f} "
+    live = (f"; live weights FID {record['fid_live']:.2f}, KID {record['kid_live']:.4f}"
+            if "kid_live" in record else "")
+    return (f"FID {record['fid']:.2f}, KID {record['kid']:.4f} +- {record['kid_std']:.4f}{live} "
             f"({record['num_fake']} generated vs {record['num_real']} real images, {record['seconds']:.0f} s)")
 
 

@@ -5,7 +5,8 @@ that d_loss does not go to zero"), all with the same z. Losses are sigmoid cross
 D's labels are 1 and 0, or soft / swapped ones drawn per image when the label ranges or the flip
 probability ask for it (losses.discriminator_labels). With an augmentation policy (DiffAugment,
 dcgan_tf/augment.py), D sees only augmented images: D(T(x)) and D(T(G(z))) in its update and
-D(T(G(z))) in every G update, each call with fresh random draws.
+D(T(G(z))) in every G update, each call with fresh random draws. With an `ema_generator`, every step
+ends by moving its weights towards G's (dcgan_tf/ema.py); that average is what `sampler` returns.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import keras
 import tensorflow as tf
 
 from dcgan_tf import augment as aug
-from dcgan_tf import distribute, losses
+from dcgan_tf import distribute, ema, losses
 from dcgan_tf.latent import sample_z
 
 METRIC_NAMES = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_x", "d_g_z")
@@ -38,12 +39,17 @@ class DCGAN(keras.Model):
     def __init__(self, generator, discriminator, *, z_dim: int, z_dist: str = "uniform_signed",
                  g_steps: int = 2, seed=None, summary_writer=None, histogram_freq: int = 100,
                  real_label_range=(1.0, 1.0), fake_label_range=(0.0, 0.0), label_flip_prob: float = 0.0,
-                 augment=(), **kwargs):
+                 augment=(), ema_generator=None, ema_decay: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if g_steps < 1:
             raise ValueError(f"g_steps must be at least 1, got {g_steps}")
         self.generator = generator
         self.discriminator = discriminator
+        # The moving average of G's weights (None: off); same architecture, never trained directly.
+        self.ema_generator = ema_generator if ema_decay > 0 else None
+        self.ema_decay = float(ema_decay)
+        if self.ema_generator is not None:
+            ema.copy_weights(self.ema_generator, generator)
         self.z_dim, self.z_dist, self.g_steps = z_dim, z_dist, g_steps
         self.summary_writer = summary_writer
         # D's labels (losses.discriminator_labels): exactly 1 and 0 unless the tricks are asked for.
@@ -83,6 +89,16 @@ class DCGAN(keras.Model):
 
     def call(self, z, training=False):
         return generated_images(self.generator, z, training=training)
+
+    def sampler(self, live: bool = False):
+        """The generator that makes the run's images: the moving average of G's weights when the run
+        keeps one (unless `live`), else G itself."""
+        return self.generator if live or self.ema_generator is None else self.ema_generator
+
+    def reset_ema(self) -> None:
+        """Starts the average afresh from G's weights (e.g. after loading a checkpoint without one)."""
+        if self.ema_generator is not None:
+            ema.copy_weights(self.ema_generator, self.generator)
 
     def build_optimizers(self):
         """Creates the optimizers' slots now, so a checkpoint can restore them before training."""
@@ -137,6 +153,10 @@ class DCGAN(keras.Model):
                 scaled_g_loss = self.g_optimizer.scale_loss(_per_replica_share(g_loss, replicas))
             self.g_optimizer.apply_gradients(zip(tape.gradient(scaled_g_loss, g_vars), g_vars))
 
+        if self.ema_generator is not None:
+            ema.move_towards(self.ema_generator.trainable_variables, g_vars, ema.decay_at(self.step, self.ema_decay))
+            # Batch norm's statistics follow the averaged weights' own activations (see ema.py).
+            self.ema_generator(z, training=True)
         self.step.assign_add(1)
         d_x = tf.sigmoid(tf.cast(real_logits, tf.float32))
         d_g_z = tf.sigmoid(tf.cast(fake_logits, tf.float32))

@@ -87,7 +87,7 @@ def load_source(config, run=None) -> Source:
         from dcgan_tf import train
 
         run = train.load_trained(config)
-    return from_generator(run.model.generator, run.config.z_dim, run.config.z_dist, run.config.run_name,
+    return from_generator(run.model.sampler(config.live_weights), run.config.z_dim, run.config.z_dist, run.config.run_name,
                           run.resumed_from or f"the model of run {run.config.run_name}")
 
 

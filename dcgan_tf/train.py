@@ -94,12 +94,16 @@ def build_run(config: RunConfig, summary_writer=None) -> Run:
     # Inside a strategy's scope with several replicas, batch norm works on the global batch.
     several_replicas = tf.distribute.get_strategy().num_replicas_in_sync > 1
     generator, discriminator = nets.build_networks(config, synchronized_bn=several_replicas)
+    # The moving average is a second generator of the same shape (its discriminator is not needed).
+    ema_generator = (nets.build_networks(config, synchronized_bn=several_replicas)[0]
+                     if config.ema_decay > 0 else None)
     model = DCGAN(generator, discriminator, z_dim=config.z_dim, z_dist=config.z_dist,
                   g_steps=config.g_steps, seed=config.seed, summary_writer=summary_writer,
                   histogram_freq=config.sample_freq, name="dcgan",
                   real_label_range=(config.real_label_low, config.real_label_high),
                   fake_label_range=(config.fake_label_low, config.fake_label_high),
-                  label_flip_prob=config.label_flip_prob, augment=augment.parse_policy(config.diffaug))
+                  label_flip_prob=config.label_flip_prob, augment=augment.parse_policy(config.diffaug),
+                  ema_generator=ema_generator, ema_decay=config.ema_decay)
     model.compile(d_optimizer=make_optimizer(config), g_optimizer=make_optimizer(config),
                   jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
     model.build_optimizers()
@@ -111,6 +115,8 @@ def build_run(config: RunConfig, summary_writer=None) -> Run:
     run = Run(config=config, model=model, sample_z=sample_z, checkpoint=checkpoint, manager=manager)
     if manager.checkpoints:
         run.resumed_from = checkpoints.restore_newest(checkpoint, manager.checkpoints[::-1], sample_z)
+        if not checkpoints.holds_part(run.resumed_from, "ema_generator"):
+            model.reset_ema()  # A checkpoint from before the average (or without one): start it here.
         # Optimizer hyper-parameters come from this invocation's flags, not from the checkpoint.
         for optimizer in (model.d_optimizer, model.g_optimizer):
             optimizer.learning_rate = config.learning_rate
@@ -308,8 +314,10 @@ def load_trained(config: RunConfig) -> Run:
     check_same_model(config, saved, config.run_checkpoint_dir)
     keep = {f.name for f in dataclasses.fields(RunConfig)} & set(saved)
     # The saved options define the model; this invocation's output folders still apply.
-    outputs = ("checkpoint_dir", "sample_dir", "log_dir", "export_dir", "data_dir", "train", "export")
+    outputs = ("checkpoint_dir", "sample_dir", "log_dir", "export_dir", "data_dir", "train", "export",
+               "live_weights")
     merged = {**{k: saved[k] for k in keep}, **{k: getattr(config, k) for k in outputs}}
+    merged.setdefault("ema_decay", 0.0)  # Runs saved before the moving average existed have none.
     restored_config = RunConfig.create(**merged)
     run = build_run(restored_config)
     if config.from_best:
@@ -319,6 +327,8 @@ def load_trained(config: RunConfig) -> Run:
         if best is None:
             raise UserError(f"no best checkpoint in {os.path.join(config.run_checkpoint_dir, BEST_DIR)}; train "
                             f"with --eval_freq N --keep_best kid (or fid) first, or drop --from_best.")
-        checkpoints.restore(run.checkpoint, best)
+        checkpoints.restore_newest(run.checkpoint, [best], run.sample_z)
+        if not checkpoints.holds_part(best, "ema_generator"):
+            run.model.reset_ema()
         run.resumed_from = best
     return run

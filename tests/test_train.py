@@ -12,7 +12,8 @@ from tests.conftest import tiny_config, write_images
 
 
 def _weights(model):
-    return [keras.ops.convert_to_numpy(v) for v in model.generator.weights + model.discriminator.weights]
+    average = model.ema_generator.weights if model.ema_generator is not None else []
+    return [keras.ops.convert_to_numpy(v) for v in model.generator.weights + model.discriminator.weights + average]
 
 
 def test_training_writes_checkpoints_samples_logs_and_config(workdir):
@@ -48,6 +49,7 @@ def test_resume_continues_counters_and_matches_an_uninterrupted_run(workdir):
     assert int(model.d_optimizer.iterations.numpy()) == 4 and int(model.g_optimizer.iterations.numpy()) == 8
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(second.run.sample_z), sample_z)
     assert model.augment == ("color", "translation", "cutout")
+    assert model.ema_generator is not None  # The default recipe: the average resumes exactly too.
     assert json.loads((workdir / "b" / "faces_4_32_32" / "config.json").read_text())["diffaug"] == policy
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.augment_seed.state),
                                   keras.ops.convert_to_numpy(straight.run.model.augment_seed.state))

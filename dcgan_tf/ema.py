@@ -1,0 +1,38 @@
+"""An exponential moving average (EMA) of the generator's weights.
+
+Averaging G's weights over the last few hundred steps smooths out the oscillation of adversarial
+training: the averaged generator makes better images than the live one once training has settled, and
+it is what grids, sampling, evaluation and export use by default (as in Progressive GAN, StyleGAN and
+BigGAN).
+
+Ramp-up: the decay in force after `step` updates is min(decay, (1 + step) / (10 + step)), the
+num_updates rule of TensorFlow's ExponentialMovingAverage. Early on it is small, so the average
+follows the live weights instead of keeping the random start for thousands of steps.
+
+Batch norm: the averaged generator's moving mean and variance are not averaged. After each update
+the averaged generator runs once in training mode on the step's z, so its batch-norm layers track
+the statistics of its own activations (what inference-mode batch norm needs), not those of the live
+weights.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def decay_at(step, decay: float):
+    """The decay used for the update after `step` (0, 1, ...) earlier updates, ramped up."""
+    step = tf.cast(step, tf.float32)
+    return tf.minimum(tf.constant(decay, tf.float32), (1.0 + step) / (10.0 + step))
+
+
+def move_towards(averages, values, decay) -> None:
+    """average <- decay * average + (1 - decay) * value, for each pair."""
+    for average, value in zip(averages, values):
+        average.assign(average + (1.0 - decay) * (tf.cast(value, average.dtype) - average))
+
+
+def copy_weights(target, source) -> None:
+    """Sets every weight of `target` (trainable and batch-norm statistics) to `source`'s."""
+    for t, s in zip(target.weights, source.weights):
+        t.assign(s)
