@@ -105,7 +105,7 @@ def run_action(config: RunConfig) -> int:
     elif config.export or not tools or (not config.saved_model and (wants_images or config.tflite or config.eval)):
         run = train.load_trained(config)
     if config.export or (config.tflite and not config.saved_model):
-        path = export.export_generator(run.model.generator, run.config, run.config.run_export_dir)
+        path = export.export_generator(run.model.sampler(config.live_weights), run.config, run.config.run_export_dir)
         print(f"dcgan_tf: exported the generator as a SavedModel to {path}")
     if config.tflite:
         print(f"dcgan_tf: wrote {export.to_tflite(config.saved_model or path)}")
@@ -134,7 +134,7 @@ def run_action(config: RunConfig) -> int:
         # This invocation's --seed (fresh unless given), not the run's: each test grid is new.
         z = sample_z(run.config.batch_size, run.config.z_dim, run.config.z_dist, seed=config.seed)
         stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
-        path = images.save_grid(generated_images(run.model.generator, z),
+        path = images.save_grid(generated_images(run.model.sampler(config.live_weights), z),
                                 os.path.join(run.config.run_sample_dir, f"test_{stamp}.png"))
         print(f"dcgan_tf: wrote {path} from {run.resumed_from}")
     return 0
@@ -213,12 +213,28 @@ def execute(argv) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
+HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "--helpfull")
+
+
+def program_name(argv0: str) -> str:
+    """How the user started this program: "python main.py" or "dcgan-tf", for messages."""
+    name = os.path.basename(argv0 or "") or "dcgan-tf"
+    return f"python {name}" if name.endswith(".py") else name
+
+
 def _parse_flags(argv):
-    """absl's parser, with a bad flag value as one error line (exit 2) instead of its usage dump."""
+    """absl's parser, with help on -h/--help (exit 0; absl's own exits 1 and knows no -h) and a bad
+    flag value as one error line (exit 2) instead of its usage dump."""
+    program = program_name(argv[0] if argv else "")
+    asked = [arg for arg in argv[1:] if arg in HELP_FLAGS]
+    if asked:
+        text = flags.FLAGS.get_help() if "--helpfull" in asked else flags.FLAGS.main_module_help()
+        print(f"usage: {program} [--flag=value ...]\n\n{text.strip()}")
+        sys.exit(0)
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
-        print(f"dcgan_tf: error: {e} (python main.py --help lists the flags)", file=sys.stderr)
+        print(f"dcgan_tf: error: {e} ({program} --help lists the flags)", file=sys.stderr)
         sys.exit(2)
 
 

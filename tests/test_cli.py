@@ -8,13 +8,15 @@ import pytest
 from tests.conftest import TINY_FLAGS, assert_one_line_error, run_main, write_images
 
 
-def test_help_lists_the_flags(tmp_path):
-    proc = run_main(["--help"], cwd=tmp_path)
-    assert "Traceback" not in proc.stderr  # absl's --help exits with status 1 by design
-    for flag in ("--train", "--crop", "--dataset", "--input_fname_pattern", "--output_height", "--epoch",
-                 "--batch_size", "--learning_rate", "--beta1", "--z_dist", "--g_steps", "--sample_freq",
-                 "--ckpt_freq", "--max_to_keep", "--export_dir", "--log_dir", "--seed"):
-        assert flag in proc.stdout, flag
+@pytest.mark.parametrize("flag", ["--help", "-h", "--helpfull"])
+def test_help_lists_the_flags_and_exits_0(tmp_path, flag):
+    proc = run_main([flag], cwd=tmp_path)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stdout.startswith("usage: python main.py")
+    for option in ("--train", "--crop", "--dataset", "--input_fname_pattern", "--output_height", "--epoch",
+                   "--batch_size", "--learning_rate", "--beta1", "--z_dist", "--g_steps", "--sample_freq",
+                   "--ckpt_freq", "--max_to_keep", "--export_dir", "--log_dir", "--seed", "--recipe", "--ema_decay"):
+        assert option in proc.stdout, option
 
 
 def test_train_resume_test_grid_and_export(workdir):

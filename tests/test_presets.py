@@ -20,14 +20,42 @@ def test_registry_and_preset_table_name_the_same_architectures():
     assert set(field.metadata["choices"]) == set(PRESETS)
 
 
-def test_simpsons_preset_keeps_the_original_defaults():
-    config = RunConfig.create()
+def test_simpsons_original_recipe_keeps_the_2018_defaults():
+    config = RunConfig.create(recipe="original")
     assert (config.arch, config.batch_size, config.learning_rate, config.beta1, config.z_dim, config.z_dist,
             config.g_steps, config.output_height, config.output_width, config.input_height, config.c_dim,
             config.gf_dim, config.df_dim) == ("simpsons", 25, 1e-4, 0.5, 100, "uniform_signed", 2, 128, 128,
                                               64, 0, 64, 64)
     assert (config.real_label_low, config.real_label_high, config.fake_label_low, config.fake_label_high,
-            config.label_flip_prob) == (1.0, 1.0, 0.0, 0.0, 0.0)
+            config.label_flip_prob, config.diffaug, config.ema_decay) == (1.0, 1.0, 0.0, 0.0, 0.0, "", 0.0)
+
+
+def test_simpsons_default_recipe_adds_diffaugment_faster_lr_and_g_average_only():
+    default, original = RunConfig.create(seed=1), RunConfig.create(seed=1, recipe="original")
+    assert (default.recipe, default.diffaug, default.learning_rate, default.ema_decay) == \
+        ("default", "color,translation,cutout", 2e-4, 0.999)
+    changed = {f.name for f in dataclasses.fields(RunConfig) if getattr(default, f.name) != getattr(original, f.name)}
+    assert changed == {"recipe", "diffaug", "learning_rate", "ema_decay"}
+    # Explicit flags override either recipe.
+    mine = RunConfig.create(diffaug="", ema_decay=0.0, learning_rate=5e-5)
+    assert (mine.diffaug, mine.ema_decay, mine.learning_rate) == ("", 0.0, 5e-5)
+    assert RunConfig.create(recipe="original", ema_decay=0.99).ema_decay == 0.99
+
+
+@pytest.mark.parametrize("arch", ["mlp", "art", "mnist", "classic"])
+def test_other_presets_train_their_seeds_recipe_under_either_recipe(arch):
+    default, original = RunConfig.create(arch=arch, seed=1), RunConfig.create(arch=arch, seed=1, recipe="original")
+    assert dataclasses.replace(default, recipe="original") == original
+    assert (default.diffaug, default.ema_decay) == ("", 0.0)
+
+
+def test_recipe_is_saved_and_bad_values_are_one_line(tmp_path):
+    saved = json.loads(open(RunConfig.create(seed=3).save(str(tmp_path))).read())
+    assert (saved["recipe"], saved["ema_decay"], saved["diffaug"]) == ("default", 0.999, "color,translation,cutout")
+    with pytest.raises(UserError, match="--recipe must be one of default, original"):
+        RunConfig.create(recipe="fancy")
+    with pytest.raises(UserError, match=r"--ema_decay must be in \[0, 1\)"):
+        RunConfig.create(ema_decay=1.0)
 
 
 def test_presets_fill_defaults_and_flags_override_them():
