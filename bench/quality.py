@@ -1,16 +1,18 @@
-"""Quality benchmark: the same training budget with and without DiffAugment (or in another
-precision), each scored with FID and KID against the real images. A benchmark, not a test.
+"""Quality benchmark: training recipes side by side, each scored with FID and KID as it trains.
 
-    python bench/quality.py --data ../shared/data/simpsons_64 --size 64 --steps 1000 \
-        --variants none color,translation,cutout --seeds 1 2
+    python bench/quality.py --recipes default original --steps 8000 --eval_freq 500
 
-Every variant trains from scratch on the same images for the same number of steps; it writes its
-last sample grid, and --eval_samples images from the same fixed z (the z that --eval_freq uses), as
-`<out>/<variant>.npz`. Scoring then measures each against up to --eval_samples real images with the
-standard FID network and prints a table (also <out>/quality.json and <out>/quality.md).
+Every variant is an ordinary run of main.py (`--train --eval_freq N`, so `--eval` semantics: the
+generated images of fixed z, the generator in inference mode, against all real images), in
+`<work>/<variant>_s<seed>/` with its own checkpoints, samples, logs and `train.log`. `--reuse`
+continues runs already there from their newest checkpoint (e.g. in a later session, with a larger
+--steps); without it an existing run folder is an error, so nothing is overwritten. The scores come
+from each run's quality.json. Output in --out: `quality.json` (every variant's curve),
+`quality.md` (a table of KID at each measured step) and `kid_vs_step.png`, KID against step for every
+variant beside the reference curves of an independent implementation (full width, on a GPU).
 
-`--phase train` and `--phase score` split the two halves, e.g. to train on a larger machine and
-score where the FID weights are. `--jobs N` trains N variants side by side, each with its share of
+A variant is a recipe name (`default`, `original`) or `NAME=FLAGS`, e.g. `"noaverage=--ema_decay 0"`
+(flags added to the default recipe). `--jobs N` trains N variants side by side, each with its share of
 the CPU's threads.
 """
 
@@ -20,19 +22,32 @@ import argparse
 import json
 import math
 import os
-import shutil
+import shlex
 import subprocess
 import sys
 import time
 
-import numpy as np
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+# KID of an independent PyTorch copy of this network (full width 64, batch 25, 500 generated images of
+# fixed z against all 100 frames), from the project's quality issue: {label: {size: [(step, kid)]}}.
+REFERENCE = {
+    "reference DiffAugment, lr 2e-4": {64: [(1000, 0.37), (2000, 0.35), (3000, 0.28), (4500, 0.24)]},
+    "reference DiffAugment, lr 1e-4": {64: [(1000, 0.43), (2000, 0.34), (3000, 0.30), (4500, 0.26)],
+                                       128: [(2000, 0.34), (3000, 0.26), (5000, 0.14), (6200, 0.13)]},
+    "reference original recipe": {64: [(7500, 0.435)], 128: [(5000, 0.50), (5300, 0.43)]},
+}
 
-def variant_name(diffaug: str, precision: str, seed: int) -> str:
-    return f"{(diffaug or 'none').replace(',', '-')}_{precision}_s{seed}"
+
+def parse_variant(text: str):
+    """'default' -> ('default', ['--recipe', 'default']); 'x=--ema_decay 0' -> ('x', [..., '--ema_decay', '0'])."""
+    name, _, flags = text.partition("=")
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise SystemExit(f"variant name {name!r}: use letters, digits, '_' and '-'")
+    extra = shlex.split(flags)
+    recipe = [] if "--recipe" in extra else ["--recipe", name if name in ("default", "original") else "default"]
+    return name, recipe + extra
 
 
 def parse_args(argv=None):
@@ -40,175 +55,159 @@ def parse_args(argv=None):
     p.add_argument("--data", default=os.path.join(REPO, "..", "shared", "data", "simpsons_64"),
                    help="image folder to train on")
     p.add_argument("--size", type=int, default=64, help="output height and width")
-    p.add_argument("--steps", type=int, default=1000, help="training steps per variant (rounded up to epochs)")
+    p.add_argument("--steps", type=int, default=4000, help="training steps per variant (rounded up to epochs)")
     p.add_argument("--batch", type=int, default=25)
-    p.add_argument("--gf_dim", type=int, default=32)
-    p.add_argument("--df_dim", type=int, default=32)
-    p.add_argument("--learning_rate", type=float, default=2e-4)
-    p.add_argument("--arch", default="simpsons")
-    p.add_argument("--variants", nargs="+", default=["none", "color,translation,cutout"],
-                   help="DiffAugment policies ('none' for off)")
-    p.add_argument("--precisions", nargs="+", default=["float32"])
+    p.add_argument("--gf_dim", type=int, default=16, help="generator width (64 is the original's full width)")
+    p.add_argument("--df_dim", type=int, default=16)
+    p.add_argument("--recipes", nargs="+", default=["default", "original"], metavar="VARIANT",
+                   help="recipe names or NAME=FLAGS")
     p.add_argument("--seeds", type=int, nargs="+", default=[1])
+    p.add_argument("--eval_freq", type=int, default=500)
     p.add_argument("--eval_samples", type=int, default=500)
-    p.add_argument("--fid_weights", default="")
-    p.add_argument("--out", default="")
-    p.add_argument("--work", default="", help="where the runs' checkpoints go (default <out>/runs)")
-    p.add_argument("--phase", choices=("all", "train", "score"), default="all")
+    p.add_argument("--sample_freq", type=int, default=500)
+    p.add_argument("--out", default="", help="default bench/results/quality_<size>")
+    p.add_argument("--work", default="", help="where the runs go (default <out>/runs)")
     p.add_argument("--jobs", type=int, default=1, help="variants trained side by side")
-    p.add_argument("--reuse", action="store_true", help="continue runs already in --work instead of "
-                   "starting afresh (a finished run is only re-exported)")
-    p.add_argument("--one", default="", help=argparse.SUPPRESS)  # A single variant (used by --jobs).
+    p.add_argument("--reuse", action="store_true", help="continue the runs already in --work")
+    p.add_argument("--plot_only", action="store_true", help="only collect the curves and draw the plot")
     args = p.parse_args(argv)
     args.out = args.out or os.path.join(REPO, "bench", "results", f"quality_{args.size}")
+    args.work = args.work or os.path.join(args.out, "runs")
     return args
 
 
 def plan(args):
-    return [(("" if d == "none" else d), prec, seed)
-            for seed in args.seeds for prec in args.precisions for d in args.variants]
-
-
-def train_variant(args, diffaug: str, precision: str, seed: int) -> dict:
-    """Trains one variant; writes <out>/<name>.npz (generated images), <name>_grid.png, <name>.json."""
-    from dcgan_tf import data, evaluate, train
-    from dcgan_tf.config import RunConfig
-    from dcgan_tf.gan import generated_images
-    from dcgan_tf.latent import draw_z
-
-    name = variant_name(diffaug, precision, seed)
-    work = os.path.join(args.work or os.path.join(args.out, "runs"), name)
-    if not args.reuse:
-        shutil.rmtree(work, ignore_errors=True)
+    """[(variant folder name, main.py arguments)] for every variant and seed."""
     folder = os.path.abspath(args.data)
-    per_epoch = data.steps_per_epoch(len(data.find_image_files(folder)), args.batch)
+    per_epoch = max(1, _count_images(folder) // args.batch)
     epochs = math.ceil(args.steps / per_epoch)
-    extra = {"diffaug": diffaug} if diffaug else {}
-    if precision != "float32":
-        extra["precision"] = precision
-    config = RunConfig.create(
-        train=True, arch=args.arch, data_dir=os.path.dirname(folder), dataset=os.path.basename(folder),
-        output_height=args.size, batch_size=args.batch, gf_dim=args.gf_dim, df_dim=args.df_dim,
-        learning_rate=args.learning_rate, epoch=epochs, seed=seed, checkpoint_dir=os.path.join(work, "ckpt"),
-        sample_dir=os.path.join(work, "samples"), log_dir=os.path.join(work, "logs"),
-        sample_freq=epochs * per_epoch, ckpt_freq=epochs * per_epoch, max_to_keep=1,
-        eval_samples=args.eval_samples, **extra)
-    result = train.train(config, verbose=0)
-    run = result.run
-    # The same z as --eval_freq's measurements (evaluate.make_evaluator).
-    z = draw_z(args.eval_samples, config.z_dim, config.z_dist, seed=config.seed + 2)
-    pixels = evaluate.generated_pixels(lambda batch: generated_images(run.model.generator, batch), z)
-    grid = read_png(result.samples[-1]) if result.samples else np.zeros((1, 1, 3), np.uint8)
-    history = result.history or {}
-    info = {"name": name, "diffaug": diffaug or "none", "precision": precision, "seed": seed,
-            "steps": int(run.model.step.numpy()), "train_seconds": round(result.seconds, 1),
-            "seconds_per_step": round(result.seconds / max(result.steps_run, 1), 4),
-            "final": {k: float(v[-1]) for k, v in history.items() if v},
-            "size": args.size, "batch": args.batch, "gf_dim": args.gf_dim, "df_dim": args.df_dim,
-            "learning_rate": args.learning_rate, "arch": args.arch}
-    # One file per variant (images, last grid, facts), so a run elsewhere returns few files.
-    np.savez_compressed(os.path.join(args.out, f"{name}.npz"), images=pixels, grid=grid,
-                        info=np.array(json.dumps(info)))
-    print(f"trained {name}: {info['steps']} steps in {info['train_seconds']} s "
-          f"({info['seconds_per_step']} s/step)", flush=True)
-    return info
+    runs = []
+    for seed in args.seeds:
+        for text in args.recipes:
+            name, flags = parse_variant(text)
+            work = os.path.join(args.work, f"{name}_s{seed}")
+            argv = ["--train", "--crop", "--data_dir", os.path.dirname(folder), "--dataset", os.path.basename(folder),
+                    "--output_height", str(args.size), "--batch_size", str(args.batch), "--gf_dim", str(args.gf_dim),
+                    "--df_dim", str(args.df_dim), "--seed", str(seed), "--epoch", str(epochs),
+                    "--eval_freq", str(args.eval_freq), "--eval_samples", str(args.eval_samples), "--keep_best", "kid",
+                    "--sample_freq", str(args.sample_freq), "--ckpt_freq", str(args.eval_freq),
+                    "--checkpoint_dir", os.path.join(work, "checkpoints"), "--sample_dir", os.path.join(work, "samples"),
+                    "--log_dir", os.path.join(work, "logs"), *flags]
+            runs.append((f"{name}_s{seed}", work, argv))
+    return runs
 
 
-def read_png(path):
-    from PIL import Image
+def _count_images(folder: str) -> int:
+    from dcgan_tf import data
 
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
+    return len(data.find_image_files(folder))
 
 
-def train_all(args):
-    os.makedirs(args.out, exist_ok=True)
-    todo = plan(args)
-    if args.jobs <= 1:
-        for diffaug, precision, seed in todo:
-            train_variant(args, diffaug, precision, seed)
-        return
-    threads = max(1, (os.cpu_count() or 2) // args.jobs)
-    env = {**os.environ, "TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "2",
-           "OMP_NUM_THREADS": str(threads), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    pending, running, failed = list(todo), [], []
+def train_all(args, runs) -> None:
+    threads = max(1, (os.cpu_count() or 2) // max(1, args.jobs))
+    env = {**os.environ, "TF_NUM_INTRAOP_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+           "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    for name, work, _ in runs:
+        if os.path.isdir(work) and not args.reuse:
+            raise SystemExit(f"{work} already holds a run; add --reuse to continue it, or choose another --work")
+    pending, running, failed = list(runs), [], []
     while pending or running:
         while pending and len(running) < args.jobs:
-            diffaug, precision, seed = pending.pop(0)
-            cmd = [sys.executable, os.path.abspath(__file__), "--phase", "train",
-                   "--one", f"{diffaug or 'none'}|{precision}|{seed}", *_forwarded(args)]
-            running.append(subprocess.Popen(cmd, env=env))
-        time.sleep(1)
-        failed += [p.args for p in running if p.poll() not in (None, 0)]
-        running = [p for p in running if p.poll() is None]
+            name, work, argv = pending.pop(0)
+            os.makedirs(work, exist_ok=True)
+            log = open(os.path.join(work, "train.log"), "a")
+            print(f"training {name} (log: {log.name})", flush=True)
+            running.append((name, subprocess.Popen([sys.executable, os.path.join(REPO, "main.py"), *argv],
+                                                   stdout=log, stderr=subprocess.STDOUT, env=env), log))
+        time.sleep(2)
+        for name, proc, log in [r for r in running if r[1].poll() is not None]:
+            log.close()
+            if proc.returncode:
+                failed.append(name)
+        running = [r for r in running if r[1].poll() is None]
     if failed:
-        raise SystemExit(f"{len(failed)} variant(s) failed to train: {failed}")
+        raise SystemExit(f"{len(failed)} variant(s) failed to train (see their train.log): {', '.join(failed)}")
 
 
-def _forwarded(args):
-    out = []
-    for key in ("data", "size", "steps", "batch", "gf_dim", "df_dim", "learning_rate", "arch", "eval_samples",
-                "out", "work"):
-        out += [f"--{key}", str(getattr(args, key))]
-    return out
+def collect(runs) -> dict:
+    """{variant: {"steps": [...], "kid": [...], "fid": [...], "kid_live": [...], "best": {...}}} from quality.json."""
+    curves = {}
+    for name, work, _ in runs:
+        ckpt_root = os.path.join(work, "checkpoints")
+        folders = [os.path.join(ckpt_root, d) for d in sorted(os.listdir(ckpt_root))] if os.path.isdir(ckpt_root) else []
+        for folder in folders:
+            path = os.path.join(folder, "quality.json")
+            if not os.path.exists(path):
+                continue
+            with open(path) as f:
+                quality = json.load(f)
+            records = sorted({r["step"]: r for r in quality["evaluations"]}.values(), key=lambda r: r["step"])
+            curve = {key: [r.get(key) for r in records] for key in ("step", "kid", "kid_std", "fid", "kid_live", "fid_live")}
+            curve["best"] = quality.get("best")
+            curves[name] = curve
+    return curves
 
 
-def score_all(args):
-    from PIL import Image
+def table(curves) -> str:
+    steps = sorted({s for c in curves.values() for s in c["step"]})
+    lines = ["| step | " + " | ".join(f"{n} KID" for n in curves) + " |", "|---|" + "---|" * len(curves)]
+    for step in steps:
+        cells = []
+        for c in curves.values():
+            i = c["step"].index(step) if step in c["step"] else None
+            if i is None:
+                cells.append("")
+            else:
+                live = f" (live {c['kid_live'][i]:.3f})" if c["kid_live"][i] is not None else ""
+                cells.append(f"{c['kid'][i]:.3f}{live}")
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
-    from dcgan_tf import data, evaluate, metrics
 
-    infos = []
-    for diffaug, precision, seed in plan(args):
-        path = os.path.join(args.out, f"{variant_name(diffaug, precision, seed)}.npz")
-        if os.path.exists(path):
-            with np.load(path) as f:
-                infos.append(json.loads(str(f["info"])))
-                Image.fromarray(f["grid"]).save(os.path.join(args.out, f"{infos[-1]['name']}_grid.png"))
-    if not infos:
-        raise SystemExit(f"nothing trained in {args.out}; run --phase train first")
-    features_fn = evaluate.inception_features_fn(args.fid_weights)
-    image_set = data.load_image_folder(os.path.abspath(args.data), crop=False, crop_size=(64, 64),
-                                       output_size=(args.size, args.size), c_dim=0)
-    started = time.time()
-    real = evaluate.real_features(features_fn, evaluate.select_real(image_set.images, args.eval_samples,
-                                                                    infos[0]["seed"]), args.out)
-    print(f"real features: {len(real)} images in {time.time() - started:.0f} s", flush=True)
-    rows = []
-    for info in infos:
-        with np.load(os.path.join(args.out, f"{info['name']}.npz")) as f:
-            fake = np.asarray(features_fn(f["images"]), dtype=np.float64)
-        kid, kid_std = metrics.kid_from_features(real, fake)
-        rows.append({**info, "fid": float(metrics.fid_from_features(real, fake)), "kid": float(kid),
-                     "kid_std": float(kid_std), "num_real": len(real), "num_fake": len(fake)})
-        print(f"{info['name']}: FID {rows[-1]['fid']:.1f}, KID {kid:.4f} +- {kid_std:.4f}", flush=True)
-    table = ["| variant | precision | seed | steps | s/step | FID | KID (x1000) |", "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        table.append(f"| {r['diffaug']} | {r['precision']} | {r['seed']} | {r['steps']} | {r['seconds_per_step']:.3f} "
-                     f"| {r['fid']:.1f} | {1000 * r['kid']:.1f} +- {1000 * r['kid_std']:.1f} |")
-    with open(os.path.join(args.out, "quality.json"), "w") as f:
-        json.dump(rows, f, indent=2)
-    with open(os.path.join(args.out, "quality.md"), "w") as f:
-        f.write("\n".join(table) + "\n")
-    print("\n".join(table))
-    return rows
+def plot(curves, size: int, path: str, title: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    for name, c in curves.items():
+        line, = ax.plot(c["step"], c["kid"], marker="o", ms=3, label=name)
+        if any(v is not None for v in c["kid_live"]):
+            ax.plot(c["step"], c["kid_live"], ls=":", color=line.get_color(), label=f"{name} (live weights)")
+    for label, by_size in REFERENCE.items():
+        if size in by_size:
+            xs, ys = zip(*by_size[size])
+            ax.plot(xs, ys, ls="--", marker="x", color="grey", alpha=0.7, label=label)
+    ax.set_xlabel("training step (batch 25)")
+    ax.set_ylabel("KID (lower is better)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.one:
-        if os.environ.get("TF_NUM_INTRAOP_THREADS"):
-            import tensorflow as tf  # Side by side: each variant keeps to its share of the cores.
-
-            tf.config.threading.set_intra_op_parallelism_threads(int(os.environ["TF_NUM_INTRAOP_THREADS"]))
-            tf.config.threading.set_inter_op_parallelism_threads(int(os.environ["TF_NUM_INTEROP_THREADS"]))
-        diffaug, precision, seed = args.one.split("|")
-        train_variant(args, "" if diffaug == "none" else diffaug, precision, int(seed))
-        return
-    if args.phase in ("all", "train"):
-        train_all(args)
-    if args.phase in ("all", "score"):
-        score_all(args)
+    runs = plan(args)
+    if not args.plot_only:
+        train_all(args, runs)
+    curves = collect(runs)
+    if not curves:
+        raise SystemExit(f"no measurements in {args.work} yet")
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "quality.json"), "w") as f:
+        json.dump(curves, f, indent=2)
+    md = table(curves)
+    with open(os.path.join(args.out, "quality.md"), "w") as f:
+        f.write(md + "\n")
+    title = (f"{args.size}x{args.size}, widths {args.gf_dim}/{args.df_dim}, batch {args.batch}, "
+             f"{args.eval_samples} generated vs all real images")
+    print(md)
+    print(f"wrote {plot(curves, args.size, os.path.join(args.out, 'kid_vs_step.png'), title)}")
 
 
 if __name__ == "__main__":
