@@ -25,6 +25,7 @@ from dcgan_tf.config import RunConfig, check_same_model, check_same_precision, l
 from dcgan_tf.errors import RunWarning, UserError
 from dcgan_tf.gan import DCGAN, METRIC_NAMES
 from dcgan_tf.latent import sample_z as draw_z
+from dcgan_tf.runlock import RunLock
 
 METRICS_FILE = "metrics.csv"
 
@@ -204,6 +205,14 @@ def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResul
     check_steps_per_execution(epoch_steps, config)
     if chief:
         check_writable([config.run_checkpoint_dir, config.run_sample_dir, config.run_log_dir])
+    # One writer per run: held until training ends; a second --train of the run stops here.
+    with (RunLock(config.run_checkpoint_dir, config.run_name) if chief else contextlib.nullcontext()):
+        return _train_held(config, strategy, chief, image_set, epoch_steps, verbose, extra_callbacks)
+
+
+def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps: int, verbose: int,
+                extra_callbacks) -> TrainResult:
+    """train() once the data is ready and the run is held."""
     # The FID network of --eval_freq (the chief measures) is loaded first: missing weights stop here.
     features_fn = _quality_features(config, verbose=bool(verbose)) if config.eval_freq and chief else None
     writer = tf.summary.create_file_writer(config.run_log_dir) if chief else None

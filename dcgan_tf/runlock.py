@@ -1,0 +1,65 @@
+"""One writer per run: an exclusive lock on the run's folder for the whole training process.
+
+The lock is an advisory `flock` on `<run checkpoint folder>/.lock`, held through an open file. The
+kernel releases it when the process ends in any way, SIGKILL included, so a crash never leaves a
+stale lock to clean up. The file keeps the holder's PID and host so that a second `--train` can say
+who holds the run. Read-only actions (test grid, --generate, --eval, --export, --report) never take it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+from dcgan_tf.errors import UserError
+
+try:
+    import fcntl
+except ImportError:  # Not on POSIX: no lock (training still works; two writers are not detected).
+    fcntl = None
+
+LOCK_FILE = ".lock"
+
+
+class RunLock:
+    """`with RunLock(folder, run_name):` holds the run for the block; UserError if another process does."""
+
+    def __init__(self, folder: str, run_name: str):
+        self.path = os.path.join(folder, LOCK_FILE)
+        self.run_name = run_name
+        self._file = None
+
+    def acquire(self) -> "RunLock":
+        if fcntl is None:
+            return self
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        handle = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise UserError(
+                f"run {self.run_name} is being trained by {holder}; only one --train may write a run. Wait for "
+                f"it to finish (or stop it with Ctrl-C), or train another run (e.g. another --checkpoint_dir). "
+                f"Test grids, --generate, --eval and --export work on it meanwhile.") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {socket.gethostname()} "
+                     f"(since {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())})\n")
+        handle.flush()
+        self._file = handle
+        return self
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # Closing the file releases the flock.
+            self._file = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -1,0 +1,55 @@
+"""One writer per run (dcgan_tf/runlock.py): a second --train stops at once; a killed holder frees the run."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dcgan_tf import train
+from dcgan_tf.errors import UserError
+from dcgan_tf.runlock import RunLock
+from tests.conftest import REPO, tiny_config
+
+HOLD = ("import sys, time; sys.path.insert(0, sys.argv[2]); from dcgan_tf.runlock import RunLock; "
+        "lock = RunLock(sys.argv[1], 'r').acquire(); print('held', flush=True); time.sleep(120)")
+
+
+def _holder(folder):
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), REPO], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_second_writer_gets_one_line_naming_the_holder_and_a_killed_holder_frees_the_run(tmp_path):
+    holder = _holder(tmp_path)
+    try:
+        with pytest.raises(UserError, match=rf"being trained by process {holder.pid} on \S+ \(since .*only one --train"):
+            RunLock(str(tmp_path), "r").acquire()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with RunLock(str(tmp_path), "r"):  # The kernel released it: no stale lock.
+        with pytest.raises(UserError, match=f"process {os.getpid()} "):
+            RunLock(str(tmp_path), "r").acquire()
+    RunLock(str(tmp_path), "r").acquire().release()
+
+
+def test_train_refuses_a_held_run_before_any_work_and_releases_it_when_done(workdir):
+    config = tiny_config(workdir)
+    holder = _holder(config.run_checkpoint_dir)
+    try:
+        started = time.time()
+        with pytest.raises(UserError, match="run faces_4_32_32 is being trained by process"):
+            train.train(config, verbose=0)
+        assert not [n for n in os.listdir(config.run_checkpoint_dir) if n.startswith("ckpt")]
+        assert not os.path.exists(os.path.join(config.run_checkpoint_dir, "config.json"))
+        assert time.time() - started < 30
+    finally:
+        holder.kill()
+        holder.wait()
+    result = train.train(config, verbose=0)
+    assert result.steps_run == 2
+    RunLock(config.run_checkpoint_dir, "r").acquire().release()  # Free again after training.
