@@ -219,7 +219,9 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
     with strategy.scope(), _worker_errors(config):
         run = build_run(config, summary_writer=writer)
     if chief:
-        config.save(config.run_checkpoint_dir)
+        # The run's own target: asking an already longer run for fewer epochs leaves it recorded as it is.
+        dataclasses.replace(config, epoch=max(config.epoch, int(run.model.epoch.numpy()))).save(
+            config.run_checkpoint_dir)
     model = run.model
     start_epoch, start_step = int(model.epoch.numpy()), int(model.step.numpy())
     aligned_steps_per_execution(model, start_step, config)

@@ -78,10 +78,11 @@ def test_checkpoint_without_augmentation_state_still_restores(workdir):
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(again.model.augment_seed.state), fresh)
 
 
-def test_finished_run_does_not_train_again(workdir):
-    train.train(tiny_config(workdir), verbose=0)
-    again = train.train(tiny_config(workdir), verbose=0)
+def test_finished_run_does_not_train_again_nor_forgets_its_length(workdir):
+    train.train(tiny_config(workdir, epoch=2), verbose=0)
+    again = train.train(tiny_config(workdir, epoch=1), verbose=0)
     assert again.steps_run == 0 and again.history == {}
+    assert json.loads((workdir / "checkpoints" / "faces_4_32_32" / "config.json").read_text())["epoch"] == 2
 
 
 def test_dataset_name_is_case_insensitive_and_run_uses_folder_name(workdir):
