@@ -233,15 +233,22 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 def plot_losses(series: Dict[str, Tuple[np.ndarray, np.ndarray]], path: str, x_label: str,
                 title: str = "") -> str:
-    """Loss curves (and, in a second panel, D(x) and D(G(z)) or any other series) as a PNG drawn with
-    matplotlib's Agg canvas (no display, no global pyplot state). Long noisy series get a moving
-    average drawn over the raw values."""
+    """Loss curves, then (when present) D(x) and D(G(z)) or any other series, KID and FID (eval/...),
+    one panel each, as a PNG drawn with matplotlib's Agg canvas (no display, no global pyplot state).
+    Long noisy series get a moving average drawn over the raw values."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    losses = {k: v for k, v in series.items() if "loss" in k}
-    others = {k: v for k, v in series.items() if "loss" not in k}
-    panels = [(losses, "loss")] + ([(others, "D output")] if others else [])
+    def group(keep):
+        return {k: v for k, v in series.items() if keep(k)}
+
+    # Quality measurements (--eval_freq, --eval) have their own scales: one panel each for KID and FID.
+    measured = group(lambda k: k.startswith("eval/"))
+    panels = [(group(lambda k: "loss" in k), "loss"),
+              (group(lambda k: "loss" not in k and k not in measured), "D output"),
+              ({k: v for k, v in measured.items() if "kid" in k and "std" not in k}, "KID"),
+              ({k: v for k, v in measured.items() if "fid" in k}, "FID")]
+    panels = panels[:1] + [panel for panel in panels[1:] if panel[0]]
     figure = Figure(figsize=(9, 3.2 * len(panels)), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]

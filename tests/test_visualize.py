@@ -219,3 +219,18 @@ def test_report_flag_through_main(tmp_path):
         assert os.path.join(config.run_checkpoint_dir, name).replace(str(tmp_path) + os.sep, "") in proc.stdout
         assert os.path.isfile(os.path.join(config.run_checkpoint_dir, name))
     assert not any(n.startswith("test_") for n in os.listdir(config.run_sample_dir))  # no test grid
+
+
+def test_report_gives_quality_measurements_their_own_panels(tmp_path):
+    steps = np.arange(1, 41)
+    series = {"d_loss": (steps, np.ones(40)), "g_loss": (steps, np.ones(40)), "d_x": (steps, np.full(40, 0.5))}
+    measured = {"eval/kid": (np.array([20, 40]), np.array([0.4, 0.3])),
+                "eval/kid_live": (np.array([20, 40]), np.array([0.5, 0.35])),
+                "eval/kid_std": (np.array([20, 40]), np.array([0.01, 0.01])),
+                "eval/fid": (np.array([20, 40]), np.array([300.0, 250.0]))}
+    heights = {}
+    for name, data in (("plain", series), ("measured", {**series, **measured}), ("losses_only", {"d_loss": series["d_loss"]})):
+        with Image.open(visualize.plot_losses(data, str(tmp_path / f"{name}.png"), "step")) as png:
+            heights[name] = png.size[1]
+    # One panel (320 px) each: losses | + D output | + KID and FID, apart from D's outputs.
+    assert (heights["losses_only"], heights["plain"], heights["measured"]) == (320, 640, 1280)
