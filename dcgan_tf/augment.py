@@ -7,6 +7,8 @@ differentiable and G's gradients pass through it.
 
 Every function takes NHWC float images in [-1, 1] and a `keras.random.SeedGenerator` (or an int), draws
 its parameters per image, and is built from TensorFlow ops, so it runs inside a compiled train step.
+Under several replicas the parameters are drawn for the global batch and each replica takes its own
+rows (as z is), so the batch is augmented as on one device.
 """
 
 from __future__ import annotations
@@ -15,16 +17,24 @@ import keras
 import tensorflow as tf
 
 # The policy is parsed with the flags, before TensorFlow is imported: see config.py.
+from dcgan_tf import distribute
 from dcgan_tf.config import AUGMENTATIONS, parse_diffaug as parse_policy
 
 __all__ = ["AUGMENTATIONS", "parse_policy", "diff_augment", "brightness", "saturation", "contrast", "color",
            "translation", "cutout"]
 
 
+def _global_draw(images, draw):
+    """`draw(n)` ([n, ...] random values) for this replica's images: drawn for the global batch from the
+    random state every replica shares, this replica's rows kept."""
+    batch = tf.shape(images)[0]
+    return distribute.replica_slice(draw(batch * distribute.num_replicas()), batch)
+
+
 def _per_image(images, low: float, high: float, seed):
     """One U(low, high) number per image, shaped to broadcast over its pixels."""
-    shape = (tf.shape(images)[0], 1, 1, 1)
-    return tf.cast(keras.random.uniform(shape, minval=low, maxval=high, seed=seed), images.dtype)
+    draw = _global_draw(images, lambda n: keras.random.uniform((n, 1, 1, 1), minval=low, maxval=high, seed=seed))
+    return tf.cast(draw, images.dtype)
 
 
 def brightness(images, seed):
@@ -61,7 +71,7 @@ def _shift(images, axis: int, limit: int, seed):
     """Moves each image by its own integer offset in [-limit, limit] along `axis` (1: rows, 2:
     columns), filling with zeros. A gather, so gradients flow back to the pixels that moved."""
     size = _static_size(images, axis)
-    offset = keras.random.randint((tf.shape(images)[0], 1), -limit, limit + 1, seed=seed)
+    offset = _global_draw(images, lambda n: keras.random.randint((n, 1), -limit, limit + 1, seed=seed))
     source = tf.range(size)[tf.newaxis, :] - tf.cast(offset, tf.int32)  # output i shows input i - offset
     moved = tf.gather(images, tf.clip_by_value(source, 0, size - 1), axis=axis, batch_dims=1)
     inside = (source >= 0) & (source < size)
@@ -81,7 +91,7 @@ def _band(images, axis: int, ratio: float, seed):
     clipped at the edges."""
     size = _static_size(images, axis)
     length = max(1, int(size * ratio))
-    centre = keras.random.randint((tf.shape(images)[0], 1), 0, size, seed=seed)
+    centre = _global_draw(images, lambda n: keras.random.randint((n, 1), 0, size, seed=seed))
     start = tf.cast(centre, tf.int32) - length // 2
     index = tf.range(size)[tf.newaxis, :]
     return (index >= start) & (index < start + length)

@@ -164,6 +164,7 @@ def import_tf1_checkpoint(path: str, config) -> str:
     check_shapes(reader, entries, config, prefix)
     for name, variable, _ in entries:
         variable.assign(np.asarray(reader.get_tensor(name)).astype(variable.dtype))
+    run.model.reset_ema()  # The average of G (if the recipe keeps one) starts from the imported weights.
     step = _step_of(prefix)
     run.model.step.assign(step)
     config.save(config.run_checkpoint_dir)

@@ -31,6 +31,12 @@ def _done_steps(sample_dir):
     return sorted(_grids(sample_dir))
 
 
+def _newest_number(ckpt_dir):
+    """N of the newest published ckpt-N (its step), 0 when none."""
+    path = tf.train.latest_checkpoint(ckpt_dir)
+    return int(path.rsplit("-", 1)[1]) if path else 0
+
+
 def _read_newest(ckpt_dir):
     path = tf.train.latest_checkpoint(ckpt_dir)
     if path is None:
@@ -38,6 +44,9 @@ def _read_newest(ckpt_dir):
     reader = tf.train.load_checkpoint(path)
     values = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}  # every tensor reads
     get = lambda prefix: values[f"{prefix}/.ATTRIBUTES/VARIABLE_VALUE"]
+    # The moving average of G (the default recipe) is in every checkpoint, whole.
+    average = [v for name, v in values.items() if name.startswith("ema_generator/")]
+    assert average and all(np.isfinite(v).all() for v in average)
     return {"step": int(get("step")), "epoch": int(get("epoch")), "sample_z": get("sample_z"),
             "d_iter": int(get("d_optimizer/_iterations")), "g_iter": int(get("g_optimizer/_iterations"))}
 
@@ -89,6 +98,10 @@ def _kill_sequence(workdir, kills, seed):
             if _wait(temp, 10):
                 during_write += 1
         else:
+            # A random moment after this process saved progress of its own, so that the runs move on
+            # however slow a step is (the default recipe's step, on a busy machine).
+            before = previous["step"] if previous else 0
+            _wait(lambda: _newest_number(ckpt_dir) > before or proc.poll() is not None, 180)
             time.sleep(rng.uniform(0.0, 1.5))
         proc.send_signal(signal.SIGKILL)
         proc.communicate()

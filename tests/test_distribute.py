@@ -37,8 +37,8 @@ class Record(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self.weights, self.logs = [], []
-    def _snapshot(self):
-        net = self.model.generator.weights + self.model.discriminator.weights
+    def _snapshot(self):  # The default recipe: DiffAugment's draws and the average of G are covered too.
+        net = self.model.generator.weights + self.model.discriminator.weights + self.model.ema_generator.weights
         self.weights.append([np.array(v.numpy()) for v in net])
     def on_train_begin(self, logs=None):
         self._snapshot()
