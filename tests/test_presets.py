@@ -111,7 +111,9 @@ def test_help_lists_the_presets_and_their_defaults(capsys):
     help_text = flag_values["arch"].help
     for arch, values in PRESETS.items():
         assert f"{arch}: {values['output_height']}x{values['output_height']}, z {values['z_dim']}" in help_text
-    assert "batch 25, lr 0.0001, beta1 0.5, g_steps 2" in help_text
+    # The default recipe's values (simpsons: DiffAugment, lr 2e-4, the average of G).
+    assert "batch 25, lr 0.0002, beta1 0.5, g_steps 2" in help_text
+    assert "DiffAugment color,translation,cutout, G average 0.999; mlp:" in help_text
     assert "real 0.9-1.1 fake 0-0.2 flip 0.03" in help_text
     for flag in ("hidden_dim", "g_leaky", "real_label_low", "real_label_high", "fake_label_low",
                  "fake_label_high", "label_flip_prob"):
