@@ -33,15 +33,19 @@ def make_checkpoint(model, sample_z) -> tf.train.Checkpoint:
         augment_seed=model.augment_seed.state, sample_z=sample_z, **extra)
 
 
+def _saved(saved: dict, name: str) -> bool:
+    """Whether a checkpoint's variables (`saved`: name -> shape) include the part `name`."""
+    return any(key.startswith(name + "/") for key in saved)
+
+
 def holds_part(path: str, name: str) -> bool:
     """Whether the checkpoint at `path` saved the part `name` (e.g. "ema_generator")."""
-    return any(key.startswith(name + "/") for key, _ in tf.train.list_variables(path))
+    return _saved(dict(tf.train.list_variables(path)), name)
 
 
 def _parts_in_file(checkpoint: tf.train.Checkpoint, saved: dict) -> tf.train.Checkpoint:
     """`checkpoint`, or one without the added parts a file of an earlier version lacks."""
-    missing = {name for name in _ADDED_PARTS
-               if hasattr(checkpoint, name) and not any(key.startswith(name + "/") for key in saved)}
+    missing = {name for name in _ADDED_PARTS if hasattr(checkpoint, name) and not _saved(saved, name)}
     if not missing:
         return checkpoint
     return tf.train.Checkpoint(**{name: getattr(checkpoint, name) for name in _PARTS

@@ -115,13 +115,21 @@ def build_run(config: RunConfig, summary_writer=None) -> Run:
     manager = checkpoints.make_manager(checkpoint, config.run_checkpoint_dir, config.max_to_keep)
     run = Run(config=config, model=model, sample_z=sample_z, checkpoint=checkpoint, manager=manager)
     if manager.checkpoints:
-        run.resumed_from = checkpoints.restore_newest(checkpoint, manager.checkpoints[::-1], sample_z)
-        if not checkpoints.holds_part(run.resumed_from, "ema_generator"):
-            model.reset_ema()  # A checkpoint from before the average (or without one): start it here.
+        run.resumed_from = _restore(run, manager.checkpoints[::-1])
         # Optimizer hyper-parameters come from this invocation's flags, not from the checkpoint.
         for optimizer in (model.d_optimizer, model.g_optimizer):
             optimizer.learning_rate = config.learning_rate
     return run
+
+
+def _restore(run: Run, paths_newest_first) -> str:
+    """Restores the newest of `paths` that loads into the run's objects and returns it. A checkpoint
+    without a moving average of G (from before it existed, or trained without one) starts the average
+    from the restored G."""
+    path = checkpoints.restore_newest(run.checkpoint, paths_newest_first, run.sample_z)
+    if not checkpoints.holds_part(path, "ema_generator"):
+        run.model.reset_ema()
+    return path
 
 
 def check_writable(folders) -> None:
@@ -338,8 +346,5 @@ def load_trained(config: RunConfig) -> Run:
         if best is None:
             raise UserError(f"no best checkpoint in {os.path.join(config.run_checkpoint_dir, BEST_DIR)}; train "
                             f"with --eval_freq N --keep_best kid (or fid) first, or drop --from_best.")
-        checkpoints.restore_newest(run.checkpoint, [best], run.sample_z)
-        if not checkpoints.holds_part(best, "ema_generator"):
-            run.model.reset_ema()
-        run.resumed_from = best
+        run.resumed_from = _restore(run, [best])
     return run

@@ -246,8 +246,8 @@ def plot_losses(series: Dict[str, Tuple[np.ndarray, np.ndarray]], path: str, x_l
     measured = group(lambda k: k.startswith("eval/"))
     panels = [(group(lambda k: "loss" in k), "loss"),
               (group(lambda k: "loss" not in k and k not in measured), "D output"),
-              ({k: v for k, v in measured.items() if "kid" in k and "std" not in k}, "KID"),
-              ({k: v for k, v in measured.items() if "fid" in k}, "FID")]
+              (group(lambda k: k in measured and "kid" in k and "std" not in k), "KID"),
+              (group(lambda k: k in measured and "fid" in k), "FID")]
     panels = panels[:1] + [panel for panel in panels[1:] if panel[0]]
     figure = Figure(figsize=(9, 3.2 * len(panels)), dpi=100)
     FigureCanvasAgg(figure)
