@@ -31,9 +31,10 @@ def main(argv=None):
     p.add_argument("--fid_weights", default="")
     args = p.parse_args(argv)
 
-    from dcgan_tf import evaluate, train
+    from dcgan_tf.quality import evaluate
+    from dcgan_tf.training import train
     from dcgan_tf.config import RunConfig, load_saved_config
-    from dcgan_tf.gan import generated_images
+    from dcgan_tf.model.gan import generated_images
 
     folder = os.path.abspath(args.run_folder)
     saved = load_saved_config(folder)

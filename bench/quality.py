@@ -98,7 +98,7 @@ def plan(args):
 
 
 def _count_images(folder: str) -> int:
-    from dcgan_tf import data
+    from dcgan_tf.data import pipeline as data
 
     return len(data.find_image_files(folder))
 

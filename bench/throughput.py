@@ -39,9 +39,14 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from dcgan_tf import data, export, generate, losses, nets, train  # noqa: E402
+from dcgan_tf.data import pipeline as data
+from dcgan_tf.use import export
+from dcgan_tf.use import generate
+from dcgan_tf.model import losses
+from dcgan_tf.model import nets
+from dcgan_tf import train  # noqa: E402
 from dcgan_tf.config import PRECISIONS, PRESETS, RunConfig  # noqa: E402
-from dcgan_tf.latent import sample_z  # noqa: E402
+from dcgan_tf.model.latent import sample_z  # noqa: E402
 
 GOALS = {"fit/loop": 0.95, "mixed_bfloat16/float32": 1.4, "pipeline/training": 5.0}
 DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "simpsons_64")

@@ -60,10 +60,10 @@ def _quiet_tensorflow() -> None:
 
 
 def run_action(config: RunConfig) -> int:
-    from dcgan_tf import nets
+    from dcgan_tf.model import nets
 
     if config.download:
-        from dcgan_tf import download
+        from dcgan_tf.data import download
 
         download.download_simpsons(os.path.join(config.data_dir, "simpsons_64"), config.download_url)
         others = (config.train, config.export, config.generate, config.interpolate, config.report,
@@ -71,16 +71,19 @@ def run_action(config: RunConfig) -> int:
         if not any(others):
             return 0
     nets.check_config(config)
-    from dcgan_tf import export, images, train
-    from dcgan_tf import generate, visualize
-    from dcgan_tf.gan import generated_images
-    from dcgan_tf.latent import draw_z, sample_z
+    from dcgan_tf.use import export
+    from dcgan_tf.data import images
+    from dcgan_tf.training import train
+    from dcgan_tf.use import generate
+    from dcgan_tf.use import visualize
+    from dcgan_tf.model.gan import generated_images
+    from dcgan_tf.model.latent import draw_z, sample_z
 
     # Actions on a trained model (each a library function; see generate.py, visualize.py, tf1_import.py).
     wants_images = bool(config.generate or config.interpolate) or config.visualize is not None
     tools = wants_images or config.report or config.tflite or bool(config.import_tf1) or config.eval
     if config.import_tf1:
-        from dcgan_tf import tf1_import
+        from dcgan_tf.use import tf1_import
 
         path = tf1_import.import_tf1_checkpoint(config.import_tf1, config)
         print(f"dcgan_tf: imported {config.import_tf1} as the checkpoint {path}")
@@ -144,7 +147,9 @@ def _measure_quality(config: RunConfig, run) -> None:
     """--eval: FID and KID of the run's checkpoint (or --saved_model) against the dataset's images,
     appended to quality.json (the run's checkpoint folder, or the SavedModel's) and, for a run, to
     its TensorBoard log."""
-    from dcgan_tf import evaluate, generate, train
+    from dcgan_tf.quality import evaluate
+    from dcgan_tf.use import generate
+    from dcgan_tf.training import train
 
     source = generate.load_source(config, run)
     data_config = run.config if run is not None else config

@@ -22,7 +22,7 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored", "multiworker")
 CONFIG_FILE = "config.json"
 QUALITY_METRICS = ("fid", "kid")
-# DiffAugment's augmentations (dcgan_tf/augment.py), in the paper's order.
+# DiffAugment's augmentations (dcgan_tf/model/augment.py), in the paper's order.
 AUGMENTATIONS = ("color", "translation", "cutout")
 
 # Fields that define the model and its checkpoint: a resume must not change them.
@@ -31,7 +31,7 @@ MODEL_FIELDS = (
 )
 
 # Architecture presets (--arch): each seed system's defaults, as plain data. A RunConfig field left
-# at None takes the preset's value; an explicit flag overrides it. Registry: dcgan_tf.nets.
+# at None takes the preset's value; an explicit flag overrides it. Registry: dcgan_tf.model.nets.
 _NO_TRICKS = {"real_label_low": 1.0, "real_label_high": 1.0, "fake_label_low": 0.0, "fake_label_high": 0.0,
               "label_flip_prob": 0.0, "diffaug": "", "ema_decay": 0.0}
 PRESETS = {
@@ -211,7 +211,7 @@ class RunConfig:
     steps_per_execution: int = _opt(1, "Train steps run in one call of the compiled step (fewer Python round "
                                        "trips); --sample_freq, --ckpt_freq and the steps of an epoch must be "
                                        "multiples of it.")
-    # Several devices or hosts (dcgan_tf.distribute); --batch_size is then the global batch.
+    # Several devices or hosts (dcgan_tf.training.distribute); --batch_size is then the global batch.
     strategy: str = _opt("default", "tf.distribute strategy: default (one device), mirrored (this machine's "
                                     "GPUs, or its CPU devices when it has none) or multiworker (the hosts named "
                                     "by the TF_CONFIG environment variable). --batch_size is the global batch.",
@@ -230,7 +230,7 @@ class RunConfig:
     sample_num: int = _opt(0, "Images in each sample grid; 0 means batch_size.")
     ckpt_freq: int = _opt(500, "Save a checkpoint every N steps (and always at the end or on Ctrl-C).")
     max_to_keep: int = _opt(5, "Checkpoints kept.")
-    # Quality: FID and KID with the standard FID Inception-v3 network (dcgan_tf/evaluate.py).
+    # Quality: FID and KID with the standard FID Inception-v3 network (dcgan_tf/quality/evaluate.py).
     eval: bool = _opt(False, "Measure FID and KID of the run's newest checkpoint (or --saved_model) against "
                              "--dataset's images; written to TensorBoard and quality.json in the run's "
                              "checkpoint folder.")

@@ -95,7 +95,7 @@ def write_idx_images(path, count=8, size=28, seed=0, gz=True):
 
 def fid_weights_or_skip():
     """The FID network's weights file ($DCGAN_TF_FID_WEIGHTS, else ../shared/weights), or skip."""
-    from dcgan_tf import inception
+    from dcgan_tf.quality import inception
 
     path = os.environ.get(inception.ENV_VAR) or os.path.join(REPO, "..", "shared", "weights",
                                                              inception.WEIGHTS_NAME)

@@ -1,11 +1,12 @@
-"""DiffAugment's operations (dcgan_tf/augment.py) and the --diffaug flag."""
+"""DiffAugment's operations (dcgan_tf/model/augment.py) and the --diffaug flag."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from dcgan_tf import augment, cli
+from dcgan_tf.model import augment
+from dcgan_tf import cli
 from dcgan_tf.errors import UserError
 
 OPS = (augment.brightness, augment.saturation, augment.contrast, augment.translation, augment.cutout)

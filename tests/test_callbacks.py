@@ -4,7 +4,8 @@ import signal
 import keras
 import tensorflow as tf
 
-from dcgan_tf import callbacks, train
+from dcgan_tf.training import callbacks
+from dcgan_tf.training import train
 from tests.conftest import tiny_config
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dcgan_tf import data
+from dcgan_tf.data import pipeline as data
 from dcgan_tf.errors import UserError
 
 

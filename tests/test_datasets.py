@@ -5,7 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from dcgan_tf import data, datasets
+from dcgan_tf.data import pipeline as data
+from dcgan_tf.data import datasets
 from dcgan_tf.errors import UserError
 from tests.conftest import tiny_config, write_idx_images
 
@@ -94,7 +95,7 @@ def test_fit_images_resizes_and_converts_channels():
 
 def test_prepare_data_feeds_builtin_images_to_the_pipeline(isolated):
     write_idx_images(isolated / "data" / "mnist" / "train-images-idx3-ubyte.gz", count=8)
-    from dcgan_tf import train
+    from dcgan_tf.training import train
 
     config = tiny_config(isolated, dataset="mnist", output_height=32)
     config, image_set = train.prepare_data(config)
@@ -107,7 +108,7 @@ def test_prepare_data_feeds_builtin_images_to_the_pipeline(isolated):
 def test_a_few_steps_on_the_real_fashion_mnist(tmp_path, monkeypatch):
     import keras
 
-    from dcgan_tf import train
+    from dcgan_tf.training import train
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.setattr(datasets, "_download", lambda name: None)

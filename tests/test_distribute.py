@@ -27,7 +27,7 @@ import os, sys
 sys.path.insert(0, sys.argv[1])
 root, out = sys.argv[2], sys.argv[3]
 import keras, numpy as np
-from dcgan_tf import train
+from dcgan_tf.training import train
 from dcgan_tf.config import RunConfig
 from dcgan_tf.errors import UserError
 
@@ -79,7 +79,8 @@ import os, sys
 sys.path.insert(0, sys.argv[1])
 out = sys.argv[2]
 import keras, numpy as np
-from dcgan_tf import cli, train
+from dcgan_tf import cli
+from dcgan_tf.training import train
 
 class DumpAtStep2(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
@@ -224,7 +225,7 @@ def test_multiworker_without_tf_config_is_one_line(tmp_path, monkeypatch, capsys
     ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}', "is not in the cluster"),
 ])
 def test_malformed_tf_config_is_refused(text, fragment):
-    from dcgan_tf import distribute
+    from dcgan_tf.training import distribute
     from dcgan_tf.errors import UserError
 
     with pytest.raises(UserError, match=fragment) as caught:
@@ -233,7 +234,7 @@ def test_malformed_tf_config_is_refused(text, fragment):
 
 
 def test_chief_is_worker_zero_unless_a_chief_is_named():
-    from dcgan_tf import distribute
+    from dcgan_tf.training import distribute
 
     two = {"worker": ["a:1", "b:1"]}
     assert distribute.is_chief_task({"cluster": two, "task": {"type": "worker", "index": 0}})
@@ -244,7 +245,7 @@ def test_chief_is_worker_zero_unless_a_chief_is_named():
 
 
 def test_global_batch_must_split_over_the_replicas():
-    from dcgan_tf import distribute
+    from dcgan_tf.training import distribute
     from dcgan_tf.errors import UserError
 
     distribute.check_global_batch(8, 4)

@@ -8,7 +8,8 @@ import threading
 
 import pytest
 
-from dcgan_tf import cli, download
+from dcgan_tf import cli
+from dcgan_tf.data import download
 from dcgan_tf.errors import UserError
 from tests.conftest import REPO
 

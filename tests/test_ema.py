@@ -1,4 +1,4 @@
-"""The moving average of G's weights (dcgan_tf/ema.py): its maths, the train step, checkpoints, and
+"""The moving average of G's weights (dcgan_tf/model/ema.py): its maths, the train step, checkpoints, and
 the actions that use it by default."""
 
 import os
@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dcgan_tf import cli, ema, train
-from dcgan_tf import latent
+from dcgan_tf import cli
+from dcgan_tf.model import ema
+from dcgan_tf.training import train
+from dcgan_tf.model import latent
 from tests.conftest import TINY_FLAGS, tiny_config
 
 
@@ -95,7 +97,7 @@ def test_grids_test_mode_and_export_use_the_average_unless_live_weights(workdir,
     result = train.train(tiny_config(workdir, epoch=1), verbose=0)
     model, sample_z = result.run.model, result.run.sample_z
     from PIL import Image
-    from dcgan_tf.images import make_grid
+    from dcgan_tf.data.images import make_grid
 
     grid = np.asarray(Image.open(result.samples[-1]))
     np.testing.assert_array_equal(grid, make_grid(_images_of(model.ema_generator, sample_z)))

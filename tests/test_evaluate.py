@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from dcgan_tf import evaluate
-from dcgan_tf.data import to_model_range
+from dcgan_tf.quality import evaluate
+from dcgan_tf.data.pipeline import to_model_range
 from dcgan_tf.errors import UserError
 
 
@@ -121,8 +121,8 @@ def test_config_refuses_bad_quality_options(workdir, values, message):
 
 
 def test_training_measures_every_eval_freq_and_keeps_the_best(workdir, monkeypatch):
-    from dcgan_tf import train
-    from dcgan_tf.visualize import read_event_scalars
+    from dcgan_tf.training import train
+    from dcgan_tf.use.visualize import read_event_scalars
 
     monkeypatch.setattr(evaluate, "inception_features_fn", lambda weights="", progress=True: stats_features)
     # 8 images, batch 4: 2 steps an epoch; 3 epochs = 6 steps; measured at 2, 4 and 6.
@@ -148,7 +148,7 @@ def test_training_measures_every_eval_freq_and_keeps_the_best(workdir, monkeypat
 
 
 def test_from_best_without_a_best_checkpoint_says_how(workdir):
-    from dcgan_tf import train
+    from dcgan_tf.training import train
 
     train.train(tiny_config(workdir), verbose=0)
     with pytest.raises(UserError, match="no best checkpoint .*--keep_best"):
@@ -162,7 +162,7 @@ def _error_lines(err):
 def test_eval_command_with_the_real_network(workdir, monkeypatch, capsys):
     from conftest import TINY_FLAGS, fid_weights_or_skip
     from dcgan_tf import cli
-    from dcgan_tf.visualize import read_event_scalars
+    from dcgan_tf.use.visualize import read_event_scalars
 
     weights = fid_weights_or_skip()
     monkeypatch.chdir(workdir)

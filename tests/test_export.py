@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from dcgan_tf import export, train
+from dcgan_tf.use import export
+from dcgan_tf.training import train
 from tests.conftest import tiny_config
 
 LOADER = r"""

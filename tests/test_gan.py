@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dcgan_tf import gan, nets
+from dcgan_tf.model import gan
+from dcgan_tf.model import nets
 from tests.conftest import tiny_config
 
 

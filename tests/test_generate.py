@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dcgan_tf import export, generate, train
-from dcgan_tf.data import to_pixels
+from dcgan_tf.use import export
+from dcgan_tf.use import generate
+from dcgan_tf.training import train
+from dcgan_tf.data.pipeline import to_pixels
 from dcgan_tf.errors import UserError
-from dcgan_tf.latent import draw_z
+from dcgan_tf.model.latent import draw_z
 from tests.conftest import tiny_config
 
 

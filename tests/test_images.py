@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dcgan_tf.images import grid_shape, make_grid, save_grid, save_png
+from dcgan_tf.data.images import grid_shape, make_grid, save_grid, save_png
 
 
 def constant_batch(pixel_values, height=2, width=3, channels=3):

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from dcgan_tf import inception
+from dcgan_tf.quality import inception
 from dcgan_tf.errors import UserError
-from dcgan_tf.inception import compute_features, find_fid_weights, load_fid_network
+from dcgan_tf.quality.inception import compute_features, find_fid_weights, load_fid_network
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 SHARED_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",

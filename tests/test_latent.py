@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dcgan_tf.latent import draw_z, slerp, slerp_segments
+from dcgan_tf.model.latent import draw_z, slerp, slerp_segments
 
 
 def _angle(u, v):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dcgan_tf import losses
+from dcgan_tf.model import losses
 
 
 def _bce(labels, logits):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dcgan_tf.errors import UserError
-from dcgan_tf.metrics import (feature_statistics, fid_from_features, frechet_distance,
+from dcgan_tf.quality.metrics import (feature_statistics, fid_from_features, frechet_distance,
                               kid_from_features)
 
 
@@ -67,7 +67,7 @@ def test_frechet_distance_of_diagonal_gaussians_has_its_closed_form():
 def test_frechet_distance_retries_with_eps_on_the_diagonals_when_the_root_is_not_finite(monkeypatch):
     import scipy.linalg
 
-    from dcgan_tf import metrics
+    from dcgan_tf.quality import metrics
 
     real_sqrtm, seen = scipy.linalg.sqrtm, []
 

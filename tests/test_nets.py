@@ -3,9 +3,9 @@ import keras
 import numpy as np
 import pytest
 
-from dcgan_tf import nets
+from dcgan_tf.model import nets
 from dcgan_tf.errors import UserError
-from dcgan_tf.nets import simpsons
+from dcgan_tf.model.nets import simpsons
 from tests.conftest import tiny_config
 
 

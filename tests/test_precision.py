@@ -9,7 +9,9 @@ import tensorflow as tf
 
 from dcgan_tf import cli
 from dcgan_tf import config as config_module
-from dcgan_tf import export, nets, train
+from dcgan_tf.use import export
+from dcgan_tf.model import nets
+from dcgan_tf.training import train
 from dcgan_tf.errors import RunWarning, UserError
 from tests.conftest import TINY_FLAGS, tiny_config, write_images
 

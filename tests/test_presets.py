@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from dcgan_tf import cli, nets
+from dcgan_tf import cli
+from dcgan_tf.model import nets
 from dcgan_tf.config import PRESETS, RunConfig
 from dcgan_tf.errors import UserError
 from tests.conftest import run_main, write_idx_images, write_images
@@ -242,7 +243,7 @@ def test_mnist_preset_through_main_py_on_idx_files(tmp_path):
 
 
 def test_import_tf1_needs_the_simpsons_architecture(tmp_path):
-    from dcgan_tf import tf1_import
+    from dcgan_tf.use import tf1_import
 
     with pytest.raises(UserError, match="--arch simpsons"):
         tf1_import.import_tf1_checkpoint(str(tmp_path / "nothing"), RunConfig.create(arch="classic"))

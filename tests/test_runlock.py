@@ -1,4 +1,4 @@
-"""One writer per run (dcgan_tf/runlock.py): a second --train stops at once; a killed holder frees the run."""
+"""One writer per run (dcgan_tf/training/runlock.py): a second --train stops at once; a killed holder frees the run."""
 
 import os
 import signal
@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from dcgan_tf import train
+from dcgan_tf.training import train
 from dcgan_tf.errors import UserError
-from dcgan_tf.runlock import RunLock
+from dcgan_tf.training.runlock import RunLock
 from tests.conftest import REPO, tiny_config
 
-HOLD = ("import sys, time; sys.path.insert(0, sys.argv[2]); from dcgan_tf.runlock import RunLock; "
+HOLD = ("import sys, time; sys.path.insert(0, sys.argv[2]); from dcgan_tf.training.runlock import RunLock; "
         "lock = RunLock(sys.argv[1], 'r').acquire(); print('held', flush=True); time.sleep(120)")
 
 

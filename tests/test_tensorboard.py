@@ -9,7 +9,7 @@ import time
 import urllib.parse
 import urllib.request
 
-from dcgan_tf import train
+from dcgan_tf.training import train
 from tests.conftest import tiny_config
 
 

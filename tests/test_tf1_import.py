@@ -9,11 +9,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from dcgan_tf import train
-from dcgan_tf.data import to_pixels
+from dcgan_tf.training import train
+from dcgan_tf.data.pipeline import to_pixels
 from dcgan_tf.errors import UserError
-from dcgan_tf.latent import draw_z
-from dcgan_tf.tf1_import import import_tf1_checkpoint
+from dcgan_tf.model.latent import draw_z
+from dcgan_tf.use.tf1_import import import_tf1_checkpoint
 from tests.conftest import TINY_FLAGS, run_main, tiny_config
 
 Z, GF, DF, C = 8, 4, 4, 3  # Output 32: the dense layer feeds a 1x1 map.

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from dcgan_tf import train
+from dcgan_tf.training import train
 from dcgan_tf.errors import UserError
 from tests.conftest import tiny_config, write_images
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dcgan_tf import visualize
-from dcgan_tf.data import to_pixels
+from dcgan_tf.use import visualize
+from dcgan_tf.data.pipeline import to_pixels
 from dcgan_tf.errors import UserError
-from dcgan_tf.generate import Source
-from dcgan_tf.latent import draw_z, slerp
+from dcgan_tf.use.generate import Source
+from dcgan_tf.model.latent import draw_z, slerp
 from tests.conftest import TINY_FLAGS, run_main, tiny_config
 
 

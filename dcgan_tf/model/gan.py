@@ -4,9 +4,9 @@ Per batch: one discriminator update, then `g_steps` generator updates (the origi
 that d_loss does not go to zero"), all with the same z. Losses are sigmoid cross-entropy on logits;
 D's labels are 1 and 0, or soft / swapped ones drawn per image when the label ranges or the flip
 probability ask for it (losses.discriminator_labels). With an augmentation policy (DiffAugment,
-dcgan_tf/augment.py), D sees only augmented images: D(T(x)) and D(T(G(z))) in its update and
+dcgan_tf/model/augment.py), D sees only augmented images: D(T(x)) and D(T(G(z))) in its update and
 D(T(G(z))) in every G update, each call with fresh random draws. With an `ema_generator`, every step
-ends by moving its weights towards G's (dcgan_tf/ema.py); that average is what `sampler` returns.
+ends by moving its weights towards G's (dcgan_tf/model/ema.py); that average is what `sampler` returns.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from dcgan_tf import augment as aug
-from dcgan_tf import distribute, ema, losses
-from dcgan_tf.latent import sample_z
+from dcgan_tf.model import augment as aug
+from dcgan_tf.training import distribute
+from dcgan_tf.model import ema
+from dcgan_tf.model import losses
+from dcgan_tf.model.latent import sample_z
 
 METRIC_NAMES = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_x", "d_g_z")
 

@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 # The policy is parsed with the flags, before TensorFlow is imported: see config.py.
-from dcgan_tf import distribute
+from dcgan_tf.training import distribute
 from dcgan_tf.config import AUGMENTATIONS, parse_diffaug as parse_policy
 
 __all__ = ["AUGMENTATIONS", "parse_policy", "diff_augment", "brightness", "saturation", "contrast", "color",

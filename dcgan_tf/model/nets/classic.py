@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from dcgan_tf.nets.simpsons import batch_norm, weight_init
+from dcgan_tf.model.nets.simpsons import batch_norm, weight_init
 
 SIZE = 64
 KERNEL = 4

@@ -13,7 +13,7 @@ from typing import Tuple
 import keras
 
 from dcgan_tf.errors import UserError
-from dcgan_tf.nets import art, classic, mlp, mnist, simpsons
+from dcgan_tf.model.nets import art, classic, mlp, mnist, simpsons
 
 REGISTRY = {"simpsons": simpsons, "mlp": mlp, "art": art, "mnist": mnist, "classic": classic}
 ARCHITECTURES = tuple(REGISTRY)

@@ -16,7 +16,7 @@ from typing import List
 import keras
 from keras import layers
 
-from dcgan_tf.nets.simpsons import batch_norm, weight_init
+from dcgan_tf.model.nets.simpsons import batch_norm, weight_init
 
 KERNEL = 4
 NEGATIVE_SLOPE = 0.2

@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from dcgan_tf.nets.simpsons import weight_init
+from dcgan_tf.model.nets.simpsons import weight_init
 
 NEGATIVE_SLOPE = 0.2
 

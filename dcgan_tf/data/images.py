@@ -9,7 +9,7 @@ from typing import Tuple
 import numpy as np
 from PIL import Image
 
-from dcgan_tf.data import to_pixels
+from dcgan_tf.data.pipeline import to_pixels
 
 
 def grid_shape(count: int) -> Tuple[int, int]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from dcgan_tf.nets.simpsons import batch_norm, weight_init
+from dcgan_tf.model.nets.simpsons import batch_norm, weight_init
 
 SIZE = 28
 KERNEL = 5

@@ -20,10 +20,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from dcgan_tf import images as imgs
-from dcgan_tf.data import to_pixels
+from dcgan_tf.data import images as imgs
+from dcgan_tf.data.pipeline import to_pixels
 from dcgan_tf.errors import UserError
-from dcgan_tf.latent import draw_z, slerp_segments
+from dcgan_tf.model.latent import draw_z, slerp_segments
 
 VISUALIZE_OPTIONS = (0, 1, 2, 3, 4)
 LOSS_FILE = "losses.png"
@@ -322,7 +322,7 @@ def training_gif(folder: str, path: str, max_frames: int = 100, caption: bool = 
 def _run_folders(config) -> Tuple[str, str, str, str]:
     """(run name, checkpoint, sample and log folders) of the run `config` names, its dataset matched
     case-insensitively against the folders that exist."""
-    from dcgan_tf.train import _match_folder
+    from dcgan_tf.training.train import _match_folder
 
     name = config.run_name
     for root in (config.checkpoint_dir, config.sample_dir, config.log_dir):
@@ -338,7 +338,7 @@ def write_report(config) -> List[str]:
     """Pictures of a run's training, written into its checkpoint folder: `losses.png` (the TensorBoard
     scalars per step when the run has them, else metrics.csv per epoch) and `training.gif` (the
     sample grids over training). Returns the paths written."""
-    from dcgan_tf.train import METRICS_FILE
+    from dcgan_tf.training.train import METRICS_FILE
 
     name, checkpoint_dir, sample_dir, log_dir = _run_folders(config)
     paths = []

@@ -18,14 +18,18 @@ from typing import List, Optional
 import keras
 import tensorflow as tf
 
-from dcgan_tf import augment
-from dcgan_tf import callbacks as cbs
-from dcgan_tf import checkpoints, data, datasets, distribute, nets
+from dcgan_tf.model import augment
+from dcgan_tf.training import callbacks as cbs
+from dcgan_tf.training import checkpoints
+from dcgan_tf.data import pipeline as data
+from dcgan_tf.data import datasets
+from dcgan_tf.training import distribute
+from dcgan_tf.model import nets
 from dcgan_tf.config import RunConfig, check_same_model, check_same_precision, load_saved_config
 from dcgan_tf.errors import RunWarning, UserError
-from dcgan_tf.gan import DCGAN, METRIC_NAMES
-from dcgan_tf.latent import sample_z as draw_z
-from dcgan_tf.runlock import RunLock
+from dcgan_tf.model.gan import DCGAN, METRIC_NAMES
+from dcgan_tf.model.latent import sample_z as draw_z
+from dcgan_tf.training.runlock import RunLock
 
 METRICS_FILE = "metrics.csv"
 
@@ -298,7 +302,7 @@ def _worker_errors(config: RunConfig, run: Optional[Run] = None):
 def _quality_features(config: RunConfig, verbose: bool):
     """The FID network of --eval_freq, loaded before anything else so that missing weights or a damaged
     quality.json are reported before the run starts."""
-    from dcgan_tf import evaluate
+    from dcgan_tf.quality import evaluate
 
     evaluate.read_quality(config.run_checkpoint_dir)
     return evaluate.inception_features_fn(config.fid_weights, progress=verbose)
@@ -306,7 +310,7 @@ def _quality_features(config: RunConfig, verbose: bool):
 
 def _periodic_eval(config: RunConfig, run: Run, real_images, features_fn, writer, failure, verbose: bool):
     """The FID/KID callback of --eval_freq, with the real images' features ready before the first step."""
-    from dcgan_tf import evaluate
+    from dcgan_tf.quality import evaluate
 
     evaluator = evaluate.make_evaluator(config, real_images, features_fn, config.z_dim, config.z_dist,
                                         cache_folder=config.run_checkpoint_dir)
@@ -340,7 +344,7 @@ def load_trained(config: RunConfig) -> Run:
     restored_config = RunConfig.create(**merged)
     run = build_run(restored_config)
     if config.from_best:
-        from dcgan_tf.evaluate import BEST_DIR, best_checkpoint
+        from dcgan_tf.quality.evaluate import BEST_DIR, best_checkpoint
 
         best = best_checkpoint(config.run_checkpoint_dir)
         if best is None:

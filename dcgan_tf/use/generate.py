@@ -14,11 +14,11 @@ from typing import Callable, List
 
 import numpy as np
 
-from dcgan_tf import images as imgs
+from dcgan_tf.data import images as imgs
 from dcgan_tf.config import Z_DISTRIBUTIONS
-from dcgan_tf.data import to_pixels
+from dcgan_tf.data.pipeline import to_pixels
 from dcgan_tf.errors import UserError
-from dcgan_tf.latent import draw_z
+from dcgan_tf.model.latent import draw_z
 
 BATCH = 64  # Images per generator call: bounds memory for large N.
 
@@ -43,14 +43,14 @@ class Source:
 
 def from_generator(generator, z_dim: int, z_dist: str, name: str, origin: str = "generator") -> Source:
     """A Source of a Keras generator (inference mode: batch norm with its moving averages)."""
-    from dcgan_tf.gan import generated_images
+    from dcgan_tf.model.gan import generated_images
 
     return Source(z_dim, z_dist, name, origin, lambda z: generated_images(generator, z))
 
 
 def from_saved_model(path: str) -> Source:
     """A Source of a SavedModel written by --export; its dcgan_tf.json says z_dim and z_dist."""
-    from dcgan_tf.export import METADATA_FILE
+    from dcgan_tf.use.export import METADATA_FILE
 
     if not os.path.isfile(os.path.join(path, "saved_model.pb")):
         raise UserError(f"--saved_model {path} is not a SavedModel folder (no saved_model.pb); give the "
@@ -84,7 +84,7 @@ def load_source(config, run=None) -> Source:
     if config.saved_model:
         return from_saved_model(config.saved_model)
     if run is None:
-        from dcgan_tf import train
+        from dcgan_tf.training import train
 
         run = train.load_trained(config)
     return from_generator(run.model.sampler(config.live_weights), run.config.z_dim, run.config.z_dist, run.config.run_name,

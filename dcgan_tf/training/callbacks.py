@@ -13,8 +13,8 @@ import threading
 import keras
 import tensorflow as tf
 
-from dcgan_tf.gan import generated_images
-from dcgan_tf.images import make_grid, save_png
+from dcgan_tf.model.gan import generated_images
+from dcgan_tf.data.images import make_grid, save_png
 
 
 def _counter(variable) -> int:
@@ -228,7 +228,7 @@ class PeriodicEval(keras.callbacks.Callback):
             self.failure.attempt(self, self.measure, f"quality.json into {self.folder}")
 
     def measure(self) -> dict:
-        from dcgan_tf import evaluate
+        from dcgan_tf.quality import evaluate
 
         step, epoch = _counter(self.model.step), _counter(self.model.epoch)
         if self.verbose:

@@ -18,10 +18,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from dcgan_tf import metrics
-from dcgan_tf.data import to_pixels
+from dcgan_tf.quality import metrics
+from dcgan_tf.data.pipeline import to_pixels
 from dcgan_tf.errors import UserError
-from dcgan_tf.latent import draw_z
+from dcgan_tf.model.latent import draw_z
 
 QUALITY_FILE = "quality.json"
 REAL_FEATURES_FILE = "fid_real_features.npz"
@@ -96,7 +96,7 @@ class Evaluator:
 
 def inception_features_fn(weights: str = "", progress: bool = True) -> FeaturesFn:
     """The standard FID network as a features function (one clear error when its weights are missing)."""
-    from dcgan_tf import inception
+    from dcgan_tf.quality import inception
 
     network = inception.load_fid_network(weights)
     return lambda images: inception.compute_features(network, images, progress=progress)

@@ -147,7 +147,7 @@ def import_tf1_checkpoint(path: str, config) -> str:
     returns that checkpoint's path. Refuses to overwrite a run that already has checkpoints."""
     import tensorflow as tf
 
-    from dcgan_tf import train
+    from dcgan_tf.training import train
 
     if config.arch != "simpsons":
         raise UserError(f"--import_tf1 reads checkpoints of the original Simpsons program, whose networks are "

@@ -1,0 +1,1 @@
+"""Training: building a run and restoring it (train), the callbacks, checkpoints, tf.distribute, the run lock."""
