@@ -32,21 +32,23 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     from dcgan_tf.quality import evaluate
-    from dcgan_tf.training import train
-    from dcgan_tf.config import RunConfig, load_saved_config
+    from dcgan_tf.training import build
+    from dcgan_tf import runs
+    from dcgan_tf.config import RunConfig
     from dcgan_tf.model.gan import generated_images
 
     folder = os.path.abspath(args.run_folder)
-    saved = load_saved_config(folder)
-    config = RunConfig.create(**{**saved, "checkpoint_dir": os.path.dirname(folder), "train": False,
+    saved = runs.read_config(folder)
+    config = RunConfig.create(**{**saved, "run": os.path.basename(folder), "checkpoint_dir": os.path.dirname(folder), "train": False,
                                  "from_best": args.from_best, "eval_samples": args.eval_samples})
-    run = train.load_trained(config)
+    run = build.load_trained(config)
     model = run.model
     if model.ema_generator is None:
         raise SystemExit(f"{folder} was trained without --ema_decay; nothing to compare")
-    data_config, image_set = train.prepare_data(dataclasses.replace(run.config, eval_samples=args.eval_samples))
-    evaluator = evaluate.make_evaluator(data_config, image_set.images, evaluate.inception_features_fn(args.fid_weights),
-                                        run.config.z_dim, run.config.z_dist, cache_folder=folder)
+    data_config, image_set = build.prepare_data(dataclasses.replace(run.config, eval_samples=args.eval_samples))
+    evaluator = evaluate.make_evaluator(image_set.images, evaluate.inception_features_fn(args.fid_weights),
+                                        z_dim=run.config.z_dim, z_dist=run.config.z_dist,
+                                        samples=args.eval_samples, seed=data_config.seed, cache_folder=folder)
     results = {"checkpoint": run.resumed_from, "step": int(model.step.numpy())}
     results["average, own statistics"] = evaluator.evaluate(lambda z: generated_images(model.ema_generator, z))
     results["live"] = evaluator.evaluate(lambda z: generated_images(model.generator, z))

@@ -21,7 +21,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from dcgan_tf import train  # noqa: E402
+from dcgan_tf.training import train  # noqa: E402
 from dcgan_tf.config import RunConfig  # noqa: E402
 
 

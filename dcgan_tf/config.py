@@ -8,27 +8,25 @@ explains itself and a resume can check it is continuing the same model.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import random
 import re
 from typing import Optional
 
+from dcgan_tf import runs
 from dcgan_tf.errors import UserError
+from dcgan_tf.runs import CONFIG_FILE, MODEL_FIELDS
 
 Z_DISTRIBUTIONS = ("uniform_signed", "normal01")
-# Keras dtype policies: variables stay float32 in all three; the mixed ones compute in 16 bits.
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# Keras dtype policies: variables stay float32 in all three; the mixed ones compute in 16 bits. "auto"
+# picks one for the machine when the run is built (dcgan_tf/training/precision.py); config.json of a
+# run keeps the concrete one.
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored", "multiworker")
-CONFIG_FILE = "config.json"
 QUALITY_METRICS = ("fid", "kid")
 # DiffAugment's augmentations (dcgan_tf/model/augment.py), in the paper's order.
 AUGMENTATIONS = ("color", "translation", "cutout")
 
-# Fields that define the model and its checkpoint: a resume must not change them.
-MODEL_FIELDS = (
-    "arch", "output_height", "output_width", "c_dim", "z_dim", "gf_dim", "df_dim", "hidden_dim", "g_leaky",
-)
 
 # Architecture presets (--arch): each seed system's defaults, as plain data. A RunConfig field left
 # at None takes the preset's value; an explicit flag overrides it. Registry: dcgan_tf.model.nets.
@@ -117,6 +115,13 @@ def _opt(default, help_text, **extra):
 class RunConfig:
     """Every option of a run. `None` widths mean "same as the height"; c_dim 0 means "from the data"."""
 
+    # Which run.
+    run: str = _opt("", "Name of the run (its folder under --checkpoint_dir, --sample_dir, --log_dir and "
+                        "--export_dir). Default: {dataset}_{batch}_{height}_{width}, plus a part for each model "
+                        "option that differs from the preset (e.g. _gf16_df16). Actions on a trained model find "
+                        "the run of --dataset by itself; --run picks one where there are several.")
+    runs: bool = _opt(False, "List the runs under --checkpoint_dir (name, dataset, model, step, epoch, last "
+                             "KID) and stop.")
     # What to do.
     train: bool = _opt(False, "Train (otherwise: load the latest checkpoint and write a test grid).")
     export: bool = _opt(False, "Export the generator as a TensorFlow SavedModel into --export_dir.")
@@ -169,7 +174,7 @@ class RunConfig:
     hidden_dim: Optional[int] = _opt(None, "Units of each hidden layer of the mlp architecture; default: "
                                            "the preset's.")
     g_leaky: bool = _opt(False, "classic architecture: LeakyReLU(0.2) instead of ReLU in the generator "
-                                "(seed 004's version 2).")
+                                "(version 2 of seed system 004, the classic DCGAN).")
     # Training.
     epoch: int = _opt(10000, "Number of epochs to train (in total, counting earlier runs).")
     batch_size: Optional[int] = _opt(None, "Images per batch; default: the preset's.")
@@ -190,7 +195,7 @@ class RunConfig:
                                   "lr 2e-4, a moving average of G's weights with decay 0.999; measured to reach "
                                   "faces, see the README) or original (the preset's seed system exactly: for "
                                   "simpsons the 2018 program, lr 1e-4, no augmentation, no average). Other "
-                                  "presets train their seed's recipe either way; explicit flags override both.",
+                                  "presets train their seed system's recipe either way; explicit flags override both.",
                         choices=RECIPES)
     ema_decay: Optional[float] = _opt(None, "Keep an exponential moving average of G's weights with this decay "
                                             "(ramped up from (1+step)/(10+step)); grids, test mode, --generate, "
@@ -204,9 +209,11 @@ class RunConfig:
                                         "applied to every image D sees, real and generated, in D's and G's "
                                         "updates; for small datasets (a few hundred to a few thousand images). "
                                         "Empty ('') turns it off. Default: the recipe's.")
-    precision: str = _opt("float32", "Compute precision: float32, or Keras mixed precision with bfloat16 "
-                                     "(fast on CPUs with AVX-512 BF16 or AMX, and on recent GPUs/TPUs) or "
-                                     "float16 (GPUs; with loss scaling). Weights stay float32.",
+    precision: str = _opt("auto", "Compute precision: auto (the machine's fastest: mixed_bfloat16 on CPUs with "
+                                  "AVX-512 BF16 or AMX and on GPUs of compute capability 8.0 and up, "
+                                  "mixed_float16 on 7.x GPUs, float32 elsewhere; a resumed run keeps its own), "
+                                  "float32, or Keras mixed precision with bfloat16 or float16 (GPUs; with loss "
+                                  "scaling). Weights stay float32; config.json records the concrete choice.",
                           choices=PRECISIONS)
     steps_per_execution: int = _opt(1, "Train steps run in one call of the compiled step (fewer Python round "
                                        "trips); --sample_freq, --ckpt_freq and the steps of an epoch must be "
@@ -268,6 +275,8 @@ class RunConfig:
             sample_num=config.sample_num or config.batch_size,
             seed=random.randrange(2**31) if config.seed is None else config.seed,
         )
+        if not config.run:
+            config = dataclasses.replace(config, run=runs.run_name(config.to_dict(), PRESETS[arch]))
         config.validate()
         return config
 
@@ -312,6 +321,8 @@ class RunConfig:
             raise UserError(
                 f"--dataset must be a plain folder name under --data_dir (letters, digits, '.', '_', '-'), "
                 f"got {self.dataset!r}; put the images in {os.path.join(self.data_dir, '<name>')}.")
+        if self.run and (not _SAFE_NAME.fullmatch(self.run) or ".." in self.run):
+            raise UserError(f"--run must be a plain folder name (letters, digits, '.', '_', '-'), got {self.run!r}.")
         if self.seed is not None and not 0 <= self.seed < 2**31:
             raise UserError(f"--seed must be in [0, 2^31), got {self.seed}.")
         for name in ("generate", "visualize_dims", "interpolate"):
@@ -351,8 +362,8 @@ class RunConfig:
     # ----------------------------------------------------------------------------------------------
     @property
     def run_name(self) -> str:
-        """Names the run as the original did: {dataset}_{batch}_{out_h}_{out_w}."""
-        return f"{self.dataset}_{self.batch_size}_{self.output_height}_{self.output_width}"
+        """The run's folder name (dcgan_tf/runs.py says how it is made)."""
+        return self.run
 
     @property
     def run_checkpoint_dir(self) -> str:
@@ -380,35 +391,16 @@ class RunConfig:
 
     def save(self, folder: str) -> str:
         """Writes config.json atomically (a kill never leaves half a file)."""
-        os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, CONFIG_FILE)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-        return path
-
-
-def load_saved_config(folder: str) -> Optional[dict]:
-    """The options saved in a run folder, or None if it has none."""
-    path = os.path.join(folder, CONFIG_FILE)
-    if not os.path.exists(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read {path} ({e}); fix or delete it to start the run afresh.") from None
-    if not isinstance(saved, dict):
-        raise UserError(f"{path} is not a run configuration; fix or delete it.")
-    return saved
+        return runs.write_json(os.path.join(folder, CONFIG_FILE), self.to_dict())
 
 
 def check_same_precision(config: RunConfig, saved: dict, folder: str) -> None:
     """float32 and mixed_bfloat16 checkpoints are interchangeable (float32 weights, plain Adam);
-    mixed_float16 adds loss-scale state to both optimizers, so it cannot be switched to or from."""
+    mixed_float16 adds loss-scale state to both optimizers, so it cannot be switched to or from.
+    `auto` continues the saved run's own precision, so it never conflicts."""
     before = saved.get("precision", "float32")
+    if config.precision == "auto":
+        return
     if "mixed_float16" in (before, config.precision) and before != config.precision:
         raise UserError(
             f"the checkpoints in {folder} were made with --precision {before}, not {config.precision}; "

@@ -56,7 +56,9 @@ def tiny_config(workdir, **overrides):
     values = dict(data_dir=str(workdir / "data"), dataset="faces", output_height=32, gf_dim=4, df_dim=4,
                   batch_size=4, z_dim=8, epoch=1, seed=1, checkpoint_dir=str(workdir / "checkpoints"),
                   sample_dir=str(workdir / "samples"), log_dir=str(workdir / "logs"),
-                  export_dir=str(workdir / "export"), sample_freq=2, ckpt_freq=2)
+                  export_dir=str(workdir / "export"), sample_freq=2, ckpt_freq=2,
+                  # float32 everywhere: --precision auto would pick mixed_bfloat16 on CPUs with AVX512_BF16.
+                  precision="float32")
     values.update(overrides)
     return RunConfig.create(**values)
 

@@ -86,3 +86,65 @@ def test_epoch_counter_with_several_steps_per_execution():
         for b in last_steps:
             counter.on_train_batch_end(b)
     assert int(model.epoch.numpy()) == 1
+
+
+class _Model:
+    """What the stop and progress callbacks read of the training model."""
+
+    def __init__(self):
+        self.stop_training = False
+        self.step = tf.Variable(0, dtype=tf.int64)
+
+
+def test_a_signal_before_the_first_step_stops_at_once_and_restores_the_handlers():
+    stop = callbacks.GracefulStop()
+    stop.set_model(_Model())
+    before = signal.getsignal(signal.SIGINT)
+    stop.on_train_begin()
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        raise AssertionError("the signal did not interrupt")
+    except KeyboardInterrupt:
+        pass
+    assert signal.getsignal(signal.SIGINT) is before
+    # After a finished step, the same signal only asks for a stop after the current step.
+    stop.on_train_begin()
+    stop.on_train_batch_end(0)
+    os.kill(os.getpid(), signal.SIGINT)
+    assert stop.model.stop_training and stop.received == "SIGINT"
+    stop.on_train_end()
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_progress_bar_ends_where_training_stopped():
+    bar = callbacks.ProgressBar()
+    model = _Model()
+    bar.set_model(model)
+    bar.set_params({"epochs": 1, "steps": 4, "verbose": 1})
+    bar.on_train_begin()
+    bar.on_epoch_begin(0)
+    bar.on_train_batch_end(0, {"d_loss": 1.0})
+    model.stop_training = True
+    bar.on_epoch_end(0, {"d_loss": 1.0})
+    assert bar.progbar.target == 1 and bar.progbar._seen_so_far == 1
+
+
+def test_epoch_lines_are_plain(capsys):
+    lines = callbacks.EpochLines(epochs=3)
+    model = _Model()
+    lines.set_model(model)
+    lines.on_epoch_begin(0)
+    model.step.assign(4)
+    lines.on_epoch_end(0, {"g_loss": 0.5, "d_loss": 1.25})
+    out = capsys.readouterr().out
+    assert out.startswith("Epoch 1/3: step 4, d_loss 1.2500, g_loss 0.5000 (") and out.endswith(" s/step)\n")
+    assert "\x1b" not in out and out.count("\n") == 1
+
+
+def test_the_final_grid_is_named_by_the_epoch_of_its_step(workdir):
+    config = tiny_config(workdir, epoch=2, sample_freq=100, ckpt_freq=100)
+    train.train(config, verbose=0)
+    # Step 4 is the last step of epoch index 1, as a mid-run grid of that step would be named.
+    assert os.listdir(config.run_sample_dir) == ["train_01_0004.png"]
+    train.train(config, verbose=0)  # Already finished: no step runs and no second grid of step 4.
+    assert os.listdir(config.run_sample_dir) == ["train_01_0004.png"]

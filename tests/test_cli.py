@@ -31,7 +31,7 @@ def test_train_resume_test_grid_and_export(workdir):
     assert "Traceback" not in first.stderr
     assert "starting afresh" in first.stdout and "trained 2 steps" in first.stdout
     assert "d_loss" in first.stdout and "g_loss" in first.stdout  # the progress bar's losses
-    run = "faces_4_32_32"
+    run = "faces_4_32_32_z8_gf4_df4"
 
     second = run_main(["--train", "--epoch", "2", "--export", *common], cwd=workdir)
     assert second.returncode == 0, second.stderr[-3000:]
@@ -72,7 +72,7 @@ def test_user_errors_are_one_line(tmp_path, setup, args, fragments):
 
 def test_test_mode_without_checkpoint_says_so(tmp_path):
     assert_one_line_error(run_main(["--dataset", "faces", *TINY_FLAGS], cwd=tmp_path),
-                          "no checkpoint in checkpoints/faces_4_32_32", "train first with --train")
+                          "no trained run of --dataset faces in checkpoints", "train one first with --train")
 
 
 

@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from dcgan_tf.config import RunConfig, check_same_model, load_saved_config
+from dcgan_tf import runs
+from dcgan_tf.config import RunConfig, check_same_model
 from dcgan_tf.errors import UserError
 
 
@@ -145,7 +146,7 @@ def test_run_name_uses_the_filled_in_width():
 
 
 # --------------------------------------------------------------------------------------------------
-# save() / load_saved_config()
+# save() / runs.read_config()
 # --------------------------------------------------------------------------------------------------
 def test_save_then_load_round_trips(tmp_path):
     config = RunConfig.create(dataset="faces", batch_size=9, output_height=32, output_width=16,
@@ -157,7 +158,7 @@ def test_save_then_load_round_trips(tmp_path):
     assert os.path.isfile(path)
     assert sorted(os.listdir(folder)) == ["config.json"]  # No .tmp left behind.
 
-    saved = load_saved_config(str(folder))
+    saved = runs.read_config(str(folder))
     assert saved == dataclasses.asdict(config)
     assert RunConfig.create(**saved) == config
 
@@ -165,7 +166,7 @@ def test_save_then_load_round_trips(tmp_path):
 def test_save_overwrites_an_earlier_config(tmp_path):
     RunConfig.create(batch_size=3, seed=1).save(str(tmp_path))
     RunConfig.create(batch_size=5, seed=2).save(str(tmp_path))
-    saved = load_saved_config(str(tmp_path))
+    saved = runs.read_config(str(tmp_path))
     assert saved["batch_size"] == 5
     assert saved["seed"] == 2
 
@@ -180,12 +181,12 @@ def test_save_writes_plain_json(tmp_path):
 
 
 def test_load_saved_config_missing_folder_is_none(tmp_path):
-    assert load_saved_config(str(tmp_path / "does_not_exist")) is None
+    assert runs.read_config(str(tmp_path / "does_not_exist")) is None
 
 
 def test_load_saved_config_folder_without_config_is_none(tmp_path):
     (tmp_path / "other.txt").write_text("hello")
-    assert load_saved_config(str(tmp_path)) is None
+    assert runs.read_config(str(tmp_path)) is None
 
 
 @pytest.mark.parametrize("content", [
@@ -196,20 +197,20 @@ def test_load_saved_config_folder_without_config_is_none(tmp_path):
 def test_load_saved_config_corrupted_json_raises_user_error(tmp_path, content):
     (tmp_path / "config.json").write_text(content, encoding="utf-8")
     with pytest.raises(UserError) as excinfo:
-        load_saved_config(str(tmp_path))
+        runs.read_config(str(tmp_path))
     assert "config.json" in str(excinfo.value)
 
 
 def test_load_saved_config_undecodable_bytes_raise_user_error(tmp_path):
     (tmp_path / "config.json").write_bytes(b"\xff\xfe\x00garbage\x80")
     with pytest.raises(UserError):
-        load_saved_config(str(tmp_path))
+        runs.read_config(str(tmp_path))
 
 
 def test_load_saved_config_non_object_raises_user_error(tmp_path):
     (tmp_path / "config.json").write_text("[1, 2, 3]", encoding="utf-8")
     with pytest.raises(UserError, match="config.json"):
-        load_saved_config(str(tmp_path))
+        runs.read_config(str(tmp_path))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -224,7 +225,7 @@ def _model_config(**values):
 def test_check_same_model_passes_when_equal(tmp_path):
     config = _model_config()
     config.save(str(tmp_path))
-    check_same_model(config, load_saved_config(str(tmp_path)), str(tmp_path))  # No exception.
+    check_same_model(config, runs.read_config(str(tmp_path)), str(tmp_path))  # No exception.
 
 
 @pytest.mark.parametrize("field, saved_value", [

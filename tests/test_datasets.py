@@ -95,10 +95,10 @@ def test_fit_images_resizes_and_converts_channels():
 
 def test_prepare_data_feeds_builtin_images_to_the_pipeline(isolated):
     write_idx_images(isolated / "data" / "mnist" / "train-images-idx3-ubyte.gz", count=8)
-    from dcgan_tf.training import train
+    from dcgan_tf.training import build
 
     config = tiny_config(isolated, dataset="mnist", output_height=32)
-    config, image_set = train.prepare_data(config)
+    config, image_set = build.prepare_data(config)
     assert config.c_dim == 1 and image_set.images.shape == (8, 32, 32, 1)
     batch = next(iter(data.make_dataset(image_set.images, 4, seed=0)))
     assert tuple(batch.shape) == (4, 32, 32, 1)

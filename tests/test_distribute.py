@@ -162,7 +162,7 @@ def test_two_workers_train_alike_only_the_chief_writes_and_a_dead_worker_stops_t
         assert time.time() < deadline, "the two workers never reached step 2\n" + _err(chief, worker)
         time.sleep(0.5)
     np.testing.assert_array_equal(np.load(dumps[1]), np.load(dumps[0]))
-    run = "faces_4_32_32"
+    run = "faces_4_32_32_z8_gf4_df4"
     written = set(os.listdir(folder / "ckpt0" / run))  # The chief trains on while the test looks.
     assert {"checkpoint", "config.json"} <= written and any(f.endswith(".index") for f in written), written
     assert "train_00_0002.png" in os.listdir(folder / "samples0" / run)

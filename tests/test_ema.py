@@ -11,6 +11,7 @@ import tensorflow as tf
 from dcgan_tf import cli
 from dcgan_tf.model import ema
 from dcgan_tf.training import train
+from dcgan_tf.training import build
 from dcgan_tf.model import latent
 from tests.conftest import TINY_FLAGS, tiny_config
 
@@ -35,7 +36,7 @@ def test_move_towards_is_the_exponential_average():
 
 
 def test_train_step_averages_g_weights_and_tracks_the_average_s_own_batch_norm_statistics(workdir):
-    run = train.build_run(tiny_config(workdir, c_dim=3, ema_decay=0.999))
+    run = build.build_run(tiny_config(workdir, c_dim=3, ema_decay=0.999))
     model = run.model
     start = _numpy(model.generator.trainable_variables)
     # At the start the average is G itself.
@@ -53,13 +54,13 @@ def test_train_step_averages_g_weights_and_tracks_the_average_s_own_batch_norm_s
     ema_stats = _numpy(model.ema_generator.non_trainable_variables)
     live_stats = _numpy(model.generator.non_trainable_variables)
     assert any(not np.allclose(a, b) for a, b in zip(ema_stats, live_stats))
-    initial_bn = train.build_run(tiny_config(workdir, c_dim=3, ema_decay=0.999, checkpoint_dir=str(workdir / "x")))
+    initial_bn = build.build_run(tiny_config(workdir, c_dim=3, ema_decay=0.999, checkpoint_dir=str(workdir / "x")))
     assert any(not np.allclose(a, b) for a, b in
                zip(ema_stats, _numpy(initial_bn.model.ema_generator.non_trainable_variables)))
 
 
 def test_ema_off_keeps_no_second_generator(workdir):
-    model = train.build_run(tiny_config(workdir, c_dim=3, ema_decay=0.0)).model
+    model = build.build_run(tiny_config(workdir, c_dim=3, ema_decay=0.0)).model
     assert model.ema_generator is None and model.sampler() is model.generator
 
 
@@ -67,7 +68,7 @@ def test_checkpoint_round_trip_keeps_the_average_and_sampling_uses_it(workdir):
     result = train.train(tiny_config(workdir, epoch=2), verbose=0)
     saved_average = _numpy(result.run.model.ema_generator.weights)
     saved_live = _numpy(result.run.model.generator.weights)
-    run = train.load_trained(tiny_config(workdir))
+    run = build.load_trained(tiny_config(workdir))
     assert run.model.sampler() is run.model.ema_generator
     for a, b in zip(_numpy(run.model.ema_generator.weights), saved_average):
         np.testing.assert_array_equal(a, b)
@@ -80,12 +81,12 @@ def test_checkpoint_round_trip_keeps_the_average_and_sampling_uses_it(workdir):
 def test_checkpoint_without_an_average_loads_and_the_average_starts_from_g(workdir):
     """A run trained without the average (or before it existed) resumes with it: it starts as G."""
     train.train(tiny_config(workdir, epoch=1, ema_decay=0.0), verbose=0)
-    run = train.build_run(tiny_config(workdir, c_dim=3, ema_decay=0.999))
+    run = build.build_run(tiny_config(workdir, c_dim=3, ema_decay=0.999))
     assert run.resumed_from.endswith("ckpt-2") and int(run.model.step.numpy()) == 2
     for a, b in zip(_numpy(run.model.ema_generator.weights), _numpy(run.model.generator.weights)):
         np.testing.assert_array_equal(a, b)
     # Its config.json has no average: using it by name builds none.
-    again = train.load_trained(tiny_config(workdir))
+    again = build.load_trained(tiny_config(workdir))
     assert again.model.ema_generator is None
 
 
@@ -107,20 +108,20 @@ def test_grids_test_mode_and_export_use_the_average_unless_live_weights(workdir,
     common = ["main.py", "--dataset", "faces", *TINY_FLAGS]
     # Test mode's grid: the average's images of z drawn with --seed.
     assert cli.execute(common + ["--seed", "5"]) == 0
-    [test_grid] = [name for name in os.listdir(workdir / "samples" / "faces_4_32_32") if name.startswith("test_")]
-    test_z = latent.sample_z(4, 8, "uniform_signed", seed=5)
-    np.testing.assert_array_equal(np.asarray(Image.open(workdir / "samples" / "faces_4_32_32" / test_grid)),
+    [test_grid] = [name for name in os.listdir(workdir / "samples" / "faces_4_32_32_z8_gf4_df4") if name.startswith("test_")]
+    test_z = latent.z_tensor(4, 8, "uniform_signed", seed=5)
+    np.testing.assert_array_equal(np.asarray(Image.open(workdir / "samples" / "faces_4_32_32_z8_gf4_df4" / test_grid)),
                                   make_grid(_images_of(model.ema_generator, test_z)))
     # --generate (and --visualize, --interpolate, --eval, which load the same source) likewise.
     assert cli.execute(common + ["--generate", "2", "--grid", "--seed", "3"]) == 0
-    generated = np.asarray(Image.open(workdir / "samples" / "faces_4_32_32" / "generate_s3_n2.png"))
+    generated = np.asarray(Image.open(workdir / "samples" / "faces_4_32_32_z8_gf4_df4" / "generate_s3_n2.png"))
     np.testing.assert_array_equal(generated, make_grid(_images_of(model.ema_generator,
-                                                                  latent.draw_z(2, 8, "uniform_signed", seed=3))))
+                                                                  latent.z_numpy(2, 8, "uniform_signed", seed=3))))
     z = np.random.default_rng(0).uniform(-1, 1, (3, 8)).astype("float32")
     for extra, generator in (([], model.ema_generator), (["--live_weights"], model.generator)):
         export_dir = str(workdir / ("export_live" if extra else "export_avg"))
         assert cli.execute(common + ["--export", "--export_dir", export_dir] + extra) == 0
-        loaded = tf.saved_model.load(os.path.join(export_dir, "faces_4_32_32"))
+        loaded = tf.saved_model.load(os.path.join(export_dir, "faces_4_32_32_z8_gf4_df4"))
         exported = loaded.signatures["serving_default"](z=tf.constant(z))
         images = exported["images"].numpy()
         np.testing.assert_allclose(images, _images_of(generator, z), atol=1e-5)

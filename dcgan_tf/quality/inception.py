@@ -363,14 +363,17 @@ def _batches(images, batch_size: int):
 
 
 def compute_features(network: InceptionFeatures, images: Union[np.ndarray, Iterable],
-                     batch_size: int = 50, progress: bool = True) -> np.ndarray:
+                     batch_size: int = 50, progress: bool = True, label: str = "") -> np.ndarray:
     """Features of all `images` (an NHWC array, or an iterable of NHWC batches) as (N, 2048)
-    float64, `batch_size` images per forward pass, with a progress bar on stdout if `progress`."""
+    float64, `batch_size` images per forward pass, with a progress bar on stdout if `progress`,
+    under a line naming what is measured (`label`, e.g. "500 generated images")."""
     import keras
 
     if batch_size < 1:
         raise UserError(f"FID batch size must be at least 1, got {batch_size}")
     total = len(images) if hasattr(images, "__len__") and hasattr(images, "shape") else None
+    if progress and label:
+        print(f"dcgan_tf: FID network on {label}", flush=True)
     bar = keras.utils.Progbar(total, unit_name="image") if progress else None
     chunks, done = [], 0
     for batch in _batches(images, batch_size):

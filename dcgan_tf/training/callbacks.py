@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
+import time
 
 import keras
 import tensorflow as tf
 
+from dcgan_tf import runs
 from dcgan_tf.model.gan import generated_images
 from dcgan_tf.data.images import make_grid, save_png
 
@@ -81,7 +84,7 @@ class MetricsLog(keras.callbacks.Callback):
 
 class SampleGrid(keras.callbacks.Callback):
     """Every `every` steps (and at the end), the generator's images of the fixed `sample_z`:
-    `{folder}/train_{epoch:02d}_{step:04d}.png`, and the grid as image summary "G"."""
+    `{folder}/train_{epoch:02d}_{step:04d}.png`, and the grid as image summary "samples/G"."""
 
     def __init__(self, sample_z, folder: str, every: int, summary_writer=None, failure: OutputFailure = None):
         super().__init__()
@@ -90,23 +93,35 @@ class SampleGrid(keras.callbacks.Callback):
         self.summary_writer = summary_writer
         self.last_written_step = None
         self.written = []
+        self._step_epoch = None  # The epoch the newest step belongs to (the counter moves on at its end).
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._step_epoch = _counter(self.model.epoch)
 
     def on_train_batch_end(self, batch, logs=None):
         if _counter(self.model.step) % self.every == 0 and _state_is_finite(self.model):
             self.failure.attempt(self, self.write, f"a sample grid into {self.folder}")
 
     def on_train_end(self, logs=None):
-        if self.last_written_step != _counter(self.model.step) and _state_is_finite(self.model):
+        step = _counter(self.model.step)
+        if self._step_epoch is None and self._has_grid(step):
+            return  # No step ran (the run had already finished): its last grid is there.
+        if self.last_written_step != step and _state_is_finite(self.model):
             self.failure.attempt(self, self.write, f"a sample grid into {self.folder}")
 
+    def _has_grid(self, step: int) -> bool:
+        return os.path.isdir(self.folder) and any(
+            (m := runs.GRID_PATTERN.match(name)) and int(m.group(2)) == step for name in os.listdir(self.folder))
+
     def write(self) -> str:
-        step, epoch = _counter(self.model.step), _counter(self.model.epoch)
+        step = _counter(self.model.step)
+        epoch = self._step_epoch if self._step_epoch is not None else _counter(self.model.epoch)
         images = generated_images(self.model.sampler(), self.sample_z)
         grid = make_grid(images)
-        path = save_png(grid, os.path.join(self.folder, f"train_{epoch:02d}_{step:04d}.png"))
+        path = save_png(grid, os.path.join(self.folder, runs.grid_file(epoch, step)))
         if self.summary_writer is not None:
             with self.summary_writer.as_default(step=step):
-                tf.summary.image("G", grid[None], max_outputs=1)
+                tf.summary.image("samples/G", grid[None], max_outputs=1)
             self.summary_writer.flush()
         self.last_written_step = step
         self.written.append(path)
@@ -171,9 +186,11 @@ class GracefulStop(keras.callbacks.Callback):
         super().__init__()
         self.received = None
         self._previous = {}
+        self._stepped = False
 
     def on_train_begin(self, logs=None):
         self.received = None
+        self._stepped = False
         if threading.current_thread() is not threading.main_thread():
             return  # Signal handlers can only be set from the main thread.
         for sig in self.SIGNALS:
@@ -184,13 +201,53 @@ class GracefulStop(keras.callbacks.Callback):
             signal.signal(sig, handler)
         self._previous = {}
 
+    def on_train_batch_end(self, batch, logs=None):
+        self._stepped = True
+
     def _handle(self, signum, frame):
+        if not self._stepped:
+            # Still tracing or in the first step: nothing new to save, so stop now rather than after it.
+            self.on_train_end()
+            raise KeyboardInterrupt
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.received = signal.Signals(signum).name
         self.model.stop_training = True
         print(f"\n{self.received} received: stopping after this step and saving a checkpoint "
               "(Ctrl-C again to quit at once).", flush=True)
+
+
+class ProgressBar(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar (for a terminal), ending at the step training stopped at rather than at
+    the epoch's last step."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.model.stop_training and self.seen:
+            self.target = self.seen
+            if self.progbar is not None:
+                self.progbar.target = self.seen
+        super().on_epoch_end(epoch, logs)
+
+
+class EpochLines(keras.callbacks.Callback):
+    """One plain line per epoch, for logs and pipes: no bar, no terminal codes."""
+
+    def __init__(self, epochs: int, every: int = 1, stream=None):
+        super().__init__()
+        self.epochs, self.every, self.stream = epochs, max(1, every), stream
+        self._started = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.time()
+        self._step_at_start = _counter(self.model.step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        steps = _counter(self.model.step) - self._step_at_start
+        if not steps or ((epoch + 1) % self.every and epoch + 1 != self.epochs and not self.model.stop_training):
+            return
+        values = ", ".join(f"{name} {float(value):.4f}" for name, value in sorted((logs or {}).items()))
+        print(f"Epoch {epoch + 1}/{self.epochs}: step {_counter(self.model.step)}, {values} "
+              f"({(time.time() - self._started) / steps:.3f} s/step)", file=self.stream or sys.stdout, flush=True)
 
 
 class PeriodicEval(keras.callbacks.Callback):

@@ -12,6 +12,7 @@ import warnings
 import tensorflow as tf
 
 from dcgan_tf.errors import RunWarning, UserError
+from dcgan_tf.runs import write_text
 
 
 # What make_checkpoint saves; the parts in _ADDED_PARTS are missing from checkpoints of earlier
@@ -81,9 +82,7 @@ def _write_state_file(state: str, prefixes) -> None:
     times = [os.path.getmtime(p + ".index") for p in prefixes]
     lines = ([f'model_checkpoint_path: "{names[-1]}"'] + [f'all_model_checkpoint_paths: "{n}"' for n in names]
              + [f"all_model_checkpoint_timestamps: {t}" for t in times] + [f"last_preserved_timestamp: {min(times) - 1}"])
-    with open(state + ".tmp", "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(state + ".tmp", state)
+    write_text(state, "\n".join(lines) + "\n")
 
 
 def restore_newest(checkpoint: tf.train.Checkpoint, paths_newest_first, sample_z) -> str:

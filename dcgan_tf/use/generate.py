@@ -18,7 +18,7 @@ from dcgan_tf.data import images as imgs
 from dcgan_tf.config import Z_DISTRIBUTIONS
 from dcgan_tf.data.pipeline import to_pixels
 from dcgan_tf.errors import UserError
-from dcgan_tf.model.latent import draw_z
+from dcgan_tf.model.latent import z_numpy
 
 BATCH = 64  # Images per generator call: bounds memory for large N.
 
@@ -84,9 +84,9 @@ def load_source(config, run=None) -> Source:
     if config.saved_model:
         return from_saved_model(config.saved_model)
     if run is None:
-        from dcgan_tf.training import train
+        from dcgan_tf.training import build
 
-        run = train.load_trained(config)
+        run = build.load_trained(config)
     return from_generator(run.model.sampler(config.live_weights), run.config.z_dim, run.config.z_dist, run.config.run_name,
                           run.resumed_from or f"the model of run {run.config.run_name}")
 
@@ -104,7 +104,7 @@ def generate(source: Source, count: int, folder: str, seed: int, grid: bool = Fa
     """
     if count < 1:
         raise UserError(f"--generate must be 1 or more images, got {count}.")
-    z = draw_z(count, source.z_dim, source.z_dist, seed=seed)
+    z = z_numpy(count, source.z_dim, source.z_dist, seed=seed)
     if grid:
         return [imgs.save_grid(source.images(z), os.path.join(folder, f"generate_s{seed}_n{count}.png"))]
     target = os.path.join(folder, f"generate_s{seed}")

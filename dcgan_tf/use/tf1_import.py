@@ -147,7 +147,7 @@ def import_tf1_checkpoint(path: str, config) -> str:
     returns that checkpoint's path. Refuses to overwrite a run that already has checkpoints."""
     import tensorflow as tf
 
-    from dcgan_tf.training import train
+    from dcgan_tf.training import build
 
     if config.arch != "simpsons":
         raise UserError(f"--import_tf1 reads checkpoints of the original Simpsons program, whose networks are "
@@ -159,7 +159,7 @@ def import_tf1_checkpoint(path: str, config) -> str:
     if tf.train.latest_checkpoint(config.run_checkpoint_dir):
         raise UserError(f"{config.run_checkpoint_dir} already holds checkpoints; import into another "
                         f"--checkpoint_dir (or delete that run) so that nothing is overwritten.")
-    run = train.build_run(config)
+    run = build.build_run(config)
     entries = variable_map(run.model.generator, run.model.discriminator)
     check_shapes(reader, entries, config, prefix)
     for name, variable, _ in entries:

@@ -13,7 +13,6 @@ import csv
 import glob
 import math
 import os
-import re
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -23,11 +22,10 @@ from PIL import Image, ImageDraw
 from dcgan_tf.data import images as imgs
 from dcgan_tf.data.pipeline import to_pixels
 from dcgan_tf.errors import UserError
-from dcgan_tf.model.latent import draw_z, slerp_segments
+from dcgan_tf.runs import GRID_PATTERN, LOSS_FILE, METRICS_FILE, TRAINING_GIF, atomic_path
+from dcgan_tf.model.latent import z_numpy, slerp_segments
 
 VISUALIZE_OPTIONS = (0, 1, 2, 3, 4)
-LOSS_FILE = "losses.png"
-TRAINING_GIF = "training.gif"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -50,14 +48,12 @@ def save_gif(frames: Sequence[np.ndarray], path: str, duration_ms=100, loop: boo
     if not len(frames):
         raise ValueError("a GIF needs at least one frame")
     pictures = [Image.fromarray(f[..., 0] if f.shape[-1] == 1 else f) for f in frames]
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     if not isinstance(duration_ms, (int, float)):
         duration_ms = [int(d) for d in duration_ms]
     extra = {"loop": 0} if loop else {}
-    tmp = path + ".tmp"
-    pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:], duration=duration_ms,
-                     **extra)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:], duration=duration_ms,
+                         **extra)
     return path
 
 
@@ -99,7 +95,7 @@ def visualize(source, option: int, folder: str, *, batch_size: int, seed: int, d
         raise UserError(f"--batch_size must be a positive whole number, got {batch_size}.")
     if option == 0:
         stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
-        z = draw_z(batch_size, source.z_dim, source.z_dist, seed=seed)
+        z = z_numpy(batch_size, source.z_dim, source.z_dist, seed=seed)
         return [imgs.save_grid(source.images(z), os.path.join(folder, f"test_{stamp}.png"))]
     if not 0 <= dims <= source.z_dim:
         raise UserError(f"--visualize_dims {dims} is more than the model's {source.z_dim} z dimensions; "
@@ -110,7 +106,7 @@ def visualize(source, option: int, folder: str, *, batch_size: int, seed: int, d
     per_dim_ms = _frame_ms(batch_size, 2000)  # The original: a 2 s GIF per dimension.
     paths, merged = [], []
     if option == 2:
-        bases = draw_z(len(swept), source.z_dim, source.z_dist, seed=seed)
+        bases = z_numpy(len(swept), source.z_dim, source.z_dist, seed=seed)
     for dim in swept:
         base = bases[dim] if option == 2 else zero
         images = source.images(sweep_z(base, dim, values))
@@ -161,7 +157,6 @@ def interpolate(source, keys, steps: int, folder: str, name: str) -> Tuple[str, 
 # ------------------------------------------------------------------------------------------------
 # Pictures of training.
 
-_SAMPLE_GRID = re.compile(r"^train_(\d+)_(\d+)\.png$")
 _LOSS_TAGS = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss")
 
 
@@ -223,6 +218,19 @@ def read_event_scalars(log_dir: str) -> Dict[str, Tuple[np.ndarray, np.ndarray]]
             for tag, seen in points.items()}
 
 
+def by_original_name(series: Dict[str, Tuple[np.ndarray, np.ndarray]]) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+    """Training scalars under the original program's names, the last part of their tags
+    ("loss/d_loss" -> "d_loss", see dcgan_tf/training/summaries.py), merged by step with those a run
+    wrote before its tags were grouped (plain "d_loss"; the grouped tag wins a step written under
+    both). eval/... tags stay as they are."""
+    points: Dict[str, Dict[int, float]] = {}
+    for tag in sorted(series, key=lambda t: "/" in t):  # Grouped tags last: they win.
+        name = tag if tag.startswith("eval/") else tag.rsplit("/", 1)[-1]
+        points.setdefault(name, {}).update(zip(series[tag][0].tolist(), series[tag][1].tolist()))
+    return {name: (np.array(sorted(seen), dtype=np.int64), np.array([seen[s] for s in sorted(seen)]))
+            for name, seen in points.items()}
+
+
 def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     if window <= 1 or len(values) < window:
         return values
@@ -269,10 +277,8 @@ def plot_losses(series: Dict[str, Tuple[np.ndarray, np.ndarray]], path: str, x_l
     if title:
         axes[0].set_title(title)
     figure.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    figure.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
     return path
 
 
@@ -281,7 +287,7 @@ def sample_grids(folder: str) -> List[Tuple[int, int, str]]:
     found = []
     if os.path.isdir(folder):
         for name in os.listdir(folder):
-            match = _SAMPLE_GRID.match(name)
+            match = GRID_PATTERN.match(name)
             if match:
                 found.append((int(match.group(2)), int(match.group(1)), os.path.join(folder, name)))
     return sorted(found)
@@ -319,30 +325,14 @@ def training_gif(folder: str, path: str, max_frames: int = 100, caption: bool = 
     return save_gif(frames, path, durations)
 
 
-def _run_folders(config) -> Tuple[str, str, str, str]:
-    """(run name, checkpoint, sample and log folders) of the run `config` names, its dataset matched
-    case-insensitively against the folders that exist."""
-    from dcgan_tf.training.train import _match_folder
-
-    name = config.run_name
-    for root in (config.checkpoint_dir, config.sample_dir, config.log_dir):
-        found = _match_folder(root, name)
-        if found:
-            name = found
-            break
-    return (name, os.path.join(config.checkpoint_dir, name), os.path.join(config.sample_dir, name),
-            os.path.join(config.log_dir, name))
-
-
 def write_report(config) -> List[str]:
     """Pictures of a run's training, written into its checkpoint folder: `losses.png` (the TensorBoard
     scalars per step when the run has them, else metrics.csv per epoch) and `training.gif` (the
     sample grids over training). Returns the paths written."""
-    from dcgan_tf.training.train import METRICS_FILE
-
-    name, checkpoint_dir, sample_dir, log_dir = _run_folders(config)
+    name, checkpoint_dir, sample_dir, log_dir = (config.run_name, config.run_checkpoint_dir, config.run_sample_dir,
+                                                 config.run_log_dir)
     paths = []
-    series = read_event_scalars(log_dir) if os.path.isdir(log_dir) else {}
+    series = by_original_name(read_event_scalars(log_dir)) if os.path.isdir(log_dir) else {}
     x_label, origin = "step", log_dir
     metrics = os.path.join(checkpoint_dir, METRICS_FILE)
     if not series and os.path.isfile(metrics):
@@ -359,6 +349,5 @@ def write_report(config) -> List[str]:
         raise UserError(
             f"nothing to report for run {name}: no TensorBoard scalars in {log_dir}, no {METRICS_FILE} in "
             f"{checkpoint_dir} and no train_*.png grids in {sample_dir}; train first with --train, or give "
-            f"the run's --dataset, --batch_size and --output_height (and its --checkpoint_dir, "
-            f"--sample_dir, --log_dir).")
+            f"the run's --checkpoint_dir, --sample_dir and --log_dir.")
     return paths

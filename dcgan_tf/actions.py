@@ -1,0 +1,248 @@
+"""What a command does: a table from each action flag to one short function, run in the table's order.
+
+A command with no action flag writes a test grid from the run's newest checkpoint, as the original
+program's test mode did. Actions on a trained model find the run by name (dcgan_tf/runs.py) and
+load it once (`Command.run`); `--saved_model` takes the generator from an export instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import sys
+import time
+from typing import Collection, Optional
+
+from dcgan_tf import runs
+from dcgan_tf.config import RunConfig
+from dcgan_tf.errors import UserError
+
+
+class Command:
+    """One invocation: its options, the names of the options given on the command line, and what its
+    actions share (the trained run, the exported SavedModel, the generator to draw from)."""
+
+    def __init__(self, config: RunConfig, given: Optional[Collection[str]] = None):
+        self.config = config
+        self.given = given
+        self._exported: Optional[str] = None
+
+    @functools.cached_property
+    def run(self):
+        from dcgan_tf.training import build
+
+        return build.load_trained(self.config, self.given)
+
+    @functools.cached_property
+    def source(self):
+        """The generator --generate, --visualize and --interpolate draw from, and their output folder."""
+        from dcgan_tf.use import generate
+
+        source = generate.load_source(self.config, None if self.config.saved_model else self.run)
+        print(f"dcgan_tf: drawing from {source.origin} with --seed {self.config.seed}")
+        return source
+
+    @property
+    def image_folder(self) -> str:
+        from dcgan_tf.use import generate
+
+        return generate.output_dir(self.config, self.source)
+
+    def exported(self) -> str:
+        """The run's generator exported as a SavedModel (once per command)."""
+        if self._exported is None:
+            from dcgan_tf.use import export
+
+            run = self.run
+            self._exported = export.export_generator(run.model.sampler(self.config.live_weights), run.config,
+                                                     run.config.run_export_dir)
+            print(f"dcgan_tf: exported the generator as a SavedModel to {self._exported}")
+        return self._exported
+
+
+def list_runs(command: Command) -> None:
+    found = runs.list_runs(command.config.checkpoint_dir)
+    if not found:
+        print(f"dcgan_tf: no runs in {command.config.checkpoint_dir}")
+    for info in found:
+        print(runs.describe_run(info))
+
+
+def download(command: Command) -> None:
+    from dcgan_tf.data import download as fetch
+
+    config = command.config
+    fetch.download_simpsons(os.path.join(config.data_dir, "simpsons_64"), config.download_url)
+
+
+def import_tf1(command: Command) -> None:
+    from dcgan_tf.use import tf1_import
+
+    path = tf1_import.import_tf1_checkpoint(command.config.import_tf1, command.config)
+    print(f"dcgan_tf: imported {command.config.import_tf1} as the checkpoint {path}")
+
+
+def train(command: Command) -> None:
+    from dcgan_tf.training import build, train as training
+    from dcgan_tf.use import visualize
+
+    config = build.training_run(command.config, command.given or ())
+    result = training.train(config)
+    run = command.__dict__["run"] = result.run  # Later actions of this command use the trained run.
+    step = int(run.model.step.numpy())
+    if result.stopped_by:
+        print(f"dcgan_tf: stopped by {result.stopped_by} at step {step}; checkpoint saved in "
+              f"{run.config.run_checkpoint_dir}. Run the same command to resume.")
+    elif result.steps_run and not result.chief:
+        print(f"dcgan_tf: trained {result.steps_run} steps as a worker; the chief writes the run's files.")
+    elif result.steps_run:
+        print(f"dcgan_tf: trained {result.steps_run} steps in {result.seconds:.1f} s "
+              f"({result.seconds / result.steps_run:.3f} s/step); checkpoints in {run.config.run_checkpoint_dir}, "
+              f"samples in {run.config.run_sample_dir}, TensorBoard logs in {run.config.run_log_dir}.")
+    try:
+        for path in (visualize.write_report(run.config) if result.chief else ()):
+            print(f"dcgan_tf: wrote {path}")
+    except Exception as e:  # Pictures must not turn a finished training into a failure.
+        print(f"dcgan_tf: warning: no training report ({type(e).__name__}: {e})", file=sys.stderr)
+
+
+def export(command: Command) -> None:
+    command.exported()
+
+
+def tflite(command: Command) -> None:
+    from dcgan_tf.use import export as exporting
+
+    print(f"dcgan_tf: wrote {exporting.to_tflite(command.config.saved_model or command.exported())}")
+
+
+def evaluate(command: Command) -> None:
+    """--eval: FID and KID of the run's checkpoint (or --saved_model) against the dataset's images,
+    appended to quality.json (the run's checkpoint folder, or the SavedModel's) and, for a run, to
+    its TensorBoard log."""
+    from dcgan_tf.quality import evaluate as quality
+    from dcgan_tf.training import build
+    from dcgan_tf.use import generate
+
+    config = command.config
+    run = None if config.saved_model else command.run
+    source = generate.load_source(config, run)
+    folder = run.config.run_checkpoint_dir if run is not None else config.saved_model
+    quality.read_quality(folder)  # A damaged quality.json is reported before the long part.
+    data_config, image_set = build.prepare_data(run.config if run is not None else config)
+    evaluator = quality.make_evaluator(image_set.images, quality.inception_features_fn(config.fid_weights),
+                                       z_dim=source.z_dim, z_dist=source.z_dist, samples=config.eval_samples,
+                                       seed=data_config.seed, dataset=data_config.dataset,
+                                       cache_folder=folder if run is not None else None)
+    print(f"dcgan_tf: measuring {source.origin}: {config.eval_samples} generated images against "
+          f"{len(evaluator.real)} of {len(image_set.images)} real ones", flush=True)
+    step = int(run.model.step.numpy()) if run is not None else None
+    epoch = int(run.model.epoch.numpy()) if run is not None else None
+    record = {"step": step, "epoch": epoch, "checkpoint": source.origin, **evaluator.evaluate(source.fn)}
+    quality.append_evaluation(folder, record)
+    if run is not None:
+        import tensorflow as tf
+
+        quality.write_summaries(tf.summary.create_file_writer(data_config.run_log_dir), record, step)
+    print(f"dcgan_tf: {quality.describe(record)}; recorded in {os.path.join(folder, runs.QUALITY_FILE)}")
+
+
+def generate(command: Command) -> None:
+    from dcgan_tf.use import generate as generating
+
+    config = command.config
+    paths = generating.generate(command.source, config.generate, command.image_folder, config.seed, grid=config.grid)
+    print(f"dcgan_tf: wrote {len(paths)} file(s): {paths[0]}" + (f" ... {paths[-1]}" if len(paths) > 1 else ""))
+
+
+def visualize(command: Command) -> None:
+    from dcgan_tf.use import visualize as visualizing
+
+    config = command.config
+    paths = visualizing.visualize(command.source, config.visualize, command.image_folder,
+                                  batch_size=config.batch_size, seed=config.seed, dims=config.visualize_dims)
+    print(f"dcgan_tf: wrote {len(paths)} file(s) into {command.image_folder}")
+
+
+def interpolate(command: Command) -> None:
+    from dcgan_tf.model.latent import z_numpy
+    from dcgan_tf.use import visualize as visualizing
+
+    config, source = command.config, command.source
+    keys = z_numpy(config.interpolate, source.z_dim, source.z_dist, seed=config.seed)
+    for path in visualizing.interpolate(source, keys, config.interpolate_steps, command.image_folder,
+                                        f"interpolate_s{config.seed}_k{config.interpolate}"):
+        print(f"dcgan_tf: wrote {path}")
+
+
+def report(command: Command) -> None:
+    from dcgan_tf.training import build
+    from dcgan_tf.use import visualize as visualizing
+
+    if command.config.train:
+        return  # --train writes its report when it ends.
+    config = command.config
+    try:
+        config = dataclasses.replace(config, run=build.find_trained(config, command.given).name)
+    except UserError:
+        # A run with pictures but no checkpoint yet: its own name, as any of its folders spells it.
+        for root in (config.checkpoint_dir, config.sample_dir, config.log_dir):
+            found = runs.match_entry(root, config.run)
+            if found:
+                config = dataclasses.replace(config, run=found)
+                break
+    for path in visualizing.write_report(config):
+        print(f"dcgan_tf: wrote {path}")
+
+
+def test_grid(command: Command) -> None:
+    """No action flag: a grid from the run's newest checkpoint, as the original's test mode."""
+    from dcgan_tf.data import images
+    from dcgan_tf.model.gan import generated_images
+    from dcgan_tf.model.latent import z_tensor
+
+    run = command.run
+    # This invocation's --seed (fresh unless given), not the run's: each test grid is new.
+    z = z_tensor(run.config.batch_size, run.config.z_dim, run.config.z_dist, seed=command.config.seed)
+    stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
+    path = images.save_grid(generated_images(run.model.sampler(command.config.live_weights), z),
+                            os.path.join(run.config.run_sample_dir, f"test_{stamp}.png"))
+    print(f"dcgan_tf: wrote {path} from {run.resumed_from}")
+
+
+# The action flags, in the order their actions run; each entry is (RunConfig field, function).
+ACTIONS = (
+    ("download", download),
+    ("import_tf1", import_tf1),
+    ("train", train),
+    ("export", export),
+    ("tflite", tflite),
+    ("eval", evaluate),
+    ("generate", generate),
+    ("visualize", visualize),
+    ("interpolate", interpolate),
+    ("report", report),
+)
+
+
+def _asked(config: RunConfig, field: str) -> bool:
+    value = getattr(config, field)
+    return value is not None if field == "visualize" else bool(value)
+
+
+def run_actions(config: RunConfig, given: Optional[Collection[str]] = None) -> int:
+    """Runs every action `config` asks for (test mode when none); `given`: the options named on the
+    command line (None: all of them, as for a call from Python)."""
+    command = Command(config, given)
+    if config.runs:
+        list_runs(command)
+        return 0
+    asked = [function for field, function in ACTIONS if _asked(config, field)]
+    if asked != [download]:
+        from dcgan_tf.model import nets
+
+        nets.check_config(config)
+    for function in asked or [test_grid]:
+        function(command)
+    return 0

@@ -1,0 +1,288 @@
+"""A run's identity, folders and file names, in one place.
+
+A run is named `{dataset}_{batch}_{height}_{width}` as the original program named it, plus a readable
+suffix for each model-shaping option that differs from its architecture's preset (`_gf16_df16`,
+`_mlp`, ...), or `--run NAME`. Its checkpoint folder holds config.json (the options it was trained
+with), metrics.csv, quality.json, best/ and the report; its samples, TensorBoard logs and exports live
+in folders of the same name under --sample_dir, --log_dir and --export_dir. Runs trained before the
+suffixes existed keep their plain names and are found by their config.json.
+
+This module needs no TensorFlow: `--runs` and the lookups answer at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+from typing import Dict, Iterator, List, Optional
+
+from dcgan_tf.errors import UserError
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.csv"
+QUALITY_FILE = "quality.json"
+BEST_DIR = "best"
+LOCK_FILE = ".lock"
+LOSS_FILE = "losses.png"
+TRAINING_GIF = "training.gif"
+GRID_PATTERN = re.compile(r"^train_(\d+)_(\d+)\.png$")
+
+# Options that shape the model and its checkpoint: a run never changes them, and runs that differ in
+# any of them never share a folder. Each has its short form in a run's name.
+MODEL_FIELDS = ("arch", "output_height", "output_width", "c_dim", "z_dim", "gf_dim", "df_dim", "hidden_dim",
+                "g_leaky")
+_NAME_PARTS = {"z_dim": "z", "gf_dim": "gf", "df_dim": "df", "hidden_dim": "h", "c_dim": "c"}
+# The options of the original name; a trained run is also looked up by these.
+NAME_FIELDS = ("batch_size",) + MODEL_FIELDS
+
+
+# ------------------------------------------------------------------------------------------------
+# Files.
+@contextlib.contextmanager
+def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
+    """A temporary path beside `path` to write; it replaces `path` in one step when the block ends
+    without an error, so a kill never leaves half a file (and a failed write leaves the old one).
+    `suffix` keeps an extension that a writer insists on (np.savez adds .npz)."""
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp{suffix}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text(path: str, text: str) -> str:
+    """Writes a text file atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    return path
+
+
+def write_json(path: str, value) -> str:
+    """Writes a JSON file atomically, indented for people."""
+    return write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def match_entry(root: str, name: str) -> Optional[str]:
+    """The folder of `root` named `name`, ignoring case (an exact match first), or None."""
+    if os.path.isdir(os.path.join(root, name)):
+        return name
+    if os.path.isdir(root):
+        for entry in sorted(os.listdir(root)):
+            if entry.lower() == name.lower() and os.path.isdir(os.path.join(root, entry)):
+                return entry
+    return None
+
+
+def grid_file(epoch: int, step: int) -> str:
+    """The sample grid of a step, named by the epoch that step belongs to (counted from 0)."""
+    return f"train_{epoch:02d}_{step:04d}.png"
+
+
+# ------------------------------------------------------------------------------------------------
+# Names.
+def base_name(dataset: str, batch_size: int, height: int, width: int) -> str:
+    """The original program's run name."""
+    return f"{dataset}_{batch_size}_{height}_{width}"
+
+
+def run_name(values: dict, preset: dict) -> str:
+    """The run's default name: the original's, plus a part for each model-shaping option that differs
+    from the architecture's preset (`preset`), so differently shaped runs never share a folder."""
+    parts = [base_name(values["dataset"], values["batch_size"], values["output_height"], values["output_width"])]
+    if values["arch"] != "simpsons":
+        parts.append(values["arch"])
+    for field, short in _NAME_PARTS.items():
+        value = values.get(field)
+        if field == "c_dim" and value != 1:
+            continue  # 0 (from the data) or 3: colour is what the data decides unless told to train gray.
+        if value is not None and value != preset.get(field):
+            parts.append(f"{short}{value}")
+    if values.get("g_leaky"):
+        parts.append("leaky")
+    return "_".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading runs back.
+class DamagedConfig(UserError):
+    """config.json exists but cannot be read."""
+
+
+def read_config(folder: str) -> Optional[dict]:
+    """The options saved in a run folder, or None if it has no config.json; DamagedConfig if unreadable."""
+    path = os.path.join(folder, CONFIG_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        if not isinstance(saved, dict):
+            raise ValueError("not a run configuration")
+    except (OSError, ValueError) as e:
+        raise DamagedConfig(f"cannot read {path} ({e})") from None
+    return saved
+
+
+def keep_damaged_config(folder: str) -> str:
+    """Moves a damaged config.json aside (never deleted) and returns where it went."""
+    path = os.path.join(folder, CONFIG_FILE)
+    kept, n = path + ".damaged", 1
+    while os.path.exists(kept):
+        n += 1
+        kept = f"{path}.damaged{n}"
+    os.replace(path, kept)
+    return kept
+
+
+def has_checkpoint(folder: str) -> bool:
+    """Whether a run folder holds a checkpoint (TensorFlow's index files), without TensorFlow."""
+    return os.path.isdir(folder) and any(name.endswith(".index") for name in os.listdir(folder))
+
+
+@dataclasses.dataclass
+class RunInfo:
+    """What `--runs` shows of one run folder."""
+
+    name: str
+    folder: str
+    config: Optional[dict]  # None: missing or damaged config.json.
+    step: Optional[int] = None
+    epoch: Optional[int] = None
+    kid: Optional[float] = None
+    damaged: bool = False
+
+    @property
+    def dataset(self) -> Optional[str]:
+        return self.config.get("dataset") if self.config else None
+
+
+def _progress(folder: str) -> tuple:
+    """(step, epoch, last KID) from metrics.csv's last row and quality.json, without TensorFlow."""
+    step = epoch = kid = None
+    try:
+        with open(os.path.join(folder, METRICS_FILE), encoding="utf-8") as f:
+            lines = [line for line in f.read().splitlines() if line.strip()]
+        if len(lines) > 1:
+            last = lines[-1].split(",")
+            epoch, step = int(last[0]) + 1, int(last[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open(os.path.join(folder, QUALITY_FILE), encoding="utf-8") as f:
+            evaluations = json.load(f).get("evaluations") or []
+        kids = [e for e in evaluations if isinstance(e, dict) and e.get("kid") is not None]
+        if kids:
+            kid = float(kids[-1]["kid"])
+            if kids[-1].get("step") is not None and (step is None or kids[-1]["step"] > step):
+                step = int(kids[-1]["step"])
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    return step, epoch, kid
+
+
+def list_runs(checkpoint_dir: str) -> List[RunInfo]:
+    """Every run folder under `checkpoint_dir` (one with a config.json or a checkpoint), by name."""
+    found = []
+    if not os.path.isdir(checkpoint_dir):
+        return found
+    for name in sorted(os.listdir(checkpoint_dir)):
+        folder = os.path.join(checkpoint_dir, name)
+        if not os.path.isdir(folder):
+            continue
+        try:
+            config, damaged = read_config(folder), False
+        except DamagedConfig:
+            config, damaged = None, True
+        if config is None and not damaged and not has_checkpoint(folder):
+            continue
+        found.append(RunInfo(name, folder, config, *_progress(folder), damaged=damaged))
+    return found
+
+
+def describe_run(info: RunInfo) -> str:
+    """One line of `--runs`."""
+    if info.config is None:
+        what = "config.json damaged" if info.damaged else "no config.json"
+    else:
+        c = info.config
+        what = (f"{c.get('dataset')}, {c.get('arch')} {c.get('output_height')}x{c.get('output_width')}, "
+                f"batch {c.get('batch_size')}, widths {c.get('gf_dim')}/{c.get('df_dim')}, z {c.get('z_dim')}")
+    progress = ", ".join(part for part in (
+        f"step {info.step}" if info.step is not None else "",
+        f"epoch {info.epoch}" if info.epoch is not None else "",
+        f"KID {info.kid:.3f}" if info.kid is not None else "") if part)
+    return f"{info.name}: {what}" + (f"; {progress}" if progress else "")
+
+
+def _same_dataset(info: RunInfo, dataset: str) -> bool:
+    if info.dataset is not None:
+        return str(info.dataset).lower() == dataset.lower()
+    return info.name.lower().startswith(dataset.lower() + "_")  # No readable config: its name says.
+
+
+def find_run(checkpoint_dir: str, dataset: str, run: str, given: Dict[str, object], preferred: str) -> RunInfo:
+    """The trained run an action uses: `--run NAME` when given; else the run of `dataset` whose saved
+    options agree with every model-shaping flag the user gave (`given`); `preferred` (the name these
+    flags would train) wins a tie. UserError naming the runs there when none or several fit."""
+    runs = list_runs(checkpoint_dir)
+    if run:
+        name = match_entry(checkpoint_dir, run)
+        match = [info for info in runs if info.name == name]
+        if not match:
+            raise UserError(f"no run named {run} in {checkpoint_dir}" + _listing(runs) + "; train it first with "
+                            "--train (with the same options), or pick a run there with --run NAME.")
+        return match[0]
+    of_dataset = [info for info in runs if _same_dataset(info, dataset)]
+    if not of_dataset:
+        raise UserError(f"no trained run of --dataset {dataset} in {checkpoint_dir}" + _listing(runs)
+                        + f"; train one first with --train --dataset {dataset}, or point --checkpoint_dir "
+                          f"at the folder that holds it.")
+    fitting = [info for info in of_dataset if info.config is None or _agrees(info.config, given)]
+    exact = [info for info in fitting if info.name.lower() == preferred.lower()]
+    if exact:
+        return exact[0]
+    if len(fitting) == 1:
+        return fitting[0]
+    if not fitting:
+        flags = " ".join(f"--{k} {v}" for k, v in sorted(given.items()))
+        raise UserError(f"no run of {dataset} in {checkpoint_dir} was trained with {flags}" + _listing(of_dataset)
+                        + "; drop those flags, or pick one with --run NAME.")
+    raise UserError(f"{len(fitting)} runs of {dataset} in {checkpoint_dir} fit: "
+                    + "; ".join(describe_run(info) for info in fitting)
+                    + ". Pick one with --run NAME (--runs lists them all).")
+
+
+def _agrees(saved: dict, given: Dict[str, object]) -> bool:
+    return all(saved.get(name) == value for name, value in given.items() if name in saved)
+
+
+def _listing(runs: List[RunInfo]) -> str:
+    if not runs:
+        return ""
+    return " (runs there: " + ", ".join(info.name for info in runs) + ")"
+
+
+def legacy_folder(checkpoint_dir: str, legacy: str, values: dict) -> Optional[str]:
+    """The folder of a run trained before names had suffixes (`legacy`, the original's name) when its
+    config.json shows the model `values` describe; else None."""
+    name = match_entry(checkpoint_dir, legacy)
+    if name is None:
+        return None
+    try:
+        saved = read_config(os.path.join(checkpoint_dir, name))
+    except DamagedConfig:
+        return None
+    if saved is None or "run" in saved:
+        return None  # Named by this version: not a legacy run.
+    same = all(saved.get(field) == values.get(field) for field in MODEL_FIELDS
+               if field != "c_dim" or values.get("c_dim"))
+    return name if same else None

@@ -1,0 +1,260 @@
+"""A run's objects, built from a RunConfig: models, optimizers, the fixed sample z and the checkpoint,
+restored from the run's newest checkpoint when it has one.
+
+`build_run(config)` serves training; `load_trained(config)` finds a trained run (dcgan_tf/runs.py)
+and rebuilds it from its own config.json for sampling, evaluation or export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from typing import Collection, Optional
+
+import keras
+import tensorflow as tf
+
+from dcgan_tf import runs
+from dcgan_tf.config import RunConfig, check_same_model, check_same_precision
+from dcgan_tf.data import pipeline
+from dcgan_tf.errors import RunWarning, UserError
+from dcgan_tf.model import augment, nets
+from dcgan_tf.model.gan import DCGAN
+from dcgan_tf.model.latent import z_tensor
+from dcgan_tf.training import checkpoints
+from dcgan_tf.training import precision
+
+
+@dataclasses.dataclass
+class Run:
+    """The objects of one run, wired together."""
+
+    config: RunConfig
+    model: DCGAN
+    sample_z: tf.Variable
+    checkpoint: tf.train.Checkpoint
+    manager: tf.train.CheckpointManager
+    resumed_from: Optional[str] = None
+
+
+def make_optimizer(config: RunConfig) -> keras.optimizers.Optimizer:
+    """Adam with the run's settings; under mixed_float16 wrapped for dynamic loss scaling, so small
+    float16 gradients do not underflow (bfloat16 has float32's range and needs none)."""
+    optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1)
+    if config.precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def build_run(config: RunConfig) -> Run:
+    """Models, optimizers, fixed sample z and checkpoint manager for a config whose c_dim is known;
+    restores the newest checkpoint of the run if there is one. `--precision auto` not settled yet
+    (train() settles it, see precision.settle) becomes the machine's choice here."""
+    if config.precision == precision.AUTO:
+        config = dataclasses.replace(config, precision=precision.machine_choice().policy)
+    keras.utils.set_random_seed(config.seed)
+    # Inside a strategy's scope with several replicas, batch norm works on the global batch.
+    several_replicas = tf.distribute.get_strategy().num_replicas_in_sync > 1
+    generator, discriminator = nets.build_networks(config, synchronized_bn=several_replicas)
+    # The moving average is a second generator of the same shape (its discriminator is not needed).
+    ema_generator = (nets.build_networks(config, synchronized_bn=several_replicas)[0]
+                     if config.ema_decay > 0 else None)
+    model = DCGAN(generator, discriminator, z_dim=config.z_dim, z_dist=config.z_dist,
+                  g_steps=config.g_steps, seed=config.seed, name="dcgan",
+                  real_label_range=(config.real_label_low, config.real_label_high),
+                  fake_label_range=(config.fake_label_low, config.fake_label_high),
+                  label_flip_prob=config.label_flip_prob, augment=augment.parse_policy(config.diffaug),
+                  ema_generator=ema_generator, ema_decay=config.ema_decay)
+    model.compile(d_optimizer=make_optimizer(config), g_optimizer=make_optimizer(config),
+                  jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
+    model.build_optimizers()
+    # The fixed z of the sample grids: its own seed, so it does not depend on the training z.
+    sample_z = tf.Variable(z_tensor(config.sample_num, config.z_dim, config.z_dist, seed=config.seed + 1),
+                           trainable=False, name="sample_z")
+    checkpoint = checkpoints.make_checkpoint(model, sample_z)
+    manager = checkpoints.make_manager(checkpoint, config.run_checkpoint_dir, config.max_to_keep)
+    run = Run(config=config, model=model, sample_z=sample_z, checkpoint=checkpoint, manager=manager)
+    if manager.checkpoints:
+        run.resumed_from = restore(run, manager.checkpoints[::-1])
+        # Optimizer hyper-parameters come from this invocation's flags, not from the checkpoint.
+        for optimizer in (model.d_optimizer, model.g_optimizer):
+            optimizer.learning_rate = config.learning_rate
+    return run
+
+
+def restore(run: Run, paths_newest_first) -> str:
+    """Restores the newest of `paths` that loads into the run's objects and returns it. A checkpoint
+    without a moving average of G (from before it existed, or trained without one) starts the average
+    from the restored G."""
+    path = checkpoints.restore_newest(run.checkpoint, paths_newest_first, run.sample_z)
+    if not checkpoints.holds_part(path, "ema_generator"):
+        run.model.reset_ema()
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# Which run a command means.
+def training_run(config: RunConfig, given: Collection[str]) -> RunConfig:
+    """The run `--train` trains: `--run NAME` of a trained run takes its model options from its
+    config.json (flags given must agree); otherwise the run these options name, or the folder of the
+    same model trained under the original's plain name before names had suffixes."""
+    if "run" in given:
+        name = runs.match_entry(config.checkpoint_dir, config.run) or config.run
+        config = dataclasses.replace(config, run=name)
+        saved = _readable_config(config.run_checkpoint_dir)
+        return _saved_model_options(config, saved, given) if saved else config
+    if not os.path.isdir(config.run_checkpoint_dir):
+        legacy = runs.legacy_folder(
+            config.checkpoint_dir,
+            runs.base_name(config.dataset, config.batch_size, config.output_height, config.output_width),
+            config.to_dict())
+        if legacy:
+            config = dataclasses.replace(config, run=legacy)
+    return config
+
+
+def _readable_config(folder: str) -> Optional[dict]:
+    try:
+        return runs.read_config(folder)
+    except runs.DamagedConfig:
+        return None  # Reported where the run is continued (continue_saved_run).
+
+
+def _saved_model_options(config: RunConfig, saved: dict, given: Collection[str]) -> RunConfig:
+    """`config` with the model options (and batch size) of a run's saved config.json; a flag the user
+    gave that disagrees is refused with the run's value."""
+    values = {}
+    for name in runs.NAME_FIELDS:
+        if name not in saved or (name == "c_dim" and not saved[name]):
+            continue
+        if name in given and getattr(config, name) != saved[name]:
+            raise UserError(f"run {config.run} was trained with --{name} {saved[name]}, not "
+                            f"{getattr(config, name)}; drop --{name} (the run's own value is used), or pick "
+                            f"another run with --run NAME (--runs lists them).")
+        values[name] = saved[name]
+    return dataclasses.replace(config, **values)
+
+
+def continue_saved_run(config: RunConfig) -> RunConfig:
+    """Checks a run's saved options against `config`; takes c_dim (when unset) and the seed from them,
+    so a resumed run keeps its own sample z and data order. A damaged config.json is kept aside and
+    the run continues with this command's options (the checkpoint must still load with them)."""
+    try:
+        saved = runs.read_config(config.run_checkpoint_dir)
+    except runs.DamagedConfig as e:
+        kept = runs.keep_damaged_config(config.run_checkpoint_dir)
+        warnings.warn(RunWarning(
+            f"{e}; kept it as {kept}. This command's options continue the run from its newest checkpoint "
+            f"(refused below if they do not fit it) and a new config.json is written."), stacklevel=2)
+        return config
+    if saved is None:
+        return config
+    check_same_model(config, saved, config.run_checkpoint_dir)
+    if config.precision == precision.AUTO:  # A run continues in its own precision (saved before: float32).
+        own = saved.get("precision") or "float32"
+        config = config if own == precision.AUTO else dataclasses.replace(config, precision=own)
+    check_same_precision(config, saved, config.run_checkpoint_dir)
+    if config.c_dim == 0 and saved.get("c_dim") in (1, 3):
+        config = dataclasses.replace(config, c_dim=saved["c_dim"])
+    if isinstance(saved.get("seed"), int):
+        config = dataclasses.replace(config, seed=saved["seed"])
+    return config
+
+
+def prepare_data(config: RunConfig):
+    """(config with dataset name, c_dim and seed resolved, decoded ImageSet)."""
+    dataset = pipeline.dataset_name(config.data_dir, config.dataset, config.input_fname_pattern)
+    run = config.run
+    if dataset != config.dataset and run.startswith(config.dataset + "_"):
+        run = dataset + run[len(config.dataset):]  # A derived name spells the dataset as its folder does.
+    config = dataclasses.replace(config, dataset=dataset, run=run)
+    config = continue_saved_run(config)
+    image_set = pipeline.load_dataset(
+        config.data_dir, config.dataset, pattern=config.input_fname_pattern, crop=config.crop,
+        crop_size=(config.input_height, config.input_width),
+        output_size=(config.output_height, config.output_width), c_dim=config.c_dim)
+    config = dataclasses.replace(config, c_dim=image_set.images.shape[-1])
+    pipeline.check_batch_size(len(image_set.images), config.batch_size)
+    return config, image_set
+
+
+def find_trained(config: RunConfig, given: Optional[Collection[str]] = None) -> runs.RunInfo:
+    """The trained run `config` means (see runs.find_run). `given`: the option names the user gave on
+    the command line; None (a library call) treats `config` as complete: its run name is used."""
+    if given is None:
+        named, wanted = config.run, {name: getattr(config, name) for name in runs.NAME_FIELDS}
+    else:
+        named = config.run if "run" in given else ""
+        wanted = {name: getattr(config, name) for name in runs.NAME_FIELDS if name in given}
+    return runs.find_run(config.checkpoint_dir, config.dataset, named, wanted, preferred=config.run)
+
+
+# This invocation's values that a trained run does not decide: where outputs go, and what to do.
+_INVOCATION_FIELDS = ("checkpoint_dir", "sample_dir", "log_dir", "export_dir", "data_dir", "train", "export",
+                      "live_weights", "from_best")
+
+
+def load_trained(config: RunConfig, given: Optional[Collection[str]] = None) -> Run:
+    """The trained run `config` means, restored from its newest (or, with --from_best, its best)
+    checkpoint, its model built from its own config.json."""
+    info = find_trained(config, given)
+    if not runs.has_checkpoint(info.folder):
+        raise UserError(f"run {info.name} has no checkpoint yet (in {info.folder}); train it first with "
+                        f"--train (its first checkpoint is written after --ckpt_freq steps or when it stops).")
+    if info.config is None:
+        restored_config = _options_without_config(config, info)
+    else:
+        options = dataclasses.replace(config, run=info.name)
+        if given is None:
+            check_same_model(options, info.config, info.folder)
+        else:
+            options = _saved_model_options(options, info.config, given)
+        keep = {f.name for f in dataclasses.fields(RunConfig)} & set(info.config)
+        merged = {**{k: info.config[k] for k in keep}, **{k: getattr(config, k) for k in _INVOCATION_FIELDS},
+                  "run": info.name, "runs": False}
+        merged.setdefault("ema_decay", 0.0)  # Runs saved before the moving average existed have none.
+        merged.setdefault("precision", "float32")  # Nor a precision, before the option existed.
+        restored_config = RunConfig.create(**merged)
+    try:
+        run = build_run(restored_config)
+    except UserError as e:
+        if info.config is not None:
+            raise
+        raise UserError(f"{e} Run {info.name} has no readable config.json, so this command's options were "
+                        f"used; give the options it was trained with (--output_height, --gf_dim, --df_dim, "
+                        f"--z_dim, --arch ...) or put its config.json back.") from None
+    if info.config is None:
+        # The checkpoint loaded with these options, so they are the run's: its config.json is rebuilt.
+        kept = runs.keep_damaged_config(info.folder) if info.damaged else None
+        run.config.save(info.folder)  # restored_config with `--precision auto` settled
+        warnings.warn(RunWarning(f"rebuilt {os.path.join(info.folder, runs.CONFIG_FILE)} from this command's "
+                                 f"options, which fit the run's checkpoint" + (f"; the damaged file is kept as "
+                                 f"{kept}." if kept else ".")), stacklevel=2)
+    if config.from_best:
+        from dcgan_tf.quality.evaluate import best_checkpoint
+
+        best = best_checkpoint(info.folder)
+        if best is None:
+            raise UserError(f"no best checkpoint in {os.path.join(info.folder, runs.BEST_DIR)}; train with "
+                            f"--eval_freq N --keep_best kid (or fid) first, or drop --from_best.")
+        run.resumed_from = restore(run, [best])
+    return run
+
+
+def _options_without_config(config: RunConfig, info: runs.RunInfo) -> RunConfig:
+    """The options of a run whose config.json is missing or damaged: this command's, with a warning
+    that says so. c_dim, when the data decides it, comes from the dataset's images."""
+    what = "is damaged" if info.damaged else "is missing"
+    warnings.warn(RunWarning(f"{os.path.join(info.folder, runs.CONFIG_FILE)} {what}; building run {info.name} "
+                             f"from this command's options."), stacklevel=3)
+    config = dataclasses.replace(config, run=info.name)
+    if not config.c_dim:
+        dataset = pipeline.dataset_name(config.data_dir, config.dataset, config.input_fname_pattern)
+        image_set = pipeline.load_dataset(
+            config.data_dir, dataset, pattern=config.input_fname_pattern, crop=config.crop,
+            crop_size=(config.input_height, config.input_width),
+            output_size=(config.output_height, config.output_width), c_dim=0)
+        config = dataclasses.replace(config, c_dim=image_set.images.shape[-1])
+    return config
+
