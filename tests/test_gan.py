@@ -8,13 +8,13 @@ from dcgan_tf.model import nets
 from tests.conftest import tiny_config
 
 
-def _model(tmp_path, g_steps=2, run_eagerly=False, summary_writer=None, augment=()):
+def _model(tmp_path, g_steps=2, run_eagerly=False, augment=(), steps_per_execution=1):
     config = tiny_config(tmp_path, c_dim=3)
     generator, discriminator = nets.build_networks(config)
-    model = gan.DCGAN(generator, discriminator, z_dim=config.z_dim, g_steps=g_steps, seed=3,
-                      summary_writer=summary_writer, histogram_freq=1, augment=augment)
+    model = gan.DCGAN(generator, discriminator, z_dim=config.z_dim, g_steps=g_steps, seed=3, augment=augment)
     model.compile(d_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5),
-                  g_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5), run_eagerly=run_eagerly)
+                  g_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5), run_eagerly=run_eagerly,
+                  steps_per_execution=steps_per_execution)
     model.build_optimizers()
     return model
 
@@ -54,14 +54,14 @@ def test_g_steps_is_configurable(tmp_path):
 
 def test_all_updates_of_a_step_share_one_z(tmp_path, monkeypatch):
     drawn = []
-    original = gan.sample_z
+    original = gan.z_tensor
 
-    def counting_sample_z(*args, **kwargs):
+    def counting_z_tensor(*args, **kwargs):
         z = original(*args, **kwargs)
         drawn.append(z)
         return z
 
-    monkeypatch.setattr(gan, "sample_z", counting_sample_z)
+    monkeypatch.setattr(gan, "z_tensor", counting_z_tensor)
     model = _model(tmp_path, run_eagerly=True)
     model.fit(_batches(count=3), epochs=1, verbose=0, shuffle=False)
     assert len(drawn) == 3  # one z per step, whatever g_steps is
@@ -79,18 +79,42 @@ def test_reported_metrics(tmp_path):
     assert logs["d_loss_real"][0] == pytest.approx(-np.log(logs["d_x"][0]), rel=0.2)
 
 
-def test_summaries_written_in_the_step(tmp_path):
-    writer = tf.summary.create_file_writer(str(tmp_path / "logs"))
-    model = _model(tmp_path, summary_writer=writer)
-    model.fit(_batches(count=2), epochs=1, verbose=0, shuffle=False)
-    writer.flush()
+@pytest.mark.parametrize("steps_per_execution", [1, 8])
+def test_summaries_callback_writes_every_steps_own_values(tmp_path, steps_per_execution):
     from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.util import tensor_util
 
+    from dcgan_tf.training.summaries import SCALAR_TAGS, Summaries
+
+    writer = tf.summary.create_file_writer(str(tmp_path / "logs"))
+    model = _model(tmp_path, steps_per_execution=steps_per_execution)
+    per_step = {}
+
+    class StepValues(keras.callbacks.Callback):  # The values the step kept, read after each step.
+        def on_train_batch_end(self, batch, logs=None):
+            kept = self.model.step_values
+            for step, row in zip(kept.steps.numpy(), kept.rows.numpy()):
+                per_step[int(step)] = row
+
+    # 40 steps: more than the model keeps rows for (gan.StepValues.ROWS), so several batches of rows.
+    model.fit(_batches(count=40), epochs=1, verbose=0, shuffle=False,
+              callbacks=[Summaries(writer, histogram_every=2), StepValues()])
+    writer.flush()
     acc = event_accumulator.EventAccumulator(str(tmp_path / "logs"), size_guidance={"tensors": 0})
     acc.Reload()
-    tags = set(acc.Tags()["tensors"])
-    assert {"d_loss", "d_loss_real", "d_loss_fake", "g_loss", "z", "d", "d_"} <= tags
-    assert [e.step for e in acc.Tensors("d_loss")] == [1, 2]
+    assert set(acc.Tags()["tensors"]) == {"loss/d_loss", "loss/d_loss_real", "loss/d_loss_fake", "loss/g_loss",
+                                         "probability/d_x", "probability/d_g_z", "z", "probability/d",
+                                         "probability/d_"}
+    for i, name in enumerate(gan.METRIC_NAMES):
+        events = acc.Tensors(SCALAR_TAGS[name])
+        assert [e.step for e in events] == list(range(1, 41))
+        # Each step's own value (not the epoch's running mean that fit's logs carry).
+        np.testing.assert_allclose([tensor_util.make_ndarray(e.tensor_proto) for e in events],
+                                   [per_step[s][i] for s in range(1, 41)], rtol=1e-6)
+    # Histograms when an execution ends on a multiple of 2 steps, as the sample grids.
+    every = max(2, steps_per_execution)
+    assert [e.step for e in acc.Tensors("z")] == list(range(every, 41, every))
+    assert tensor_util.make_ndarray(acc.Tensors("probability/d")[0].tensor_proto).shape[0] > 0
 
 
 def _model_with_labels(tmp_path, run_eagerly=False, **labels):

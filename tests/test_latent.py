@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dcgan_tf.model.latent import draw_z, slerp, slerp_segments
+from dcgan_tf.model.latent import z_numpy, slerp, slerp_segments
 
 
 def _angle(u, v):
@@ -69,7 +69,7 @@ def test_dtype_and_shape_checks():
 
 
 def test_segments_join_consecutive_keys_and_close_the_loop():
-    keys = draw_z(3, 6, "normal01", seed=2)
+    keys = z_numpy(3, 6, "normal01", seed=2)
     open_path = slerp_segments(keys, 4)
     closed = slerp_segments(keys, 4, closed=True)
     assert open_path.shape == (2, 5, 6) and closed.shape == (3, 5, 6)
@@ -79,9 +79,9 @@ def test_segments_join_consecutive_keys_and_close_the_loop():
     np.testing.assert_allclose(closed[2, -1], keys[0])
 
 
-def test_draw_z_is_repeatable_and_prefix_stable():
-    big = draw_z(10, 5, "uniform_signed", seed=9)
+def test_z_numpy_is_repeatable_and_prefix_stable():
+    big = z_numpy(10, 5, "uniform_signed", seed=9)
     assert big.dtype == np.float32 and big.min() >= -1 and big.max() <= 1
-    np.testing.assert_array_equal(draw_z(1, 5, "uniform_signed", seed=9), big[:1])
-    assert not np.array_equal(draw_z(10, 5, "uniform_signed", seed=10), big)
-    assert abs(draw_z(4000, 5, "normal01", seed=1).std() - 1) < 0.05
+    np.testing.assert_array_equal(z_numpy(1, 5, "uniform_signed", seed=9), big[:1])
+    assert not np.array_equal(z_numpy(10, 5, "uniform_signed", seed=10), big)
+    assert abs(z_numpy(4000, 5, "normal01", seed=1).std() - 1) < 0.05

@@ -7,6 +7,7 @@ probability ask for it (losses.discriminator_labels). With an augmentation polic
 dcgan_tf/model/augment.py), D sees only augmented images: D(T(x)) and D(T(G(z))) in its update and
 D(T(G(z))) in every G update, each call with fresh random draws. With an `ema_generator`, every step
 ends by moving its weights towards G's (dcgan_tf/model/ema.py); that average is what `sampler` returns.
+Each step leaves its values in `step_values` for TensorBoard (written by dcgan_tf/training/summaries.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dcgan_tf.model import augment as aug
 from dcgan_tf.training import distribute
 from dcgan_tf.model import ema
 from dcgan_tf.model import losses
-from dcgan_tf.model.latent import sample_z
+from dcgan_tf.model.latent import z_tensor
 
 METRIC_NAMES = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_x", "d_g_z")
 
@@ -33,14 +34,12 @@ class DCGAN(keras.Model):
     """Trains a generator/discriminator pair through `fit`.
 
     Metrics: d_loss = d_loss_real + d_loss_fake, g_loss (of the last G update), d_x = mean D(x) and
-    d_g_z = mean D(G(z)) (both as probabilities). With a `summary_writer`, every step writes these
-    as scalars and every `histogram_freq` steps writes histograms of z, D(x) and D(G(z)), inside the
-    compiled step.
+    d_g_z = mean D(G(z)) (both as probabilities). Each step also keeps its own values (not the
+    epoch's means) and its z, D(x) and D(G(z)) in `step_values`, for the summaries callback.
     """
 
     def __init__(self, generator, discriminator, *, z_dim: int, z_dist: str = "uniform_signed",
-                 g_steps: int = 2, seed=None, summary_writer=None, histogram_freq: int = 100,
-                 real_label_range=(1.0, 1.0), fake_label_range=(0.0, 0.0), label_flip_prob: float = 0.0,
+                 g_steps: int = 2, seed=None, real_label_range=(1.0, 1.0), fake_label_range=(0.0, 0.0), label_flip_prob: float = 0.0,
                  augment=(), ema_generator=None, ema_decay: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if g_steps < 1:
@@ -53,12 +52,10 @@ class DCGAN(keras.Model):
         if self.ema_generator is not None:
             ema.copy_weights(self.ema_generator, generator)
         self.z_dim, self.z_dist, self.g_steps = z_dim, z_dist, g_steps
-        self.summary_writer = summary_writer
         # D's labels (losses.discriminator_labels): exactly 1 and 0 unless the tricks are asked for.
         self.real_label_range = tuple(float(v) for v in real_label_range)
         self.fake_label_range = tuple(float(v) for v in fake_label_range)
         self.label_flip_prob = float(label_flip_prob)
-        self.histogram_freq = histogram_freq
         self.z_seed = keras.random.SeedGenerator(seed, name="z_seed")
         # DiffAugment's own random state (seeded with z's seed + 1, another stream), so turning it on
         # or off leaves the z stream as it was.
@@ -66,23 +63,24 @@ class DCGAN(keras.Model):
         z_seed = seed if seed is not None else int(keras.ops.convert_to_numpy(self.z_seed.state)[0])
         self.augment_seed = keras.random.SeedGenerator(z_seed + 1, name="augment_seed")
         # Counters live in checkpoints so that a resumed run continues them.
-        self.step = self._counter("step")
-        self.epoch = self._counter("epoch")
+        self.step = self._add_counter("step")
+        self.epoch = self._add_counter("epoch")
         # The first step after which a loss or a weight was NaN or Inf (0: none yet).
-        self.nonfinite_step = self._counter("nonfinite_step")
+        self.nonfinite_step = self._add_counter("nonfinite_step")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
 
-    def _counter(self, name):
+    def _add_counter(self, name):
         # Under tf.distribute every replica updates the counters alike; the first replica's update counts.
         return self.add_weight(name=name, shape=(), dtype="int64", initializer="zeros", trainable=False,
                                aggregation="only_first_replica")
 
-    def compile(self, d_optimizer, g_optimizer, jit_compile=False, **kwargs):
-        # XLA cannot compile summary writes, so with jit_compile only the updates (_updates) are
-        # compiled by XLA; the step around them, summaries and metrics included, is a plain graph.
-        super().compile(jit_compile=False, **kwargs)
+    def compile(self, d_optimizer, g_optimizer, jit_compile=False, steps_per_execution=1, **kwargs):
+        # With jit_compile only the updates (_updates) are compiled by XLA; the step around them
+        # (collectives, metrics, step_values) is a plain graph.
+        super().compile(jit_compile=False, steps_per_execution=steps_per_execution, **kwargs)
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
+        self.step_values = StepValues(max(steps_per_execution, StepValues.ROWS), self.z_dim)
         self._update_fn = tf.function(self._updates, jit_compile=True) if jit_compile else self._updates
 
     @property
@@ -112,12 +110,13 @@ class DCGAN(keras.Model):
 
     def train_step(self, real_images):
         values, z, d_x, d_g_z = self._update_fn(real_images)
-        # The global batch's values, on every replica (all must join the collectives, writer or not).
+        # The global batch's values, on every replica (all must join the collectives).
         values = distribute.all_mean(values)
         d_x, d_g_z = distribute.all_gather(d_x), distribute.all_gather(d_g_z)
         self._check_finite([values["d_loss"], values["g_loss"]] + self.discriminator.trainable_variables
                            + self.generator.trainable_variables)
-        self._write_summaries(values, z=z, d_x=d_x, d_g_z=d_g_z)
+        step = self.step.value if hasattr(self.step, "value") else self.step
+        self.step_values.keep(step, values, z=z, d_x=d_x, d_g_z=d_g_z)
         for name, value in values.items():
             self.trackers[name].update_state(value)
         return distribute.step_logs({name: tracker.result() for name, tracker in self.trackers.items()})
@@ -128,7 +127,7 @@ class DCGAN(keras.Model):
         replicas = distribute.num_replicas()
         # Every replica draws the global batch's z from the same random state and takes its own rows,
         # so several replicas see the z one device would.
-        global_z = sample_z(batch_size * replicas, self.z_dim, self.z_dist, seed=self.z_seed)
+        global_z = z_tensor(batch_size * replicas, self.z_dim, self.z_dist, seed=self.z_seed)
         z = distribute.replica_slice(global_z, batch_size)
 
         # Discriminator: real images are 1, generated ones 0 (or soft / swapped labels, drawn per image
@@ -184,17 +183,42 @@ class DCGAN(keras.Model):
         first_bad = tf.logical_and(tf.logical_not(finite), tf.equal(self.nonfinite_step, 0))
         self.nonfinite_step.assign(tf.where(first_bad, tf.convert_to_tensor(self.step), self.nonfinite_step))
 
-    def _write_summaries(self, values, *, z, d_x, d_g_z):
-        if self.summary_writer is None:
-            return
-        step = self.step.value if hasattr(self.step, "value") else self.step
-        with self.summary_writer.as_default(step=step):
-            for name, value in values.items():
-                tf.summary.scalar(name, value)
-            with tf.summary.record_if(step % self.histogram_freq == 0):
-                tf.summary.histogram("z", z)
-                tf.summary.histogram("d", d_x)  # D(x), named as the original named it.
-                tf.summary.histogram("d_", d_g_z)  # D(G(z)).
+
+class StepValues:
+    """The values of the latest steps, kept inside the compiled step for the summaries callback
+    (dcgan_tf/training/summaries.py), which reads them between executions of `fit`.
+
+    `rows[(step - 1) % capacity]` holds step `step`'s METRIC_NAMES values (the step's own, not the
+    epoch's means that `fit`'s logs carry), `steps` the step each row belongs to: the last `capacity`
+    steps (at least ROWS, and every step of an execution), so the callback can write them in
+    batches. `z`, `d_x`, `d_g_z` are the global batch's z, D(x) and D(G(z)) of the latest step.
+    Not part of checkpoints."""
+
+    ROWS = 32
+
+    def __init__(self, capacity: int, z_dim: int):
+        self.capacity = max(1, int(capacity))
+
+        def variable(initial, shape, name):
+            # Every replica keeps the same (global) values; the first replica's assignment counts.
+            return tf.Variable(initial, shape=shape, trainable=False, name=name,
+                               aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+        self.rows = variable(tf.zeros((self.capacity, len(METRIC_NAMES))), None, "step_values")
+        self.steps = variable(tf.zeros((self.capacity,), tf.int64), None, "step_values_steps")
+        self.z = variable(tf.zeros((0, z_dim)), tf.TensorShape([None, z_dim]), "step_z")
+        self.d_x = variable(tf.zeros((0, 1)), tf.TensorShape([None, 1]), "step_d_x")
+        self.d_g_z = variable(tf.zeros((0, 1)), tf.TensorShape([None, 1]), "step_d_g_z")
+
+    def keep(self, step, values: dict, *, z, d_x, d_g_z) -> None:
+        step = tf.convert_to_tensor(step)
+        index = [[(step - 1) % self.capacity]]
+        row = tf.stack([tf.cast(values[name], tf.float32) for name in METRIC_NAMES])
+        self.rows.assign(tf.tensor_scatter_nd_update(self.rows, index, row[None]))
+        self.steps.assign(tf.tensor_scatter_nd_update(self.steps, index, step[None]))
+        self.z.assign(tf.cast(z, tf.float32))
+        self.d_x.assign(d_x)
+        self.d_g_z.assign(d_g_z)
 
 
 def _per_replica_share(loss, replicas: int):

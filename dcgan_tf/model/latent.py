@@ -7,8 +7,9 @@ import keras
 from dcgan_tf.config import Z_DISTRIBUTIONS
 
 
-def sample_z(batch_size, z_dim: int, z_dist: str, seed=None):
-    """z of shape [batch_size, z_dim]: uniform in [-1, 1] ("uniform_signed") or N(0, 1) ("normal01").
+def z_tensor(batch_size, z_dim: int, z_dist: str, seed=None):
+    """z as a tensor of shape [batch_size, z_dim], drawn with keras.random: uniform in [-1, 1]
+    ("uniform_signed") or N(0, 1) ("normal01"). For training: it works inside the compiled step.
 
     `seed` is an int, a keras.random.SeedGenerator (stateful, checkpointable) or None.
     """
@@ -20,8 +21,8 @@ def sample_z(batch_size, z_dim: int, z_dist: str, seed=None):
     raise ValueError(f"unknown z distribution {z_dist!r}; expected one of {Z_DISTRIBUTIONS}")
 
 
-def draw_z(count: int, z_dim: int, z_dist: str, seed=None):
-    """NumPy z of shape [count, z_dim] for sampling from a trained model (not for training).
+def z_numpy(count: int, z_dim: int, z_dist: str, seed=None):
+    """z as a NumPy array of shape [count, z_dim], for using a trained model (not for training).
 
     Rows come one after another from one stream, so the same seed gives the same first rows
     whatever `count` is: image 0 of `--generate 1 --seed 5` is image 0 of `--generate 16 --seed 5`.

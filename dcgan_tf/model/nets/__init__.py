@@ -1,8 +1,15 @@
 """Network pairs by architecture name (--arch); the training model never branches on them.
 
 Each architecture is a module with a Generator and a Discriminator (keras.Model subclasses;
-discriminators return logits [batch, 1], generators tanh images). Their defaults (z size, learning
-rate, ...) are the presets in dcgan_tf.config.PRESETS, one entry per name here.
+discriminators return logits [batch, 1], generators tanh images) and two functions this registry
+calls, so that a new architecture is one new module plus its line in REGISTRY:
+
+- `check_shape(height, width, c_dim)`: why it cannot make such images (a message), or None;
+- `build(*, height, width, c_dim, z_dim, gf_dim, df_dim, hidden_dim, g_leaky)`: (generator,
+  discriminator), unbuilt; each takes the keywords it uses and ignores the rest (`**_`).
+
+Their defaults (z size, learning rate, ...) are the presets in dcgan_tf.config.PRESETS, one entry per
+name here.
 """
 
 from __future__ import annotations
@@ -19,37 +26,18 @@ REGISTRY = {"simpsons": simpsons, "mlp": mlp, "art": art, "mnist": mnist, "class
 ARCHITECTURES = tuple(REGISTRY)
 
 
-def _sizes(config) -> str:
-    return f"{config.output_height}x{config.output_width}"
+def check_shape(arch: str, height: int, width: int, c_dim: int) -> None:
+    """Raises UserError where architecture `arch` cannot make height x width x c_dim images."""
+    if arch not in REGISTRY:
+        raise UserError(f"--arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}.")
+    problem = REGISTRY[arch].check_shape(height, width, c_dim)
+    if problem:
+        raise UserError(problem)
 
 
 def check_config(config) -> None:
-    """Raises UserError where the architecture cannot make the asked-for images."""
-    if config.arch not in ARCHITECTURES:
-        raise UserError(f"--arch must be one of {', '.join(ARCHITECTURES)}, got {config.arch!r}.")
-    h, w = config.output_height, config.output_width
-    if config.arch == "simpsons":
-        smallest = simpsons.min_output_size()
-        for name in ("output_height", "output_width"):
-            if getattr(config, name) < smallest:
-                raise UserError(
-                    f"--{name} {getattr(config, name)} is too small for the {config.arch} architecture: its "
-                    f"{simpsons.NUM_LAYERS} stride-2 layers need at least {smallest} pixels; use --{name} "
-                    f"{smallest} or more.")
-    elif config.arch == "art":
-        if h != w or not art.supports(h):
-            raise UserError(
-                f"the art architecture makes square images whose size is a power of two of at least 16 "
-                f"(e.g. 64 or 256), not {_sizes(config)}; use --output_height 64 or 256 (and no --output_width).")
-    elif config.arch in ("mnist", "classic"):
-        size = REGISTRY[config.arch].SIZE
-        channels = "1 channel" if config.arch == "mnist" else "1 or 3 channels"
-        allowed = (1,) if config.arch == "mnist" else (0, 1, 3)
-        if (h, w) != (size, size) or config.c_dim not in allowed:
-            raise UserError(
-                f"the {config.arch} architecture makes only {size}x{size} images with {channels}, not "
-                f"{_sizes(config)} with --c_dim {config.c_dim}; use --output_height {size} without "
-                f"--output_width" + (" and --c_dim 1." if config.arch == "mnist" else ", or another --arch."))
+    """check_shape for a RunConfig (the command line's adapter)."""
+    check_shape(config.arch, config.output_height, config.output_width, config.c_dim)
 
 
 def synchronize_batch_norm(model: keras.Model) -> None:
@@ -74,43 +62,30 @@ def dtype_policy(name: str):
         keras.config.set_dtype_policy(previous)
 
 
-def build_networks(config, synchronized_bn: bool = False) -> Tuple[keras.Model, keras.Model]:
-    """(generator, discriminator) for a validated config whose c_dim is known, both built, computing
-    in `config.precision` (variables float32 in every precision).
+def build(arch: str, *, height: int, width: int, c_dim: int, z_dim: int, gf_dim: int, df_dim: int,
+          hidden_dim: int, g_leaky: bool = False, precision: str = "float32",
+          synchronized_bn: bool = False) -> Tuple[keras.Model, keras.Model]:
+    """(generator, discriminator) of architecture `arch` for images height x width x c_dim (c_dim
+    known), both built, computing in `precision` (variables float32 in every precision).
 
     `synchronized_bn`: batch norm over the global batch of all replicas (for more than one replica)."""
-    with dtype_policy(config.precision):
-        return _build_networks(config, synchronized_bn)
-
-
-def _build_networks(config, synchronized_bn: bool) -> Tuple[keras.Model, keras.Model]:
-    arch, h, w, c = config.arch, config.output_height, config.output_width, config.c_dim
-    if arch == "simpsons":
-        generator = simpsons.Generator(output_height=h, output_width=w, c_dim=c, gf_dim=config.gf_dim,
-                                       z_dim=config.z_dim, name="generator")
-        discriminator = simpsons.Discriminator(df_dim=config.df_dim, name="discriminator")
-    elif arch == "mlp":
-        generator = mlp.Generator(output_height=h, output_width=w, c_dim=c, hidden_dim=config.hidden_dim,
-                                  z_dim=config.z_dim, name="generator")
-        discriminator = mlp.Discriminator(hidden_dim=config.hidden_dim, name="discriminator")
-    elif arch == "art":
-        generator = art.Generator(output_height=h, output_width=w, c_dim=c, gf_dim=config.gf_dim,
-                                  z_dim=config.z_dim, name="generator")
-        discriminator = art.Discriminator(input_size=h, df_dim=config.df_dim, name="discriminator")
-    elif arch == "mnist":
-        generator = mnist.Generator(c_dim=c, gf_dim=config.gf_dim, z_dim=config.z_dim, name="generator")
-        discriminator = mnist.Discriminator(df_dim=config.df_dim, hidden_dim=config.hidden_dim,
-                                            name="discriminator")
-    elif arch == "classic":
-        generator = classic.Generator(c_dim=c, gf_dim=config.gf_dim, z_dim=config.z_dim,
-                                      leaky=config.g_leaky, name="generator")
-        discriminator = classic.Discriminator(df_dim=config.df_dim, name="discriminator")
-    else:
+    if arch not in REGISTRY:
         raise UserError(f"--arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}.")
-    if synchronized_bn:
-        synchronize_batch_norm(generator)
-        synchronize_batch_norm(discriminator)
-    # One call on zeros creates every variable (inference mode: batch-norm statistics untouched).
-    generator(keras.ops.zeros((1, config.z_dim)))
-    discriminator(keras.ops.zeros((1, h, w, c)))
+    with dtype_policy(precision):
+        generator, discriminator = REGISTRY[arch].build(
+            height=height, width=width, c_dim=c_dim, z_dim=z_dim, gf_dim=gf_dim, df_dim=df_dim,
+            hidden_dim=hidden_dim, g_leaky=g_leaky)
+        if synchronized_bn:
+            synchronize_batch_norm(generator)
+            synchronize_batch_norm(discriminator)
+        # One call on zeros creates every variable (inference mode: batch-norm statistics untouched).
+        generator(keras.ops.zeros((1, z_dim)))
+        discriminator(keras.ops.zeros((1, height, width, c_dim)))
     return generator, discriminator
+
+
+def build_networks(config, synchronized_bn: bool = False) -> Tuple[keras.Model, keras.Model]:
+    """build() for a validated RunConfig whose c_dim is known (the training run's adapter)."""
+    return build(config.arch, height=config.output_height, width=config.output_width, c_dim=config.c_dim,
+                 z_dim=config.z_dim, gf_dim=config.gf_dim, df_dim=config.df_dim, hidden_dim=config.hidden_dim,
+                 g_leaky=config.g_leaky, precision=config.precision, synchronized_bn=synchronized_bn)

@@ -30,13 +30,28 @@ def supports(size: int) -> bool:
     return size >= 16 and size & (size - 1) == 0
 
 
+def check_shape(height: int, width: int, c_dim: int):
+    """Why this architecture cannot make height x width x c_dim images (a message), or None."""
+    if height != width or not supports(height):
+        return (f"the art architecture makes square images whose size is a power of two of at least 16 "
+                f"(e.g. 64 or 256), not {height}x{width}; use --output_height 64 or 256 (and no --output_width).")
+    return None
+
+
+def build(*, height: int, width: int, c_dim: int, z_dim: int, gf_dim: int, df_dim: int, **_):
+    """(generator, discriminator), not yet built."""
+    return (Generator(output_height=height, output_width=width, c_dim=c_dim, gf_dim=gf_dim, z_dim=z_dim,
+                      name="generator"),
+            Discriminator(input_size=height, df_dim=df_dim, name="discriminator"))
+
+
 def d_filters(size: int, df_dim: int) -> List[int]:
     """Filters of D's convs: df, 2df, 4df, 4df, ..., 8df (seed 001 at df 128: 128 256 512 512 512 1024)."""
     n = num_layers(size)
     return [df_dim * min(2 ** i, 4) for i in range(n - 1)] + [df_dim * 8]
 
 
-@keras.saving.register_keras_serializable(package="dcgan_tf")
+@keras.saving.register_keras_serializable(package="dcgan_tf", name="art.Generator")
 class Generator(keras.Model):
     """z [batch, z_dim] -> images [batch, size, size, c_dim] in [-1, 1]."""
 
@@ -76,7 +91,7 @@ class Generator(keras.Model):
                 "c_dim": self.c_dim, "gf_dim": self.gf_dim, "z_dim": self.z_dim}
 
 
-@keras.saving.register_keras_serializable(package="dcgan_tf")
+@keras.saving.register_keras_serializable(package="dcgan_tf", name="art.Discriminator")
 class Discriminator(keras.Model):
     """images [batch, size, size, c_dim] -> one logit per image, [batch, 1]."""
 

@@ -20,7 +20,23 @@ KERNEL = 4
 NEGATIVE_SLOPE = 0.2
 
 
-@keras.saving.register_keras_serializable(package="dcgan_tf")
+def check_shape(height: int, width: int, c_dim: int):
+    """Why this architecture cannot make height x width x c_dim images (a message), or None
+    (c_dim 0: not known yet, taken from the data)."""
+    if (height, width) != (SIZE, SIZE) or c_dim not in (0, 1, 3):
+        return (f"the classic architecture makes only {SIZE}x{SIZE} images with 1 or 3 channels, not "
+                f"{height}x{width} with --c_dim {c_dim}; use --output_height {SIZE} without --output_width, "
+                f"or another --arch.")
+    return None
+
+
+def build(*, c_dim: int, z_dim: int, gf_dim: int, df_dim: int, g_leaky: bool = False, **_):
+    """(generator, discriminator), not yet built."""
+    return (Generator(c_dim=c_dim, gf_dim=gf_dim, z_dim=z_dim, leaky=g_leaky, name="generator"),
+            Discriminator(df_dim=df_dim, name="discriminator"))
+
+
+@keras.saving.register_keras_serializable(package="dcgan_tf", name="classic.Generator")
 class Generator(keras.Model):
     """z [batch, z_dim] -> images [batch, 64, 64, c_dim] in [-1, 1]."""
 
@@ -53,7 +69,7 @@ class Generator(keras.Model):
                 "leaky": self.leaky}
 
 
-@keras.saving.register_keras_serializable(package="dcgan_tf")
+@keras.saving.register_keras_serializable(package="dcgan_tf", name="classic.Discriminator")
 class Discriminator(keras.Model):
     """images [batch, 64, 64, c_dim] -> one logit per image, [batch, 1]."""
 

@@ -15,7 +15,19 @@ from dcgan_tf.model.nets.simpsons import weight_init
 NEGATIVE_SLOPE = 0.2
 
 
-@keras.saving.register_keras_serializable(package="dcgan_tf")
+def check_shape(height: int, width: int, c_dim: int):
+    """Any image size and channel count: never a message."""
+    return None
+
+
+def build(*, height: int, width: int, c_dim: int, z_dim: int, hidden_dim: int, **_):
+    """(generator, discriminator), not yet built."""
+    return (Generator(output_height=height, output_width=width, c_dim=c_dim, hidden_dim=hidden_dim, z_dim=z_dim,
+                      name="generator"),
+            Discriminator(hidden_dim=hidden_dim, name="discriminator"))
+
+
+@keras.saving.register_keras_serializable(package="dcgan_tf", name="mlp.Generator")
 class Generator(keras.Model):
     """z [batch, z_dim] -> images [batch, H, W, c_dim] in [-1, 1]."""
 
@@ -39,7 +51,7 @@ class Generator(keras.Model):
                 "c_dim": self.c_dim, "hidden_dim": self.hidden_dim, "z_dim": self.z_dim}
 
 
-@keras.saving.register_keras_serializable(package="dcgan_tf")
+@keras.saving.register_keras_serializable(package="dcgan_tf", name="mlp.Discriminator")
 class Discriminator(keras.Model):
     """images [batch, H, W, c_dim] -> one logit per image, [batch, 1]."""
 

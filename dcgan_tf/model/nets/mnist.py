@@ -19,11 +19,26 @@ KERNEL = 5
 NEGATIVE_SLOPE = 0.2
 
 
+def check_shape(height: int, width: int, c_dim: int):
+    """Why this architecture cannot make height x width x c_dim images (a message), or None."""
+    if (height, width) != (SIZE, SIZE) or c_dim != 1:
+        return (f"the mnist architecture makes only {SIZE}x{SIZE} images with 1 channel, not "
+                f"{height}x{width} with --c_dim {c_dim}; use --output_height {SIZE} without --output_width "
+                f"and --c_dim 1.")
+    return None
+
+
+def build(*, c_dim: int, z_dim: int, gf_dim: int, df_dim: int, hidden_dim: int, **_):
+    """(generator, discriminator), not yet built."""
+    return (Generator(c_dim=c_dim, gf_dim=gf_dim, z_dim=z_dim, name="generator"),
+            Discriminator(df_dim=df_dim, hidden_dim=hidden_dim, name="discriminator"))
+
+
 def _lrelu(x):
     return keras.ops.leaky_relu(x, negative_slope=NEGATIVE_SLOPE)
 
 
-@keras.saving.register_keras_serializable(package="dcgan_tf")
+@keras.saving.register_keras_serializable(package="dcgan_tf", name="mnist.Generator")
 class Generator(keras.Model):
     """z [batch, z_dim] -> images [batch, 28, 28, c_dim] in [-1, 1]."""
 
@@ -52,7 +67,7 @@ class Generator(keras.Model):
         return {**super().get_config(), "c_dim": self.c_dim, "gf_dim": self.gf_dim, "z_dim": self.z_dim}
 
 
-@keras.saving.register_keras_serializable(package="dcgan_tf")
+@keras.saving.register_keras_serializable(package="dcgan_tf", name="mnist.Discriminator")
 class Discriminator(keras.Model):
     """images [batch, 28, 28, c_dim] -> one logit per image, [batch, 1]."""
 

@@ -43,7 +43,24 @@ def min_output_size(num_layers: int = NUM_LAYERS) -> int:
     return 2 ** num_layers
 
 
-@keras.saving.register_keras_serializable(package="dcgan_tf")
+def check_shape(height: int, width: int, c_dim: int):
+    """Why this architecture cannot make height x width x c_dim images (a message), or None."""
+    smallest = min_output_size()
+    for name, value in (("output_height", height), ("output_width", width)):
+        if value < smallest:
+            return (f"--{name} {value} is too small for the simpsons architecture: its {NUM_LAYERS} stride-2 "
+                    f"layers need at least {smallest} pixels; use --{name} {smallest} or more.")
+    return None
+
+
+def build(*, height: int, width: int, c_dim: int, z_dim: int, gf_dim: int, df_dim: int, **_):
+    """(generator, discriminator), not yet built."""
+    return (Generator(output_height=height, output_width=width, c_dim=c_dim, gf_dim=gf_dim, z_dim=z_dim,
+                      name="generator"),
+            Discriminator(df_dim=df_dim, name="discriminator"))
+
+
+@keras.saving.register_keras_serializable(package="dcgan_tf", name="simpsons.Generator")
 class Generator(keras.Model):
     """z [batch, z_dim] -> images [batch, H, W, c_dim] in [-1, 1]."""
 
@@ -92,7 +109,7 @@ class Generator(keras.Model):
                 "z_dim": self.z_dim}
 
 
-@keras.saving.register_keras_serializable(package="dcgan_tf")
+@keras.saving.register_keras_serializable(package="dcgan_tf", name="simpsons.Discriminator")
 class Discriminator(keras.Model):
     """images [batch, H, W, c_dim] in [-1, 1] -> one logit per image, [batch, 1]."""
 
