@@ -8,6 +8,14 @@ JSON into bench/results/. Not a test: run it by hand on a quiet machine.
     python bench/throughput.py --quick        # tiny widths, few steps: a smoke check (at 4 filters
                                               # fit's few ms per step fail the goals by design)
 
+Roofline: the train step's FLOPs are counted from the layers' shapes (dcgan_tf/model/flops.py: one
+D update and g_steps G updates, backward passes included), so fit's img/s becomes achieved GFLOP/s,
+printed beside this machine's own matmul rate (`--matmul_size` square matmuls in float32 and
+bfloat16, best of `--matmul_repeats`) as a fraction of each. The CPU model, its vector flags and the
+precision `--precision auto` picks are printed first and kept in the JSON (`--out PATH`). Compare
+`--precision auto float32 mixed_bfloat16`: auto should never be slower than the better of the two.
+(No PyTorch row: torch is not installed where this was written.)
+
 The precisions' fits and their plain loops take turns from the first step, one execution
 (`--steps_per_execution` steps) at a time: fit in float32, its loop, fit in bfloat16, its loop, ...
 (bench_training); the first `--warmup` steps (tracing included) are not timed. A shared machine's
@@ -19,6 +27,7 @@ steps each; img/s is the median of `--repeats` windows of `--steps` steps, with 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import math
@@ -44,11 +53,16 @@ from dcgan_tf.use import export
 from dcgan_tf.use import generate
 from dcgan_tf.model import losses
 from dcgan_tf.model import nets
-from dcgan_tf import train  # noqa: E402
+from dcgan_tf.training import build, train  # noqa: E402
+from dcgan_tf.training import precision as auto_precision  # noqa: E402
+from dcgan_tf.model import flops as flop_count  # noqa: E402
 from dcgan_tf.config import PRECISIONS, PRESETS, RunConfig  # noqa: E402
-from dcgan_tf.model.latent import sample_z  # noqa: E402
+from dcgan_tf.model.latent import z_tensor  # noqa: E402
 
-GOALS = {"fit/loop": 0.95, "mixed_bfloat16/float32": 1.4, "pipeline/training": 5.0}
+# roofline: fit's achieved FLOP/s over the float32 matmul rate (float32 runs); auto/best: auto's speed
+# over the faster of float32 and mixed_bfloat16 ("never slower", within the turns' few % of noise).
+GOALS = {"fit/loop": 0.95, "mixed_bfloat16/float32": 1.4, "pipeline/training": 5.0, "roofline": 0.9,
+         "auto/best": 0.95}
 DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "simpsons_64")
 
 
@@ -64,6 +78,44 @@ def summarize(rates, cpu=None):
 
 def clock():
     return time.perf_counter(), time.process_time()
+
+
+def matmul_rate(size: int, dtype: str, repeats: int = 3) -> float:
+    """This machine's GFLOP/s for a size x size matmul in `dtype` (float32 or bfloat16): the best of
+    `repeats` timed products after one untimed (tracing) one, as 2 size^3 / seconds."""
+    rng = np.random.default_rng(0)
+    a = tf.cast(tf.constant(rng.standard_normal((size, size)), tf.float32), dtype)
+    b = tf.cast(tf.constant(rng.standard_normal((size, size)), tf.float32), dtype)
+    product = tf.function(lambda x, y: tf.reduce_sum(tf.cast(tf.matmul(x, y)[:1, :1], tf.float32)),
+                          autograph=False)
+    product(a, b).numpy()
+    best = math.inf
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        product(a, b).numpy()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size**3 / best / 1e9
+
+
+def machine_info() -> dict:
+    """The CPU's model and vector flags and what `--precision auto` picks on this machine."""
+    model, flags = auto_precision.cpu_info()
+    present = set(flags.split())
+    choice = auto_precision.machine_choice()
+    return {"cpu_model": model or platform.processor(),
+            "cpu_flags": [f for f in auto_precision.REPORTED_CPU_FLAGS if f in present],
+            "gpus": [list(c) if c else None for c in auto_precision.gpu_capabilities()],
+            "auto_precision": choice.policy, "auto_reason": choice.reason}
+
+
+def achieved(row: dict, rates: dict) -> dict:
+    """Fit's achieved GFLOP/s (counted step FLOPs x median steps/s) and its fraction of each measured
+    matmul rate ({"float32": GFLOP/s, "bfloat16": ...})."""
+    gflops = row["step_flops"] / row["batch"] * row["fit"]["median"] / 1e9
+    out = {"gflops": gflops}
+    for dtype, rate in rates.items():
+        out[f"of_{dtype}_matmul"] = gflops / rate
+    return out
 
 
 class TakeTurns:
@@ -114,8 +166,10 @@ class PlainLoop:
     called from Python: same networks, optimizers and batch, no fit, callbacks, metrics or summaries."""
 
     def __init__(self, config):
+        if config.precision == auto_precision.AUTO:
+            config = dataclasses.replace(config, precision=auto_precision.machine_choice().policy)
         generator, discriminator = nets.build_networks(config)
-        d_opt, g_opt = train.make_optimizer(config), train.make_optimizer(config)
+        d_opt, g_opt = build.make_optimizer(config), build.make_optimizer(config)
         seed = keras.random.SeedGenerator(config.seed)
         rng = np.random.default_rng(0)
         self.real = tf.constant(rng.uniform(-1, 1, (config.batch_size, config.output_height, config.output_width,
@@ -123,7 +177,7 @@ class PlainLoop:
 
         @tf.function(jit_compile=config.jit_compile)
         def step(real_images):
-            z = sample_z(config.batch_size, config.z_dim, config.z_dist, seed=seed)
+            z = z_tensor(config.batch_size, config.z_dim, config.z_dist, seed=seed)
             with tf.GradientTape() as tape:
                 real_logits = discriminator(real_images, training=True)
                 fake_logits = discriminator(generator(z, training=True), training=True)
@@ -254,7 +308,8 @@ def bench_training(args, configs):
         timer, run = results[config.precision]
         per_turn = config.steps_per_execution * config.batch_size
         row = {"fit": window_stats(timer.fit_times, turns_per_window, per_turn),
-               "fit_total_s": sum(w for w, _ in timer.fit_times)}
+               "fit_total_s": sum(w for w, _ in timer.fit_times), "policy": run.config.precision,
+               "step_flops": flop_count.run_step_flops(run)}
         if timer.loop_times:
             row["loop"] = window_stats(timer.loop_times, turns_per_window, per_turn)
             row["loop_total_s"] = sum(w for w, _ in timer.loop_times)
@@ -284,11 +339,12 @@ def bench_pipeline(args, folder, size, batch, channels):
             "decode_images_per_s": len(image_set.images) / decode_s, "batch": batch, **summarize(rates)}
 
 
-def bench_generation(args, run, root):
+def bench_generation(args, run, root, label=None):
     """images/s of generate's Keras path and of the exported SavedModel, batches of generate.BATCH."""
     config = run.config
     z = np.random.default_rng(0).uniform(-1, 1, (args.generate, config.z_dim)).astype("float32")
-    path = export.export_generator(run.model.generator, config, os.path.join(root, "export", config.precision))
+    path = export.export_generator(run.model.generator, config,
+                                   os.path.join(root, "export", label or config.precision))
     sources = {"keras": generate.from_generator(run.model.generator, config.z_dim, config.z_dist, "bench"),
                "savedmodel": generate.from_saved_model(path)}
     out = {}
@@ -323,13 +379,18 @@ def parse_args(argv=None):
     parser.add_argument("--data", default=DEFAULT_DATA, help="image folder for the pipeline figures")
     parser.add_argument("--pipeline_batches", type=int, default=50, help="batches per pipeline window")
     parser.add_argument("--generate", type=int, default=256, help="images per generation window")
-    parser.add_argument("--skip", nargs="*", default=[], choices=("loop", "pipeline", "generation"))
+    parser.add_argument("--skip", nargs="*", default=[], choices=("loop", "pipeline", "generation", "matmul"))
+    parser.add_argument("--matmul_size", type=int, default=2048, help="side of the square matmuls of the roofline")
+    parser.add_argument("--matmul_repeats", type=int, default=3, help="timed matmuls per dtype (the best counts)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="TensorFlow's intra-op threads (0: its default, all cores); inter-op 1 when set")
     parser.add_argument("--quick", action="store_true", help="tiny widths and few steps: a smoke check")
     parser.add_argument("--out", default="", help="JSON path (default bench/results/throughput-<time>.json)")
     args = parser.parse_args(argv)
     if args.quick:
         args.size, args.batch, args.width = [32], [4], 4
         args.steps, args.repeats, args.warmup, args.pipeline_batches, args.generate = 4, 3, 2, 10, 64
+        args.matmul_size, args.matmul_repeats = 256, 2
     n = args.steps_per_execution
     if args.steps % n or args.warmup % n or args.warmup < n:
         parser.error("--steps and --warmup must be multiples of --steps_per_execution (and warmup >= it)")
@@ -338,10 +399,23 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     report = {"args": vars(args), "machine": {
         "platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-        "tensorflow": tf.__version__, "keras": keras.__version__, "load_average_start": os.getloadavg()},
-        "train": [], "pipeline": [], "generation": [], "goals": []}
+        "tensorflow": tf.__version__, "keras": keras.__version__, "load_average_start": os.getloadavg(),
+        **machine_info()}, "matmul_gflops": {}, "train": [], "pipeline": [], "generation": [], "goals": []}
+    m = report["machine"]
+    threads = f", TensorFlow on {args.threads} thread(s)" if args.threads else ""
+    print(f"CPU: {m['cpu_model']} ({m['cpus']} CPUs{threads}); "
+          f"flags: {' '.join(m['cpu_flags']) or 'none of ' + ' '.join(auto_precision.REPORTED_CPU_FLAGS)}; "
+          f"GPUs: {m['gpus'] or 'none'}; --precision auto -> {m['auto_precision']} ({m['auto_reason']})", flush=True)
+    if "matmul" not in args.skip:
+        for dtype in ("float32", "bfloat16"):
+            report["matmul_gflops"][dtype] = matmul_rate(args.matmul_size, dtype, args.matmul_repeats)
+            print(f"... {args.matmul_size}x{args.matmul_size} matmul in {dtype}: "
+                  f"{report['matmul_gflops'][dtype]:.1f} GFLOP/s", flush=True)
     total_steps = args.warmup + args.steps * args.repeats
     with tempfile.TemporaryDirectory() as root:
         for arch, size, batch in itertools.product(args.arch, args.size, args.batch):
@@ -355,6 +429,10 @@ def main(argv=None) -> int:
             fits = {}
             for precision, (row, run) in bench_training(args, configs).items():
                 row = {"arch": arch, "size": size, "batch": batch, "precision": precision, **row}
+                row["roofline"] = achieved(row, report["matmul_gflops"])
+                if row["policy"] == "float32" and "float32" in report["matmul_gflops"]:
+                    report["goals"].append(goal("roofline", row["roofline"]["of_float32_matmul"], arch=arch,
+                                                size=size, batch=batch, precision=precision))
                 if "fit/loop" in row:
                     report["goals"].append(goal("fit/loop", row["fit/loop"], arch=arch, size=size, batch=batch,
                                                 precision=precision))
@@ -364,7 +442,7 @@ def main(argv=None) -> int:
                 if "generation" not in args.skip and first:
                     print(f"... {arch} {size}x{size} {precision}: generation", flush=True)
                     report["generation"].append({"arch": arch, "size": size, "precision": precision,
-                                                 **bench_generation(args, run, root)})
+                                                 **bench_generation(args, run, root, label=precision)})
                 del run
             keras.backend.clear_session()
             if "float32" in fits and "mixed_bfloat16" in fits:
@@ -374,6 +452,10 @@ def main(argv=None) -> int:
                 if "loop" in fits["float32"] and "loop" in fits["mixed_bfloat16"]:
                     where["loop_ratio"] = fits["float32"]["loop_total_s"] / fits["mixed_bfloat16"]["loop_total_s"]
                 report["goals"].append(goal("mixed_bfloat16/float32", ratio, **where))
+            if auto_precision.AUTO in fits and ({"float32", "mixed_bfloat16"} & set(fits)):
+                best = min(fits[p]["fit_total_s"] for p in ("float32", "mixed_bfloat16") if p in fits)
+                report["goals"].append(goal("auto/best", best / fits["auto"]["fit_total_s"], arch=arch, size=size,
+                                            batch=batch, auto=fits["auto"]["policy"]))
             if "pipeline" not in args.skip:
                 folder = args.data if os.path.isdir(args.data) else os.path.join(root, f"{arch}_{size}")
                 print(f"... pipeline from {folder} at {size}x{size} batch {batch}", flush=True)
@@ -399,15 +481,30 @@ def _spread(s):
 def print_report(report):
     print(f"\nload average {report['machine']['load_average_start']} -> {report['machine']['load_average_end']}"
           f" on {report['machine']['cpus']} CPUs")
-    print(f"\n{'arch':10s} {'size':>4s} {'batch':>5s} {'precision':15s} {'fit img/s (min-max)':>26s} "
-          f"{'loop img/s (min-max)':>26s} {'fit/loop':>8s} {'CPU ms/img fit, loop':>21s}")
+    m, rates = report["machine"], report.get("matmul_gflops", {})
+    if "cpu_model" in m:
+        print(f"CPU {m['cpu_model']}; flags {' '.join(m['cpu_flags']) or '-'}; auto -> {m['auto_precision']} "
+              f"({m['auto_reason']})")
+    if rates:
+        print("matmul " + ", ".join(f"{dtype} {rate:.1f} GFLOP/s" for dtype, rate in rates.items())
+              + f" ({report['args']['matmul_size']}x{report['args']['matmul_size']}, best of "
+                f"{report['args']['matmul_repeats']})")
+    print(f"\n{'arch':10s} {'size':>4s} {'batch':>5s} {'precision':21s} {'fit img/s (min-max)':>26s} "
+          f"{'loop img/s (min-max)':>26s} {'fit/loop':>8s} {'CPU ms/img fit, loop':>21s} {'GFLOP/step':>10s} "
+          f"{'GFLOP/s':>8s} {'of f32 mm':>9s} {'of bf16 mm':>10s}")
     for row in report["train"]:
         loop = _spread(row["loop"]) if "loop" in row else "-"
         ratio = f"{row['fit/loop']:.3f}" if "fit/loop" in row else "-"
         cpu = f"{1000 * row['fit']['cpu_s_per_image']:.1f}, " + (
             f"{1000 * row['loop']['cpu_s_per_image']:.1f}" if "loop" in row else "-")
-        print(f"{row['arch']:10s} {row['size']:4d} {row['batch']:5d} {row['precision']:15s} "
-              f"{_spread(row['fit']):>26s} {loop:>26s} {ratio:>8s} {cpu:>21s}")
+        name = row["precision"] if row.get("policy", row["precision"]) == row["precision"] else \
+            f"{row['precision']}->{row['policy']}"
+        roof = row.get("roofline", {})
+        fractions = [f"{roof[k]:.0%}" if k in roof else "-" for k in ("of_float32_matmul", "of_bfloat16_matmul")]
+        print(f"{row['arch']:10s} {row['size']:4d} {row['batch']:5d} {name:21s} "
+              f"{_spread(row['fit']):>26s} {loop:>26s} {ratio:>8s} {cpu:>21s} "
+              f"{row.get('step_flops', 0) / 1e9:10.3f} {roof.get('gflops', 0):8.1f} {fractions[0]:>9s} "
+              f"{fractions[1]:>10s}")
     for pipe in report["pipeline"]:
         print(f"\npipeline {pipe['folder']} {pipe['size']}x{pipe['size']} batch {pipe['batch']}: decode "
               f"{pipe['images']} images in {pipe['decode_s']:.2f} s ({pipe['decode_images_per_s']:.0f} img/s); "

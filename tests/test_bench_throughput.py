@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import threading
@@ -87,3 +88,62 @@ def test_window_stats_are_rates_of_consecutive_turns(throughput):
     assert stats["windows"] == [10.0, 5.0]
     assert stats["median"] == pytest.approx(7.5)
     assert stats["cpu_s_per_image"] == pytest.approx(0.075)
+
+
+def test_matmul_rate_is_measured_in_both_dtypes(throughput):
+    for dtype in ("float32", "bfloat16"):
+        assert throughput.matmul_rate(64, dtype, repeats=1) > 0
+
+
+def test_achieved_flops_and_their_fraction_of_the_matmul_rates(throughput):
+    row = {"step_flops": 4e9, "batch": 10, "fit": {"median": 50.0}}  # 5 steps/s of 4 GFLOP
+    out = throughput.achieved(row, {"float32": 40.0, "bfloat16": 10.0})
+    assert out == pytest.approx({"gflops": 20.0, "of_float32_matmul": 0.5, "of_bfloat16_matmul": 2.0})
+    assert throughput.achieved(row, {}) == pytest.approx({"gflops": 20.0})
+
+
+def test_machine_info_names_the_cpu_its_flags_and_the_auto_choice(throughput):
+    from dcgan_tf.training import precision
+
+    info = throughput.machine_info()
+    assert info["cpu_model"] and set(info["cpu_flags"]) <= set(precision.REPORTED_CPU_FLAGS)
+    assert (info["auto_precision"], info["auto_reason"]) == dataclasses.astuple(precision.machine_choice())
+
+
+def test_small_sizes_are_accepted_and_the_report_prints_the_roofline(throughput, capsys):
+    args = throughput.parse_args(["--size", "32", "--batch", "4", "--width", "4", "--precision", "auto", "float32",
+                                  "--matmul_size", "32", "--steps", "1", "--repeats", "1", "--warmup", "1",
+                                  "--threads", "1", "--out", "x.json"])
+    assert (args.size, args.width, args.matmul_size, args.threads, args.out) == ([32], 4, 32, 1, "x.json")
+    assert args.precision == ["auto", "float32"]
+    fit = {"median": 100.0, "min": 90.0, "max": 110.0, "cpu_s_per_image": 0.01}
+    row = {"arch": "simpsons", "size": 32, "batch": 4, "precision": "auto", "policy": "float32", "fit": fit,
+           "step_flops": 4e7}
+    row["roofline"] = throughput.achieved(row, {"float32": 10.0, "bfloat16": 2.0})
+    report = {"args": vars(args), "matmul_gflops": {"float32": 10.0, "bfloat16": 2.0},
+              "machine": {"load_average_start": (1, 1, 1), "load_average_end": (1, 1, 1), "cpus": 2,
+                          **throughput.machine_info()},
+              "train": [row], "pipeline": [], "generation": [],
+              "goals": [throughput.goal("auto/best", 0.99, arch="simpsons")]}
+    throughput.print_report(report)
+    out = capsys.readouterr().out
+    assert "matmul float32 10.0 GFLOP/s, bfloat16 2.0 GFLOP/s" in out
+    assert "auto->float32" in out and " 1.0 " in out and "10%" in out and "50%" in out  # 1 GFLOP/s
+    assert "PASS  auto/best" in out
+
+
+def test_a_tiny_bench_run_writes_the_roofline_into_its_json(throughput, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "report.json"
+    assert throughput.main(["--size", "32", "--batch", "4", "--width", "4", "--precision", "auto", "--steps", "1",
+                            "--repeats", "1", "--warmup", "1", "--matmul_size", "32", "--matmul_repeats", "1",
+                            "--skip", "loop", "pipeline", "generation", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("CPU: ") and "--precision auto -> " in printed.splitlines()[0]
+    report = json.loads(out.read_text())
+    assert report["machine"]["cpu_model"] and report["machine"]["auto_precision"]
+    assert set(report["matmul_gflops"]) == {"float32", "bfloat16"}
+    [row] = report["train"]
+    assert row["precision"] == "auto" and row["policy"] == report["machine"]["auto_precision"]
+    assert row["step_flops"] > 0 and row["roofline"]["gflops"] > 0 and "of_bfloat16_matmul" in row["roofline"]

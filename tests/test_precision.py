@@ -12,6 +12,7 @@ from dcgan_tf import config as config_module
 from dcgan_tf.use import export
 from dcgan_tf.model import nets
 from dcgan_tf.training import train
+from dcgan_tf.training import build
 from dcgan_tf.errors import RunWarning, UserError
 from tests.conftest import TINY_FLAGS, tiny_config, write_images
 
@@ -50,7 +51,7 @@ def test_the_policy_is_restored_when_building_fails():
 
 @pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16", "mixed_float16"])
 def test_a_train_step_gives_finite_float32_metrics_and_float32_images(root, precision):
-    run = train.build_run(tiny_config(root, c_dim=3, precision=precision,
+    run = build.build_run(tiny_config(root, c_dim=3, precision=precision,
                                       checkpoint_dir=str(root / f"step_{precision}")))
     metrics = run.model.train_step(_images())  # eager: no tracing cost
     assert set(metrics) == {"d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_x", "d_g_z"}
@@ -66,23 +67,23 @@ def test_a_train_step_gives_finite_float32_metrics_and_float32_images(root, prec
 
 def test_float16_loss_scale_is_checkpointed_and_restored(root):
     config = tiny_config(root, c_dim=3, precision="mixed_float16", checkpoint_dir=str(root / "scale"))
-    run = train.build_run(config)
+    run = build.build_run(config)
     run.model.train_step(_images())
     run.model.d_optimizer.dynamic_scale.assign(1024.0)
     run.model.g_optimizer.dynamic_scale.assign(256.0)
     run.manager.save(checkpoint_number=1)
-    again = train.build_run(config)
+    again = build.build_run(config)
     assert again.resumed_from.endswith("ckpt-1")
     assert float(again.model.d_optimizer.dynamic_scale.numpy()) == 1024.0
     assert float(again.model.g_optimizer.dynamic_scale.numpy()) == 256.0
 
 
 def test_float32_and_bfloat16_checkpoints_are_interchangeable_but_float16_ones_are_not(root):
-    saved_as = tiny_config(root, c_dim=3, checkpoint_dir=str(root / "switch"))
-    first = train.build_run(saved_as)
+    saved_as = tiny_config(root, c_dim=3, precision="float32", checkpoint_dir=str(root / "switch"))
+    first = build.build_run(saved_as)
     first.model.train_step(_images())
     first.manager.save(checkpoint_number=1)
-    resumed = train.build_run(tiny_config(root, c_dim=3, precision="mixed_bfloat16",
+    resumed = build.build_run(tiny_config(root, c_dim=3, precision="mixed_bfloat16",
                                           checkpoint_dir=str(root / "switch")))
     for a, b in zip(first.model.generator.weights, resumed.model.generator.weights):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
@@ -91,12 +92,13 @@ def test_float32_and_bfloat16_checkpoints_are_interchangeable_but_float16_ones_a
     with pytest.raises(UserError, match="made with --precision float32, not mixed_float16"):
         config_module.check_same_precision(tiny_config(root, precision="mixed_float16"), saved, "f")
     with pytest.raises(UserError, match="--precision mixed_float16 to continue"):
-        config_module.check_same_precision(tiny_config(root), {"precision": "mixed_float16"}, "f")
+        config_module.check_same_precision(tiny_config(root, precision="float32"), {"precision": "mixed_float16"},
+                                           "f")
     config_module.check_same_precision(tiny_config(root), {}, "f")  # configs saved before the option
 
 
 def test_a_bfloat16_run_exports_a_float32_savedmodel(root, tmp_path):
-    run = train.build_run(tiny_config(root, c_dim=3, precision="mixed_bfloat16",
+    run = build.build_run(tiny_config(root, c_dim=3, precision="mixed_bfloat16",
                                       checkpoint_dir=str(root / "export")))
     path = export.export_generator(run.model.generator, run.config, str(tmp_path / "model"))
     out = tf.saved_model.load(path).signatures["serving_default"](z=run.sample_z[:3])
@@ -108,7 +110,7 @@ def test_a_bfloat16_run_exports_a_float32_savedmodel(root, tmp_path):
 
 
 @pytest.mark.parametrize("flags,fragment", [
-    (["--precision", "bogus"], "--precision=bogus: value should be one of <float32|mixed_bfloat16|mixed_float16>"),
+    (["--precision", "bogus"], "--precision=bogus: value should be one of <auto|float32|mixed_bfloat16|mixed_float16>"),
     (["--steps_per_execution", "0"], "--steps_per_execution must be a positive whole number, got 0"),
     (["--steps_per_execution", "two"], "--steps_per_execution=two"),
     (["--steps_per_execution", "3"], "--sample_freq 100 is not a multiple of --steps_per_execution 3"),
@@ -179,8 +181,8 @@ def test_steps_per_execution_changes_nothing_but_speed(root):
     assert two["ckpts"] == one["ckpts"] == ["ckpt-4.index", "ckpt-6.index"]
     assert two["rows"] == one["rows"] == [["epoch", "step"], ["0", "2"], ["1", "4"], ["2", "6"]]
     np.testing.assert_allclose(two["values"], one["values"], rtol=1e-5)
-    assert two["scalars"] == one["scalars"] and one["scalars"]["d_loss"] == [1, 2, 3, 4, 5, 6]
-    assert one["scalars"]["G"] == [2, 4, 6] and one["scalars"]["z"] == [2, 4, 6]
+    assert two["scalars"] == one["scalars"] and one["scalars"]["loss/d_loss"] == [1, 2, 3, 4, 5, 6]
+    assert one["scalars"]["samples/G"] == [2, 4, 6] and one["scalars"]["z"] == [2, 4, 6]
     for model in (one["result"].run.model, two["result"].run.model):
         assert int(model.step.numpy()) == 6 and int(model.epoch.numpy()) == 3
     for a, b in zip(one["result"].run.model.weights, two["result"].run.model.weights):
@@ -188,12 +190,19 @@ def test_steps_per_execution_changes_nothing_but_speed(root):
                                    atol=1e-7)
 
 
-def test_xla_compiles_the_updates_while_summaries_stay_outside(root, tmp_path):
-    # XLA cannot compile summary writes: the step must still write its scalars under --jit_compile.
+def test_xla_compiles_the_updates_and_the_step_keeps_its_values_for_summaries(root, tmp_path):
+    # XLA compiles the updates; the step around them keeps its values, which the callback writes.
+    from dcgan_tf.training.summaries import Summaries
+
     writer = tf.summary.create_file_writer(str(tmp_path / "logs"))
-    run = train.build_run(tiny_config(root, c_dim=3, precision="mixed_bfloat16", jit_compile=True, g_steps=1,
-                                      checkpoint_dir=str(root / "xla")), summary_writer=writer)
+    run = build.build_run(tiny_config(root, c_dim=3, precision="mixed_bfloat16", jit_compile=True, g_steps=1,
+                                      checkpoint_dir=str(root / "xla")))
+    summaries = Summaries(writer, histogram_every=1)
+    summaries.set_model(run.model)
+    summaries.on_train_begin()
     metrics = tf.function(run.model.train_step)(_images())
+    summaries.on_train_batch_end(0)
+    summaries.on_train_end()
     writer.flush()
     assert all(np.isfinite(v.numpy()) for v in metrics.values()) and int(run.model.step.numpy()) == 1
-    assert _scalar_steps(str(tmp_path / "logs"))["d_loss"] == [1]
+    assert _scalar_steps(str(tmp_path / "logs"))["loss/d_loss"] == [1]

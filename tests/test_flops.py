@@ -1,0 +1,67 @@
+"""dcgan_tf/model/flops.py: FLOPs counted from the layers' shapes, checked against TensorFlow's profiler."""
+
+import pytest
+import tensorflow as tf
+
+from dcgan_tf.model import flops, nets
+from tests.conftest import tiny_config
+
+COUNTED_OPS = {"MatMul", "Conv2D", "Conv2DBackpropInput"}
+
+
+def _profiled(model, spec):
+    """(FLOPs of the counted op types, FLOPs of all ops) of one forward pass by tf.compat.v1.profiler."""
+    concrete = tf.function(lambda x: model(x, training=True), autograph=False).get_concrete_function(spec)
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    tree = tf.compat.v1.profiler.profile(graph=concrete.graph, cmd="graph", options=options)
+    by_node = {}
+
+    def walk(node):
+        by_node[node.name] = node.float_ops
+        for child in node.children:
+            walk(child)
+
+    walk(tree)
+    ops = {op.name: op.type for op in concrete.graph.get_operations()}
+    counted = sum(n for name, n in by_node.items() if ops.get(name) in COUNTED_OPS)
+    assert {ops.get(name) for name, n in by_node.items() if n} & COUNTED_OPS
+    return counted, sum(by_node.values())
+
+
+@pytest.mark.parametrize("arch,overrides", [("simpsons", {}), ("art", {"output_height": 64}),
+                                            ("mnist", {"output_height": 28, "c_dim": 1})])
+def test_forward_flops_match_tensorflows_profiler(tmp_path, arch, overrides):
+    config = tiny_config(tmp_path, arch=arch, precision="float32", **{"c_dim": 3, **overrides})
+    generator, discriminator = nets.build_networks(config)
+    batch = 4
+    h, w = config.output_height, config.output_width
+    for model, spec in ((generator, tf.TensorSpec([batch, config.z_dim], tf.float32)),
+                        (discriminator, tf.TensorSpec([batch, h, w, config.c_dim], tf.float32))):
+        counted, total = _profiled(model, spec)
+        assert flops.forward_flops(model) * batch == counted, model.name
+        # Batch norm, biases and activations are the rest: small even at 4 filters.
+        assert counted / total > 0.85, (model.name, counted, total)
+
+
+def test_layer_counts_by_hand(tmp_path):
+    config = tiny_config(tmp_path, c_dim=3, precision="float32")  # simpsons, 32x32, 4 filters, z 8
+    generator, discriminator = nets.build_networks(config)
+    g = {layer.name: layer.flops for layer in flops.network_flops(generator)}
+    d = {layer.name: layer.flops for layer in flops.network_flops(discriminator)}
+    assert g["g_h0_lin"] == 2 * 8 * 64  # z 8 -> 1x1x64
+    assert g["g_h1"] == 2 * 1 * 1 * 25 * 64 * 32  # 1x1x64 -> 2x2x32, 5x5 kernel
+    assert g["g_h5"] == 2 * 16 * 16 * 25 * 4 * 3  # 16x16x4 -> 32x32x3
+    assert d["d_h0_conv"] == 2 * 16 * 16 * 25 * 3 * 4  # 32x32x3 -> 16x16x4
+    assert d["d_h5_lin"] == 2 * 64
+    assert list(d)[0] == "d_h0_conv" and list(g)[0] == "g_h0_lin"  # first layers first
+
+
+def test_train_step_accounting(monkeypatch):
+    # Two-layer stand-ins make the formula's terms visible: G = 4 + 6, D = 30 + 70 FLOPs per image.
+    monkeypatch.setattr(flops, "network_flops",
+                        lambda net: [flops.LayerFlops(f"l{i}", "Dense", f) for i, f in enumerate(net)])
+    step = flops.train_step_flops([4, 6], [30, 70], batch_size=2, g_steps=2, ema=True)
+    g, g1, d, d1 = 20, 8, 200, 60
+    assert step == g * (1 + 3 * 2 + 1) - 2 * g1 + d * (6 + 2 * 2) - 2 * d1
+    assert step - flops.train_step_flops([4, 6], [30, 70], batch_size=2, g_steps=2, ema=False) == g
