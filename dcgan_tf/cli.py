@@ -1,4 +1,4 @@
-"""The command line: flags -> RunConfig -> the chosen action (train, test grid, export).
+"""The command line: flags -> RunConfig -> the actions asked for (dcgan_tf/actions.py).
 
 One absl flag per RunConfig field, with the field's default and help. TensorFlow is imported only
 after the flags are parsed, so `--help` and flag errors answer at once.
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
 import sys
-import time
 import typing
 import warnings
 
@@ -18,6 +18,7 @@ from absl import app, flags, logging
 
 from dcgan_tf.config import RunConfig
 from dcgan_tf.errors import RunWarning, UserError
+from dcgan_tf.import_hooks import around_first_import
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -53,125 +54,89 @@ def _format_warning(message, category, filename, lineno, line=None, _default=war
     return _default(message, category, filename, lineno, line)
 
 
-def _quiet_tensorflow() -> None:
-    """Keeps library chatter (checkpoint sharding notes, C++ info lines) out of the user's terminal."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.set_verbosity(logging.WARNING)
+VERBOSE_ENV = "DCGAN_TF_VERBOSE"
 
 
-def run_action(config: RunConfig) -> int:
-    from dcgan_tf.model import nets
+def _verbose() -> bool:
+    """Whether TensorFlow's own log lines were asked for: --verbose or DCGAN_TF_VERBOSE=1."""
+    if os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("", "0", "false", "no", "off"):
+        return True
+    return "verbose" in flags.FLAGS and bool(flags.FLAGS["verbose"].value)
 
-    if config.download:
-        from dcgan_tf.data import download
 
-        download.download_simpsons(os.path.join(config.data_dir, "simpsons_64"), config.download_url)
-        others = (config.train, config.export, config.generate, config.interpolate, config.report,
-                  config.tflite, config.import_tf1, config.visualize is not None)
-        if not any(others):
-            return 0
-    nets.check_config(config)
-    from dcgan_tf.use import export
-    from dcgan_tf.data import images
-    from dcgan_tf.training import train
-    from dcgan_tf.use import generate
-    from dcgan_tf.use import visualize
-    from dcgan_tf.model.gan import generated_images
-    from dcgan_tf.model.latent import draw_z, sample_z
+# TensorFlow's C++ log lines ("I0000 00:00:1795857920.477871   30419 cudart_stub.cc:31] ...") and the
+# line absl writes before the first of them. TF 2.21 writes its start-up lines on a machine without
+# a GPU (no CUDA runtime, failed cuInit) from static initializers of its libraries, before it reads
+# TF_CPP_MIN_LOG_LEVEL, so no setting hides them; they are taken out of stderr while it loads instead.
+_CPP_LOG_LINE = re.compile(r"[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] ")
+_ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+_CPU_ONLY_ERRORS = ("cuInit", "CUDA", "cuda", "cuDNN", "cuFFT", "cuBLAS")
+_CPU_GUARD_CONTINUED = "To enable the following instructions:"
 
-    # Actions on a trained model (each a library function; see generate.py, visualize.py, tf1_import.py).
-    wants_images = bool(config.generate or config.interpolate) or config.visualize is not None
-    tools = wants_images or config.report or config.tflite or bool(config.import_tf1) or config.eval
-    if config.import_tf1:
-        from dcgan_tf.use import tf1_import
 
-        path = tf1_import.import_tf1_checkpoint(config.import_tf1, config)
-        print(f"dcgan_tf: imported {config.import_tf1} as the checkpoint {path}")
-    if config.train:
-        result = train.train(config)
-        run = result.run
-        step = int(run.model.step.numpy())
-        if result.stopped_by:
-            print(f"dcgan_tf: stopped by {result.stopped_by} at step {step}; checkpoint saved in "
-                  f"{run.config.run_checkpoint_dir}. Run the same command to resume.")
-        elif result.steps_run and not result.chief:
-            print(f"dcgan_tf: trained {result.steps_run} steps as a worker; the chief writes the run's files.")
-        elif result.steps_run:
-            print(f"dcgan_tf: trained {result.steps_run} steps in {result.seconds:.1f} s "
-                  f"({result.seconds / result.steps_run:.3f} s/step); checkpoints in {run.config.run_checkpoint_dir}, "
-                  f"samples in {run.config.run_sample_dir}, TensorBoard logs in {run.config.run_log_dir}.")
+def _is_start_up_noise(line: str) -> bool:
+    """One of TensorFlow's C++ start-up lines: info and warnings, and the errors of its CUDA probe."""
+    if line.startswith((_ABSL_PREAMBLE, _CPU_GUARD_CONTINUED)):
+        return True
+    if not _CPP_LOG_LINE.match(line):
+        return False
+    return line[0] in "IW" or any(word in line for word in _CPU_ONLY_ERRORS)
+
+
+def _without_start_up_lines(function):
+    """Runs `function()` with file descriptor 2 sent to a temporary file, then writes back to stderr
+    every line it caught that is not one of TensorFlow's C++ start-up lines."""
+    import tempfile
+
+    if sys.stderr is not None:
+        sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # No stderr at all: nothing to keep clean.
+        return function()
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
         try:
-            for path in (visualize.write_report(run.config) if result.chief else ()):
-                print(f"dcgan_tf: wrote {path}")
-        except Exception as e:  # Pictures must not turn a finished training into a failure.
-            print(f"dcgan_tf: warning: no training report ({type(e).__name__}: {e})", file=sys.stderr)
-    elif config.export or not tools or (not config.saved_model and (wants_images or config.tflite or config.eval)):
-        run = train.load_trained(config)
-    if config.export or (config.tflite and not config.saved_model):
-        path = export.export_generator(run.model.sampler(config.live_weights), run.config, run.config.run_export_dir)
-        print(f"dcgan_tf: exported the generator as a SavedModel to {path}")
-    if config.tflite:
-        print(f"dcgan_tf: wrote {export.to_tflite(config.saved_model or path)}")
-    if config.eval:
-        _measure_quality(config, None if config.saved_model else run)
-    if wants_images:
-        source = generate.load_source(config, None if config.saved_model else run)
-        folder = generate.output_dir(config, source)
-        print(f"dcgan_tf: drawing from {source.origin} with --seed {config.seed}")
-    if config.generate:
-        paths = generate.generate(source, config.generate, folder, config.seed, grid=config.grid)
-        print(f"dcgan_tf: wrote {len(paths)} file(s): {paths[0]}" + (f" ... {paths[-1]}" if len(paths) > 1 else ""))
-    if config.visualize is not None:
-        paths = visualize.visualize(source, config.visualize, folder, batch_size=config.batch_size,
-                                    seed=config.seed, dims=config.visualize_dims)
-        print(f"dcgan_tf: wrote {len(paths)} file(s) into {folder}")
-    if config.interpolate:
-        keys = draw_z(config.interpolate, source.z_dim, source.z_dist, seed=config.seed)
-        for path in visualize.interpolate(source, keys, config.interpolate_steps, folder,
-                                          f"interpolate_s{config.seed}_k{config.interpolate}"):
-            print(f"dcgan_tf: wrote {path}")
-    if config.report and not config.train:
-        for path in visualize.write_report(config):
-            print(f"dcgan_tf: wrote {path}")
-    if not config.train and not config.export and not tools:
-        # This invocation's --seed (fresh unless given), not the run's: each test grid is new.
-        z = sample_z(run.config.batch_size, run.config.z_dim, run.config.z_dist, seed=config.seed)
-        stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
-        path = images.save_grid(generated_images(run.model.sampler(config.live_weights), z),
-                                os.path.join(run.config.run_sample_dir, f"test_{stamp}.png"))
-        print(f"dcgan_tf: wrote {path} from {run.resumed_from}")
-    return 0
+            return function()
+        finally:
+            if sys.stderr is not None:
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().decode("utf-8", "replace").splitlines(keepends=True)
+                    if not _is_start_up_noise(line)]
+            if kept and sys.stderr is not None:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
-def _measure_quality(config: RunConfig, run) -> None:
-    """--eval: FID and KID of the run's checkpoint (or --saved_model) against the dataset's images,
-    appended to quality.json (the run's checkpoint folder, or the SavedModel's) and, for a run, to
-    its TensorBoard log."""
-    from dcgan_tf.quality import evaluate
-    from dcgan_tf.use import generate
-    from dcgan_tf.training import train
+def _load_quietly(load, module) -> None:
+    """TensorFlow's first import and its search for devices (the CUDA probe), without its C++ start-up
+    lines."""
+    def load_and_find_devices():
+        load()
+        try:
+            module.config.list_physical_devices()
+        except Exception:  # Not the place to fail; TensorFlow says it again when used.
+            pass
 
-    source = generate.load_source(config, run)
-    data_config = run.config if run is not None else config
-    folder = data_config.run_checkpoint_dir if run is not None else config.saved_model
-    evaluate.read_quality(folder)  # A damaged quality.json is reported before the long part.
-    data_config, image_set = train.prepare_data(data_config)
-    data_config = dataclasses.replace(data_config, eval_samples=config.eval_samples)
-    evaluator = evaluate.make_evaluator(data_config, image_set.images, evaluate.inception_features_fn(config.fid_weights),
-                                        source.z_dim, source.z_dist,
-                                        cache_folder=folder if run is not None else None)
-    print(f"dcgan_tf: measuring {source.origin}: {config.eval_samples} generated images against "
-          f"{len(evaluator.real)} of {len(image_set.images)} real ones", flush=True)
-    step = int(run.model.step.numpy()) if run is not None else None
-    epoch = int(run.model.epoch.numpy()) if run is not None else None
-    record = {"step": step, "epoch": epoch, "checkpoint": source.origin, **evaluator.evaluate(source.fn)}
-    evaluate.append_evaluation(folder, record)
-    path = os.path.join(folder, evaluate.QUALITY_FILE)
-    if run is not None:
-        import tensorflow as tf
+    _without_start_up_lines(load_and_find_devices)
 
-        evaluate.write_summaries(tf.summary.create_file_writer(data_config.run_log_dir), record, step)
-    print(f"dcgan_tf: {evaluate.describe(record)}; recorded in {path}")
+
+def _quiet_tensorflow() -> None:
+    """Keeps library chatter (TensorFlow's C++ start-up lines, checkpoint sharding notes) out of the
+    user's terminal unless --verbose or DCGAN_TF_VERBOSE=1 asks for it. Call it before anything
+    imports TensorFlow: run() does, at the start of the process."""
+    if not _verbose():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Read once, as its libraries load.
+        around_first_import("tensorflow", _load_quietly)
+        logging.set_verbosity(logging.WARNING)
+
+
+def given_options(flag_values: flags.FlagValues = flags.FLAGS) -> frozenset:
+    """The options named on the command line (the others took their defaults)."""
+    return frozenset(f.name for f in dataclasses.fields(RunConfig) if flag_values[f.name].present)
 
 
 class _Terminated(Exception):
@@ -191,12 +156,14 @@ def main(argv, flag_values: flags.FlagValues = flags.FLAGS) -> int:
     try:
         config = config_from_flags(flag_values)
         _quiet_tensorflow()
-        return run_action(config)
+        from dcgan_tf import actions
+
+        return actions.run_actions(config, given_options(flag_values))
     except UserError as e:
         print(f"dcgan_tf: error: {e}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, _Terminated):
-        print("dcgan_tf: interrupted outside training; checkpoints already saved are untouched.",
+        print("dcgan_tf: interrupted; checkpoints already saved are untouched.",
               file=sys.stderr)
         return 130
 
@@ -227,10 +194,30 @@ def program_name(argv0: str) -> str:
     return f"python {name}" if name.endswith(".py") else name
 
 
+def package_version() -> str:
+    """This package's version, from its installed metadata; dcgan_tf.__version__ (the same number:
+    pyproject.toml reads it from there) when it runs from a checkout that is not what is installed."""
+    from importlib import metadata
+
+    import dcgan_tf
+
+    try:
+        dist = metadata.distribution("dcgan_tf")
+    except metadata.PackageNotFoundError:
+        return dcgan_tf.__version__
+    here = os.path.dirname(os.path.dirname(os.path.abspath(dcgan_tf.__file__)))
+    if os.path.realpath(str(dist.locate_file(""))) != os.path.realpath(here):
+        return dcgan_tf.__version__  # Another copy is installed; this one runs from its folder.
+    return dist.version
+
+
 def _parse_flags(argv):
-    """absl's parser, with help on -h/--help (exit 0; absl's own exits 1 and knows no -h) and a bad
-    flag value as one error line (exit 2) instead of its usage dump."""
+    """absl's parser, with help on -h/--help (exit 0; absl's own exits 1 and knows no -h), --version
+    (exit 0) and a bad flag value as one error line (exit 2) instead of its usage dump."""
     program = program_name(argv[0] if argv else "")
+    if "--version" in argv[1:]:
+        print(f"dcgan-tf {package_version()}")
+        sys.exit(0)
     asked = [arg for arg in argv[1:] if arg in HELP_FLAGS]
     if asked:
         text = flags.FLAGS.get_help() if "--helpfull" in asked else flags.FLAGS.main_module_help()
@@ -245,5 +232,9 @@ def _parse_flags(argv):
 
 def run() -> None:
     """Entry point of main.py and the `dcgan-tf` console script."""
+    _quiet_tensorflow()  # First: before anything can import TensorFlow.
     define_flags()
+    if "verbose" not in flags.FLAGS:
+        flags.DEFINE_bool("verbose", False, f"Show TensorFlow's own start-up and C++ log lines (or set "
+                          f"{VERBOSE_ENV}=1).", module_name=sys.argv[0] or "dcgan_tf")
     app.run(main, flags_parser=_parse_flags)

@@ -76,8 +76,11 @@ def test_find_image_files_recursive_and_case_insensitive(tmp_path):
         touch(tmp_path / "sub" / "deeper" / "f.bmp"),
         touch(tmp_path / "sub" / "deeper" / "g.GIF"),
         touch(tmp_path / "folder.jpg" / "h.png"),  # A folder with an image-like name is walked, not listed.
+        touch(tmp_path / "i.tif"),
+        touch(tmp_path / "sub" / "I.TIFF"),
+        touch(tmp_path / "j.webp"),
     ]
-    for other in ["notes.txt", "i.tif", "j.webp", "k.jpg.bak", "jpg", "sub/l.jpgx", "sub/deeper/m.svg"]:
+    for other in ["notes.txt", "k.jpg.bak", "jpg", "sub/l.jpgx", "sub/deeper/m.svg", "n.tifx"]:
         touch(tmp_path / other)
 
     found = data.find_image_files(str(tmp_path))
@@ -656,3 +659,100 @@ def test_epoch_order_is_a_permutation_fixed_by_seed_and_epoch():
 @pytest.mark.parametrize("count, batch, steps", [(32, 5, 6), (10, 10, 1), (9, 2, 4)])
 def test_steps_per_epoch(count, batch, steps):
     assert data.steps_per_epoch(count, batch) == steps
+
+
+# --------------------------------------------------------------------------------------------------
+# More formats (.webp, .tif/.tiff) and the one-line warnings about images that do not fit together
+# --------------------------------------------------------------------------------------------------
+def _run_warnings(folder, **kwargs):
+    """load_folder's result and the messages of the RunWarnings it gave."""
+    from dcgan_tf.errors import RunWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image_set = load_folder(folder, **kwargs)
+    return image_set, [str(w.message) for w in caught if issubclass(w.category, RunWarning)]
+
+
+@pytest.mark.parametrize("name, save_kwargs", [("a.webp", {"lossless": True}), ("b.tif", {}), ("c.TIFF", {}),
+                                                ("d.tiff", {"compression": "tiff_lzw"})])
+def test_webp_and_tiff_are_found_and_decoded(tmp_path, name, save_kwargs):
+    pixels = pattern_array(4, 6)
+    save_image(pixels, tmp_path / name, **save_kwargs)
+    assert data.find_image_files(str(tmp_path)) == [str(tmp_path / name)]
+    image_set, caught = _run_warnings(tmp_path)
+    assert caught == []
+    assert image_set.images.shape == (1, 4, 6, 3)
+    np.testing.assert_array_equal(image_set.images[0], pixels)
+
+
+def test_grayscale_16_bit_tiff_is_scaled_to_8_bits(tmp_path):
+    save_image(np.full((4, 6), 65535, np.uint16), tmp_path / "deep.tif")
+    image_set, _ = _run_warnings(tmp_path, c_dim=0)
+    assert image_set.images.shape == (1, 4, 6, 1)
+    assert (image_set.images == 255).all()
+
+
+def test_one_size_one_kind_no_enlargement_gives_no_warning(tmp_path):
+    for i in range(3):
+        constant_image(tmp_path / f"{i}.png", (i, i, i), size=(6, 4))
+    _, caught = _run_warnings(tmp_path, output_size=(8, 12))  # Exactly 2x: not more.
+    assert caught == []
+
+
+def test_mixed_sizes_without_crop_warn_once(tmp_path):
+    constant_image(tmp_path / "a.png", (1, 1, 1), size=(6, 4))
+    constant_image(tmp_path / "b.png", (2, 2, 2), size=(6, 4))
+    constant_image(tmp_path / "c.png", (3, 3, 3), size=(12, 8))  # Same aspect ratio, other size.
+    _, caught = _run_warnings(tmp_path)
+    assert len(caught) == 1, caught
+    assert "3 images have 2 different sizes (6x4, 12x8)" in caught[0] and "--crop" in caught[0]
+    assert "aspect" not in caught[0]
+
+
+def test_mixed_aspect_ratios_without_crop_warn_once(tmp_path):
+    constant_image(tmp_path / "wide.png", (1, 1, 1), size=(6, 4))
+    constant_image(tmp_path / "tall.png", (2, 2, 2), size=(4, 6))
+    _, caught = _run_warnings(tmp_path)
+    assert len(caught) == 1, caught
+    assert "2 different sizes" in caught[0] and "aspect ratios" in caught[0] and "stretched" in caught[0]
+
+
+def test_mixed_sizes_with_crop_do_not_warn(tmp_path):
+    constant_image(tmp_path / "a.png", (1, 1, 1), size=(6, 4))
+    constant_image(tmp_path / "b.png", (2, 2, 2), size=(9, 7))
+    image_set, caught = _run_warnings(tmp_path, crop=True, crop_size=(4, 6))
+    assert len(image_set.paths) == 2 and caught == []
+
+
+def test_grayscale_mixed_with_colour_warns_once(tmp_path):
+    constant_image(tmp_path / "colour.png", (10, 20, 30))
+    constant_image(tmp_path / "gray.png", 128, mode="L")
+    constant_image(tmp_path / "gray2.png", 64, mode="L")
+    image_set, caught = _run_warnings(tmp_path, c_dim=0)
+    assert image_set.images.shape[-1] == 3
+    assert len(caught) == 1, caught
+    assert "2 of the 3 images are grayscale" in caught[0] and "--c_dim 1" in caught[0]
+    # Channels asked for explicitly: the conversion is what was asked, no warning.
+    _, caught = _run_warnings(tmp_path, c_dim=1)
+    assert caught == []
+
+
+def test_enlarged_more_than_2x_warns_once(tmp_path):
+    constant_image(tmp_path / "big.png", (1, 1, 1), size=(12, 8))
+    constant_image(tmp_path / "small.png", (2, 2, 2), size=(12, 8))
+    constant_image(tmp_path / "smaller.png", (3, 3, 3), size=(12, 8))
+    _, caught = _run_warnings(tmp_path, output_size=(17, 24))  # 8 -> 17 rows: more than 2x.
+    assert len(caught) == 1, caught
+    assert "3 of the 3 images are enlarged more than 2x, from 12x8" in caught[0] and "24x17" in caught[0]
+    # The crop is what gets enlarged with --crop.
+    _, caught = _run_warnings(tmp_path, crop=True, crop_size=(4, 4), output_size=(8, 9))
+    assert len(caught) == 1 and "from 4x4 (the crop) to 9x8" in caught[0], caught
+
+
+def test_each_kind_of_mismatch_is_its_own_line(tmp_path):
+    constant_image(tmp_path / "a.png", (1, 1, 1), size=(6, 4))
+    constant_image(tmp_path / "b.png", 9, size=(2, 2), mode="L")
+    _, caught = _run_warnings(tmp_path, c_dim=0)
+    assert len(caught) == 3, caught
+    assert all("\n" not in message for message in caught)

@@ -5,11 +5,13 @@ RGBA, palette, 16-bit and CMYK files alike), centre-cropped and resized as the o
 and kept in memory as uint8 at the output size (decoded once). The tf.data pipeline then draws a
 fresh permutation every epoch (fixed by the seed and the epoch number, so resumes are exact), scales
 batches to [-1, 1] and prefetches them. Files that cannot be used are skipped and named
-in one warning.
+in one warning; sizes that differ without --crop, grayscale mixed with colour and images enlarged
+more than 2x get one warning line each.
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import fnmatch
 import math
@@ -21,9 +23,10 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+from dcgan_tf.runs import match_entry
 from dcgan_tf.errors import RunWarning, UserError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
@@ -44,13 +47,9 @@ class ImageSet:
 def resolve_dataset_dir(data_dir: str, dataset: str) -> str:
     """The folder of `dataset` under `data_dir`, matching the name case-insensitively."""
     exact = os.path.join(data_dir, dataset)
-    if os.path.isdir(exact):
-        return exact
-    if os.path.isdir(data_dir):
-        matches = sorted(n for n in os.listdir(data_dir)
-                         if n.lower() == dataset.lower() and os.path.isdir(os.path.join(data_dir, n)))
-        if matches:
-            return os.path.join(data_dir, matches[0])
+    found = match_entry(data_dir, dataset)
+    if found:
+        return os.path.join(data_dir, found)
     raise UserError(
         f"dataset folder {exact} does not exist; put the training images in it (see data/README.md) "
         f"or point --data_dir/--dataset at your images.")
@@ -163,6 +162,58 @@ def detect_channels(paths: Sequence[str]) -> int:
     return 1
 
 
+def _describe(path: str) -> Optional[Tuple[Tuple[int, int], bool]]:
+    """((width, height), grayscale) of an image file, from its header (None if it cannot be read)."""
+    try:
+        with Image.open(path) as img:
+            return img.size, img.mode in _GRAY_MODES
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+
+
+def _mismatch_warnings(described, *, crop: bool, crop_size: Tuple[int, int], output_size: Tuple[int, int],
+                       channels_from_data: bool) -> List[str]:
+    """One line for each way the used images do not fit together or the output size: sizes or
+    aspect ratios that differ without --crop (each image is resized as it is, so differently
+    stretched), grayscale mixed with colour, images enlarged more than 2x. `described`: the used
+    files as [(path, ((width, height), grayscale))]."""
+    out_h, out_w = output_size
+    count = len(described)
+    lines = []
+    if not crop:
+        sizes = [size for size, _ in collections.Counter(size for _, (size, _) in described).most_common()]
+        if len(sizes) > 1:
+            shown = ", ".join(f"{w}x{h}" for w, h in sizes[:3])
+            shown += f" and {len(sizes) - 3} more" if len(sizes) > 3 else ""
+            stretched = len({round(w / h, 2) for w, h in sizes}) > 1
+            lines.append(
+                f"the {count} images have {len(sizes)} different sizes ({shown})"
+                + (" and aspect ratios" if stretched else "")
+                + f"; without --crop each is resized to {out_w}x{out_h} as it is"
+                + (", so they are stretched differently" if stretched else "")
+                + ". Use --crop (with --input_height/--input_width) to cut the same centre out of each, "
+                  "or make the images one size.")
+    grays = [path for path, (_, gray) in described if gray]
+    if channels_from_data and 0 < len(grays) < count:
+        lines.append(
+            f"{len(grays)} of the {count} images {'is' if len(grays) == 1 else 'are'} grayscale and the others "
+            f"colour (e.g. "
+            f"{os.path.basename(grays[0])}); the grayscale ones are trained as gray colour images. Use "
+            f"--c_dim 1 to train in grayscale, or remove them.")
+    crop_h, crop_w = crop_size
+    enlarged = [(path, (crop_w, crop_h) if crop else size) for path, (size, _) in described]
+    enlarged = [(path, (w, h)) for path, (w, h) in enlarged if out_w > 2 * w or out_h > 2 * h]
+    if enlarged:
+        path, (w, h) = enlarged[0]
+        lines.append(
+            f"{len(enlarged)} of the {count} images {'is' if len(enlarged) == 1 else 'are'} enlarged more than "
+            f"2x, from {w}x{h}"
+            + (" (the crop)" if crop else f" (e.g. {os.path.basename(path)})")
+            + f" to {out_w}x{out_h}, which blurs them. Use larger images"
+            + (" or a larger --input_height" if crop else "") + ", or a smaller --output_height.")
+    return lines
+
+
 def load_image_folder(folder: str, *, pattern: str = "*", crop: bool, crop_size: Tuple[int, int],
                       output_size: Tuple[int, int], c_dim: int = 0,
                       workers: Optional[int] = None) -> ImageSet:
@@ -174,6 +225,7 @@ def load_image_folder(folder: str, *, pattern: str = "*", crop: bool, crop_size:
         raise UserError(
             f"no images matching {pattern!r} ({'/'.join(e[1:] for e in IMAGE_EXTENSIONS)}) in {folder}; "
             f"add images or change --input_fname_pattern.")
+    given_c_dim = c_dim
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         c_dim = c_dim or detect_channels(paths)
@@ -184,13 +236,17 @@ def load_image_folder(folder: str, *, pattern: str = "*", crop: bool, crop_size:
         except UnusableImage as e:
             return None, str(e)
 
+    def load_and_describe(path):
+        arr, why = load(path)
+        return arr, why, (_describe(path) if arr is not None else None)
+
     workers = workers or min(4, os.cpu_count() or 1)
     with warnings.catch_warnings():  # Over-large files are skipped by load_image, not warned about.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(load, paths))
-    good = [(p, arr) for p, (arr, _) in zip(paths, results) if arr is not None]
-    skipped = tuple((p, why) for p, (_, why) in zip(paths, results) if why is not None)
+            results = list(pool.map(load_and_describe, paths))
+    good = [(p, arr) for p, (arr, _, _) in zip(paths, results) if arr is not None]
+    skipped = tuple((p, why) for p, (_, why, _) in zip(paths, results) if why is not None)
     if skipped:
         listed = "; ".join(f"{p} ({why})" for p, why in skipped[:20])
         more = f"; and {len(skipped) - 20} more" if len(skipped) > 20 else ""
@@ -198,6 +254,10 @@ def load_image_folder(folder: str, *, pattern: str = "*", crop: bool, crop_size:
                                  f"{listed}{more}"), stacklevel=2)
     if not good:
         raise UserError(f"none of the {len(paths)} image files in {folder} could be used; see the warning above.")
+    for message in _mismatch_warnings([(p, info) for p, (_, _, info) in zip(paths, results) if info is not None],
+                                      crop=crop, crop_size=crop_size, output_size=output_size,
+                                      channels_from_data=not given_c_dim):
+        warnings.warn(RunWarning(message), stacklevel=2)
     images = np.stack([arr for _, arr in good])
     return ImageSet(images=images, paths=tuple(p for p, _ in good), skipped=skipped)
 
@@ -279,3 +339,39 @@ def fit_images(images: np.ndarray, output_size: Tuple[int, int], c_dim: int = 0)
         (out_w, out_h), Image.Resampling.BILINEAR), dtype=np.uint8) for img in images]
     out = np.stack(resized)
     return out[..., None] if gray else out
+
+
+# ------------------------------------------------------------------------------------------------
+# A dataset by name: an image folder under data_dir, or a built-in dataset (mnist, fashion_mnist).
+def _builtin(data_dir: str, dataset: str, pattern: str) -> bool:
+    """A built-in dataset's name with no image folder of that name to take precedence."""
+    from dcgan_tf.data import datasets
+
+    if not datasets.is_builtin(dataset):
+        return False
+    try:
+        return not find_image_files(resolve_dataset_dir(data_dir, dataset), pattern)
+    except UserError:
+        return True
+
+
+def dataset_name(data_dir: str, dataset: str, pattern: str = "*") -> str:
+    """The dataset's name as its folder spells it (folders are matched case-insensitively)."""
+    if _builtin(data_dir, dataset, pattern):
+        return dataset
+    return os.path.basename(resolve_dataset_dir(data_dir, dataset))
+
+
+def load_dataset(data_dir: str, dataset: str, *, pattern: str, crop: bool, crop_size: Tuple[int, int],
+                 output_size: Tuple[int, int], c_dim: int) -> ImageSet:
+    """The training images of `dataset`, decoded and sized: a folder's images, or a built-in
+    dataset's standard files (28x28x1, fetched unless $DCGAN_TF_NO_DOWNLOAD, resized when asked)."""
+    if _builtin(data_dir, dataset, pattern):
+        from dcgan_tf.data import datasets
+
+        where = []
+        pixels = datasets.load_builtin(dataset, data_dir, download=not os.environ.get("DCGAN_TF_NO_DOWNLOAD"),
+                                       where=where)
+        return ImageSet(images=fit_images(pixels, output_size, c_dim), paths=(), skipped=(), source=where[0])
+    return load_image_folder(resolve_dataset_dir(data_dir, dataset), pattern=pattern, crop=crop,
+                             crop_size=crop_size, output_size=output_size, c_dim=c_dim)

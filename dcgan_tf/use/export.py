@@ -3,6 +3,9 @@
 Signature "serving_default": input `z` float32 [batch, z_dim]; outputs `images` float32
 [batch, H, W, C] in [-1, 1] and `pixels` uint8 [batch, H, W, C]. The generator runs in inference
 mode (batch norm with its moving averages). `dcgan_tf.json` beside the model says how to draw z.
+
+Beside it, in the same folder, `generator.keras`: the generator in Keras's own format, for
+`keras.saving.load_model` after `import dcgan_tf` (its classes are registered with Keras).
 """
 
 from __future__ import annotations
@@ -10,10 +13,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 
 import tensorflow as tf
 
+from dcgan_tf.runs import atomic_path
+
 METADATA_FILE = "dcgan_tf.json"
+KERAS_FILE = "generator.keras"
 
 
 class GeneratorExport(tf.Module):
@@ -43,7 +50,8 @@ class GeneratorExport(tf.Module):
 
 
 def export_generator(generator, config, path: str) -> str:
-    """Writes the SavedModel to `path` (replacing an earlier export there) and returns `path`."""
+    """Writes the SavedModel to `path` (replacing an earlier export there), with `dcgan_tf.json` and
+    the generator as `generator.keras` among its files, and returns `path`."""
     module = GeneratorExport(generator, config.z_dim)
     tmp = path.rstrip("/\\") + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -53,6 +61,7 @@ def export_generator(generator, config, path: str) -> str:
                 "c_dim": config.c_dim, "run_name": config.run_name}
     with open(os.path.join(tmp, METADATA_FILE), "w", encoding="utf-8") as f:
         json.dump(metadata, f, indent=2)
+    generator.save(os.path.join(tmp, KERAS_FILE))
     if os.path.isdir(path):
         shutil.rmtree(path)
     os.replace(tmp, path)
@@ -66,7 +75,7 @@ def to_tflite(saved_model_path: str, output_path: str = "") -> str:
     """Converts an exported SavedModel (its serving_default signature: z -> images, pixels) to a
     TensorFlow Lite model, by default `model.tflite` inside the SavedModel folder; returns its path.
 
-    Run it with `tf.lite.Interpreter(model_path=...).get_signature_runner("serving_default")(z=z)`.
+    Run it with `tflite_interpreter(path).get_signature_runner("serving_default")(z=z)`.
     """
     from dcgan_tf.errors import UserError
 
@@ -76,8 +85,21 @@ def to_tflite(saved_model_path: str, output_path: str = "") -> str:
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_path, signature_keys=["serving_default"])
     flatbuffer = converter.convert()
     output_path = output_path or os.path.join(saved_model_path, TFLITE_FILE)
-    tmp = output_path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(flatbuffer)
-    os.replace(tmp, output_path)
+    with atomic_path(output_path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(flatbuffer)
     return output_path
+
+
+def tflite_interpreter(model_path: str):
+    """An interpreter for a .tflite file: LiteRT's (`pip install ai-edge-litert`) when it is
+    installed, else TensorFlow's own tf.lite.Interpreter, whose notice that it moves to LiteRT is
+    silenced here. Either has `get_signature_runner("serving_default")`."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is deprecated",
+                                    category=UserWarning)
+            return tf.lite.Interpreter(model_path=model_path)
+    return Interpreter(model_path=model_path)

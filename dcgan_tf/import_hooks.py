@@ -1,0 +1,35 @@
+"""Wrapping the first import of a library (Keras, TensorFlow) without importing it any earlier, so
+that `import dcgan_tf` and `--help` stay instant."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from typing import Callable
+
+
+class _FirstImport:
+    """A one-shot import hook: the module's own loading runs inside `around(load, module)`."""
+
+    def __init__(self, name: str, around: Callable):
+        self.name, self.around = name, around
+
+    def find_spec(self, name, path=None, target=None):
+        if name != self.name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        loader = getattr(spec, "loader", None)
+        if loader is not None and hasattr(loader, "exec_module"):
+            load = loader.exec_module
+            loader.exec_module = lambda module: self.around(lambda: load(module), module)
+        return spec
+
+
+def around_first_import(name: str, around: Callable) -> bool:
+    """Runs `around(load, module)` in place of the first import of `name` (`load()` does the import).
+    False, with nothing installed, when `name` is already imported or already wrapped by this hook."""
+    if name in sys.modules or any(isinstance(h, _FirstImport) and h.name == name for h in sys.meta_path):
+        return False
+    sys.meta_path.insert(0, _FirstImport(name, around))
+    return True
