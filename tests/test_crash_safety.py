@@ -15,7 +15,7 @@ from tests.conftest import MAIN, write_images
 
 KILLS = 20
 CKPT_FREQ = 2
-RUN = "faces_4_32_32_z8_gf4_df4"
+RUN = "faces_4_32_32_z8_gf16_df16"
 
 
 def _start(workdir, extra=()):

@@ -49,7 +49,7 @@ class Record(keras.callbacks.Callback):
 def config(strategy, **extra):
     values = dict(data_dir=os.path.join(root, "data"), dataset="faces", output_height=32, gf_dim=4, df_dim=4,
                   batch_size=4, z_dim=8, epoch=1, seed=1, sample_freq=2, ckpt_freq=2, learning_rate=1e-3,
-                  strategy=strategy, cpu_devices=2)
+                  strategy=strategy, cpu_devices=2, precision="float32")
     values.update({k: os.path.join(root, f"{k}_{strategy}") for k in ("checkpoint_dir", "sample_dir", "log_dir")})
     values.update(extra)
     return RunConfig.create(**values)
