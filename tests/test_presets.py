@@ -215,7 +215,8 @@ def test_preset_trains_and_exports_in_process(tmp_path, arch, monkeypatch, capsy
     assert code == 0, out.err[-3000:]
     assert "trained 2 steps" in out.out
     size = {"mlp": 28, "art": 16, "classic": 64, "simpsons": 32}[arch]
-    run = f"faces_4_{size}_{size}"
+    [run] = os.listdir(tmp_path / "checkpoints")  # One run, named for its architecture and sizes.
+    assert run.startswith(f"faces_4_{size}_{size}") and (arch == "simpsons") != (f"_{arch}" in run)
     saved = json.loads((tmp_path / "checkpoints" / run / "config.json").read_text())
     assert saved["arch"] == arch and saved["g_steps"] == PRESETS[arch]["g_steps"]
     assert saved["label_flip_prob"] == PRESETS[arch]["label_flip_prob"]
@@ -239,7 +240,7 @@ def test_mnist_preset_through_main_py_on_idx_files(tmp_path):
                     env={"DCGAN_TF_NO_DOWNLOAD": "1", "KERAS_HOME": str(tmp_path / "keras")})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "8 images from data/mnist/train-images-idx3-ubyte.gz at 28x28x1" in proc.stdout and "trained 2 steps" in proc.stdout
-    assert (tmp_path / "export" / "mnist_4_28_28" / "saved_model.pb").exists()
+    assert (tmp_path / "export" / "mnist_4_28_28_mnist_z8_gf2_df2_h8" / "saved_model.pb").exists()
 
 
 def test_import_tf1_needs_the_simpsons_architecture(tmp_path):

@@ -126,6 +126,7 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
     # Order matters: a step's grid is named for its epoch; its checkpoint already counts the epoch
     # it completed.
     callbacks = [
+        stop,  # First: a step counts as done for it before any grid or checkpoint shows that step.
         guard,
         *([Summaries(writer, config.sample_freq)] if writer is not None else []),
         samples,
@@ -133,13 +134,12 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
         cbs.CheckpointSaver(run.manager if chief else distribute.ScratchCheckpointManager(run.checkpoint),
                             config.ckpt_freq, failure=failure),
         cbs.MetricsLog(os.path.join(config.run_checkpoint_dir, runs.METRICS_FILE), METRIC_NAMES),
-        stop,
         *extra_callbacks,
     ]
     if not chief:  # Grids and the metrics log are the chief's alone.
         callbacks = [c for c in callbacks if not isinstance(c, (cbs.SampleGrid, cbs.MetricsLog))]
     if features_fn is not None:
-        callbacks.insert(callbacks.index(stop), _periodic_eval(config, run, image_set.images, features_fn,
+        callbacks.insert(len(callbacks) - len(extra_callbacks), _periodic_eval(config, run, image_set.images, features_fn,
                                                                writer, failure, verbose=bool(verbose)))
     # A progress bar on a terminal; plain lines, one per epoch, in logs and pipes.
     terminal = bool(verbose) and sys.stdout.isatty()
