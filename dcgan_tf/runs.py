@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -155,14 +156,16 @@ class RunInfo:
     name: str
     folder: str
     config: Optional[dict]  # None: missing or damaged config.json.
-    step: Optional[int] = None
-    epoch: Optional[int] = None
-    kid: Optional[float] = None
     damaged: bool = False
 
     @property
     def dataset(self) -> Optional[str]:
         return self.config.get("dataset") if self.config else None
+
+    @functools.cached_property
+    def progress(self) -> tuple:
+        """(step, epoch, last KID), read from the run's files only when shown."""
+        return _progress(self.folder)
 
 
 def _progress(folder: str) -> tuple:
@@ -204,7 +207,7 @@ def list_runs(checkpoint_dir: str) -> List[RunInfo]:
             config, damaged = None, True
         if config is None and not damaged and not has_checkpoint(folder):
             continue
-        found.append(RunInfo(name, folder, config, *_progress(folder), damaged=damaged))
+        found.append(RunInfo(name, folder, config, damaged=damaged))
     return found
 
 
@@ -216,10 +219,11 @@ def describe_run(info: RunInfo) -> str:
         c = info.config
         what = (f"{c.get('dataset')}, {c.get('arch')} {c.get('output_height')}x{c.get('output_width')}, "
                 f"batch {c.get('batch_size')}, widths {c.get('gf_dim')}/{c.get('df_dim')}, z {c.get('z_dim')}")
+    step, epoch, kid = info.progress
     progress = ", ".join(part for part in (
-        f"step {info.step}" if info.step is not None else "",
-        f"epoch {info.epoch}" if info.epoch is not None else "",
-        f"KID {info.kid:.3f}" if info.kid is not None else "") if part)
+        f"step {step}" if step is not None else "",
+        f"epoch {epoch}" if epoch is not None else "",
+        f"KID {kid:.3f}" if kid is not None else "") if part)
     return f"{info.name}: {what}" + (f"; {progress}" if progress else "")
 
 

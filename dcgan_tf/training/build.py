@@ -51,8 +51,7 @@ def build_run(config: RunConfig) -> Run:
     """Models, optimizers, fixed sample z and checkpoint manager for a config whose c_dim is known;
     restores the newest checkpoint of the run if there is one. `--precision auto` not settled yet
     (train() settles it, see precision.settle) becomes the machine's choice here."""
-    if config.precision == precision.AUTO:
-        config = dataclasses.replace(config, precision=precision.machine_choice().policy)
+    config = dataclasses.replace(config, precision=precision.resolve(config.precision).policy)
     keras.utils.set_random_seed(config.seed)
     # Inside a strategy's scope with several replicas, batch norm works on the global batch.
     several_replicas = tf.distribute.get_strategy().num_replicas_in_sync > 1
@@ -170,13 +169,18 @@ def prepare_data(config: RunConfig):
         run = dataset + run[len(config.dataset):]  # A derived name spells the dataset as its folder does.
     config = dataclasses.replace(config, dataset=dataset, run=run)
     config = continue_saved_run(config)
-    image_set = pipeline.load_dataset(
-        config.data_dir, config.dataset, pattern=config.input_fname_pattern, crop=config.crop,
-        crop_size=(config.input_height, config.input_width),
-        output_size=(config.output_height, config.output_width), c_dim=config.c_dim)
+    image_set = _load_images(config)
     config = dataclasses.replace(config, c_dim=image_set.images.shape[-1])
     pipeline.check_batch_size(len(image_set.images), config.batch_size)
     return config, image_set
+
+
+def _load_images(config: RunConfig) -> pipeline.ImageSet:
+    """The images of `config.dataset` (as its folder spells it) at the run's size and channels."""
+    return pipeline.load_dataset(
+        config.data_dir, config.dataset, pattern=config.input_fname_pattern, crop=config.crop,
+        crop_size=(config.input_height, config.input_width),
+        output_size=(config.output_height, config.output_width), c_dim=config.c_dim)
 
 
 def find_trained(config: RunConfig, given: Optional[Collection[str]] = None) -> runs.RunInfo:
@@ -205,11 +209,12 @@ def load_trained(config: RunConfig, given: Optional[Collection[str]] = None) -> 
     if info.config is None:
         restored_config = _options_without_config(config, info)
     else:
-        options = dataclasses.replace(config, run=info.name)
+        # Refuses model flags that disagree with the run (all of them for a call from Python).
+        named = dataclasses.replace(config, run=info.name)
         if given is None:
-            check_same_model(options, info.config, info.folder)
+            check_same_model(named, info.config, info.folder)
         else:
-            options = _saved_model_options(options, info.config, given)
+            _saved_model_options(named, info.config, given)
         keep = {f.name for f in dataclasses.fields(RunConfig)} & set(info.config)
         merged = {**{k: info.config[k] for k in keep}, **{k: getattr(config, k) for k in _INVOCATION_FIELDS},
                   "run": info.name, "runs": False}
@@ -251,10 +256,7 @@ def _options_without_config(config: RunConfig, info: runs.RunInfo) -> RunConfig:
     config = dataclasses.replace(config, run=info.name)
     if not config.c_dim:
         dataset = pipeline.dataset_name(config.data_dir, config.dataset, config.input_fname_pattern)
-        image_set = pipeline.load_dataset(
-            config.data_dir, dataset, pattern=config.input_fname_pattern, crop=config.crop,
-            crop_size=(config.input_height, config.input_width),
-            output_size=(config.output_height, config.output_width), c_dim=0)
+        image_set = _load_images(dataclasses.replace(config, dataset=dataset))
         config = dataclasses.replace(config, c_dim=image_set.images.shape[-1])
     return config
 

@@ -123,8 +123,8 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
                              failure=failure)
     stop = cbs.GracefulStop()
     guard = cbs.NonFiniteGuard()
-    # Order matters: a step's grid is named for its epoch; its checkpoint already counts the epoch
-    # it completed.
+    # Order matters: the epoch counter moves before the checkpoint of an epoch's last step is saved,
+    # so that checkpoint already counts the epoch it completed.
     callbacks = [
         stop,  # First: a step counts as done for it before any grid or checkpoint shows that step.
         guard,
@@ -139,8 +139,9 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
     if not chief:  # Grids and the metrics log are the chief's alone.
         callbacks = [c for c in callbacks if not isinstance(c, (cbs.SampleGrid, cbs.MetricsLog))]
     if features_fn is not None:
-        callbacks.insert(len(callbacks) - len(extra_callbacks), _periodic_eval(config, run, image_set.images, features_fn,
-                                                               writer, failure, verbose=bool(verbose)))
+        periodic_eval = _periodic_eval(config, run, image_set.images, features_fn, writer, failure,
+                                       verbose=bool(verbose))
+        callbacks.insert(len(callbacks) - len(extra_callbacks), periodic_eval)
     # A progress bar on a terminal; plain lines, one per epoch, in logs and pipes.
     terminal = bool(verbose) and sys.stdout.isatty()
     if verbose:
