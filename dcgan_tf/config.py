@@ -31,7 +31,7 @@ AUGMENTATIONS = ("color", "translation", "cutout")
 # Architecture presets (--arch): each seed system's defaults, as plain data. A RunConfig field left
 # at None takes the preset's value; an explicit flag overrides it. Registry: dcgan_tf.model.nets.
 _NO_TRICKS = {"real_label_low": 1.0, "real_label_high": 1.0, "fake_label_low": 0.0, "fake_label_high": 0.0,
-              "label_flip_prob": 0.0, "diffaug": "", "ema_decay": 0.0}
+              "label_flip_prob": 0.0, "diffaug": "", "ema_decay": 0.0, "r1_gamma": 0.0}
 PRESETS = {
     # The original Simpsons DCGAN (seed 002): 5 stride-2 layers of 5x5 kernels, no tricks.
     "simpsons": {"output_height": 128, "c_dim": 0, "z_dim": 100, "z_dist": "uniform_signed", "gf_dim": 64,
@@ -45,7 +45,7 @@ PRESETS = {
     "art": {"output_height": 64, "c_dim": 0, "z_dim": 200, "z_dist": "normal01", "gf_dim": 128,
             "df_dim": 128, "hidden_dim": 256, "batch_size": 64, "learning_rate": 2e-4, "beta1": 0.5,
             "g_steps": 1, "real_label_low": 0.9, "real_label_high": 1.1, "fake_label_low": 0.0,
-            "fake_label_high": 0.2, "label_flip_prob": 0.03, "diffaug": "", "ema_decay": 0.0},
+            "fake_label_high": 0.2, "label_flip_prob": 0.03, "diffaug": "", "ema_decay": 0.0, "r1_gamma": 0.0},
     # Seed 003: the small MNIST / Fashion-MNIST DCGAN (TensorFlow tutorial settings).
     "mnist": {"output_height": 28, "c_dim": 1, "z_dim": 100, "z_dist": "normal01", "gf_dim": 64,
               "df_dim": 64, "hidden_dim": 512, "batch_size": 256, "learning_rate": 1e-4, "beta1": 0.9,
@@ -201,6 +201,10 @@ class RunConfig:
                                             "(ramped up from (1+step)/(10+step)); grids, test mode, --generate, "
                                             "--visualize, --interpolate, --eval and --export use it. 0: off. "
                                             "Default: the recipe's.")
+    r1_gamma: Optional[float] = _opt(None, "Weight of the R1 penalty on D: gamma/2 times the mean squared "
+                                           "norm of D's gradient at the (augmented) real images, added to "
+                                           "D's loss; it keeps D from growing sharp around the few training "
+                                           "images. 0: off. Default: the recipe's.")
     live_weights: bool = _opt(False, "Use G's live weights instead of their moving average (--ema_decay) for "
                                      "test mode, --generate, --visualize, --interpolate, --eval and --export.")
     seed: Optional[int] = _opt(None, "Random seed; default: a fresh one, recorded in the run's config.json.")
@@ -304,6 +308,8 @@ class RunConfig:
             raise UserError(f"--learning_rate must be greater than 0, got {self.learning_rate}.")
         if not 0 <= self.ema_decay < 1:
             raise UserError(f"--ema_decay must be in [0, 1) (0 turns the average off), got {self.ema_decay}.")
+        if not self.r1_gamma >= 0:
+            raise UserError(f"--r1_gamma must be 0 (off) or more, got {self.r1_gamma}.")
         if not 0 <= self.beta1 < 1:
             raise UserError(f"--beta1 must be in [0, 1), got {self.beta1}.")
         if self.precision not in PRECISIONS:

@@ -143,6 +143,20 @@ def test_label_flip_reaches_the_discriminator_loss(tmp_path):
     assert flipped[0] != pytest.approx(plain[0], rel=1e-4)
 
 
+def test_r1_penalty_changes_d_update_not_the_reported_loss(tmp_path):
+    def one_step(**options):
+        model = _model_with_labels(tmp_path, run_eagerly=True, **options)
+        logs = model.fit(_batches(count=1), epochs=1, verbose=0).history
+        return logs["d_loss"][0], _values(model.discriminator.trainable_variables)
+
+    plain_loss, plain_d = one_step()
+    r1_loss, r1_d = one_step(r1_gamma=10.0)
+    # The logged d_loss is the cross-entropy alone; the penalty only steers D's gradient.
+    assert r1_loss == pytest.approx(plain_loss, rel=1e-6)
+    kernels = [(a, b) for a, b in zip(plain_d, r1_d) if a.ndim > 1]
+    assert any(not np.allclose(a, b, atol=1e-7) for a, b in kernels)
+
+
 def test_soft_labels_are_drawn_in_the_step(tmp_path, monkeypatch):
     seen = []
     original = gan.losses.discriminator_labels

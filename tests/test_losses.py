@@ -80,3 +80,14 @@ def test_discriminator_losses_use_given_labels():
                                                  tf.constant(labels_f))
     assert float(d_real) == pytest.approx(_bce(labels_r, real), rel=1e-5)
     assert float(d_fake) == pytest.approx(_bce(labels_f, fake), rel=1e-5)
+
+
+def test_r1_penalty_is_the_mean_squared_gradient_norm():
+    # D(x) = sum(w * x) per image: its gradient with respect to each image is w, so R1 is |w|^2.
+    w = tf.constant(np.arange(12, dtype="float32").reshape(1, 2, 2, 3) / 10)
+    x = tf.random.uniform((5, 2, 2, 3))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        logit_sum = tf.reduce_sum(w * x)
+    penalty = losses.r1_penalty(tape.gradient(logit_sum, x))
+    assert float(penalty) == pytest.approx(float(tf.reduce_sum(w * w)), rel=1e-6)

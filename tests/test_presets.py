@@ -59,6 +59,15 @@ def test_recipe_is_saved_and_bad_values_are_one_line(tmp_path):
         RunConfig.create(ema_decay=1.0)
 
 
+def test_r1_penalty_is_off_in_every_recipe_until_asked_for(tmp_path):
+    assert {RunConfig.create(arch=arch, recipe=recipe).r1_gamma
+            for arch in PRESETS for recipe in ("default", "original")} == {0.0}
+    saved = json.loads(open(RunConfig.create(seed=3, r1_gamma=0.1).save(str(tmp_path))).read())
+    assert saved["r1_gamma"] == 0.1
+    with pytest.raises(UserError, match=r"--r1_gamma must be 0 \(off\) or more, got -1"):
+        RunConfig.create(r1_gamma=-1.0)
+
+
 def test_presets_fill_defaults_and_flags_override_them():
     art = RunConfig.create(arch="art")
     assert (art.z_dim, art.z_dist, art.learning_rate, art.batch_size, art.g_steps, art.output_height) == \

@@ -5,7 +5,8 @@ that d_loss does not go to zero"), all with the same z. Losses are sigmoid cross
 D's labels are 1 and 0, or soft / swapped ones drawn per image when the label ranges or the flip
 probability ask for it (losses.discriminator_labels). With an augmentation policy (DiffAugment,
 dcgan_tf/model/augment.py), D sees only augmented images: D(T(x)) and D(T(G(z))) in its update and
-D(T(G(z))) in every G update, each call with fresh random draws. With an `ema_generator`, every step
+D(T(G(z))) in every G update, each call with fresh random draws. With `r1_gamma` > 0, D's loss also
+has the R1 penalty gamma/2 * E[|grad_x D(T(x))|^2] at the real images (losses.r1_penalty). With an `ema_generator`, every step
 ends by moving its weights towards G's (dcgan_tf/model/ema.py); that average is what `sampler` returns.
 Each step leaves its values in `step_values` for TensorBoard (written by dcgan_tf/training/summaries.py).
 """
@@ -40,7 +41,7 @@ class DCGAN(keras.Model):
 
     def __init__(self, generator, discriminator, *, z_dim: int, z_dist: str = "uniform_signed",
                  g_steps: int = 2, seed=None, real_label_range=(1.0, 1.0), fake_label_range=(0.0, 0.0), label_flip_prob: float = 0.0,
-                 augment=(), ema_generator=None, ema_decay: float = 0.0, **kwargs):
+                 augment=(), ema_generator=None, ema_decay: float = 0.0, r1_gamma: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if g_steps < 1:
             raise ValueError(f"g_steps must be at least 1, got {g_steps}")
@@ -52,6 +53,7 @@ class DCGAN(keras.Model):
         if self.ema_generator is not None:
             ema.copy_weights(self.ema_generator, generator)
         self.z_dim, self.z_dist, self.g_steps = z_dim, z_dist, g_steps
+        self.r1_gamma = float(r1_gamma)
         # D's labels (losses.discriminator_labels): exactly 1 and 0 unless the tricks are asked for.
         self.real_label_range = tuple(float(v) for v in real_label_range)
         self.fake_label_range = tuple(float(v) for v in fake_label_range)
@@ -134,14 +136,22 @@ class DCGAN(keras.Model):
         # from the same random state as z, so they resume exactly too).
         with tf.GradientTape() as tape:
             fake_images = self.generator(z, training=True)
-            real_logits = self.discriminator(self._augment(real_images), training=True)
+            augmented_real = self._augment(real_images)
+            with tf.GradientTape(watch_accessed_variables=False) as input_tape:
+                input_tape.watch(augmented_real)
+                real_logits = self.discriminator(augmented_real, training=True)
+                real_logit_sum = tf.reduce_sum(tf.cast(real_logits, tf.float32))
             fake_logits = self.discriminator(self._augment(fake_images), training=True)
             real_labels, fake_labels = self._labels(batch_size, replicas)
             d_loss_real, d_loss_fake = losses.discriminator_losses(real_logits, fake_logits, real_labels,
                                                                    fake_labels)
             d_loss = d_loss_real + d_loss_fake
+            d_objective = d_loss
+            if self.r1_gamma > 0:
+                input_gradients = input_tape.gradient(real_logit_sum, augmented_real)
+                d_objective += 0.5 * self.r1_gamma * losses.r1_penalty(input_gradients)
             # This replica's share, loss-scaled (a LossScaleOptimizer under mixed_float16; else the identity).
-            scaled_d_loss = self.d_optimizer.scale_loss(_per_replica_share(d_loss, replicas))
+            scaled_d_loss = self.d_optimizer.scale_loss(_per_replica_share(d_objective, replicas))
         d_vars = self.discriminator.trainable_variables
         self.d_optimizer.apply_gradients(zip(tape.gradient(scaled_d_loss, d_vars), d_vars))
 

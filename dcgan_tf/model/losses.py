@@ -59,3 +59,10 @@ def discriminator_losses(real_logits, fake_logits, real_labels=None, fake_labels
 def generator_loss(fake_logits):
     """The non-saturating generator loss: generated images labelled 1."""
     return sigmoid_cross_entropy(tf.ones_like(fake_logits), fake_logits)
+
+
+def r1_penalty(input_gradients):
+    """R1 (Mescheder et al. 2018): the mean over images of |grad_x D(x)|^2, from the gradients of the real
+    logits' sum with respect to the real images D saw; the caller weights it by gamma / 2."""
+    squares = tf.square(tf.cast(input_gradients, tf.float32))
+    return tf.reduce_mean(tf.reduce_sum(squares, axis=tf.range(1, tf.rank(squares))))

@@ -64,7 +64,7 @@ def build_run(config: RunConfig) -> Run:
                   real_label_range=(config.real_label_low, config.real_label_high),
                   fake_label_range=(config.fake_label_low, config.fake_label_high),
                   label_flip_prob=config.label_flip_prob, augment=augment.parse_policy(config.diffaug),
-                  ema_generator=ema_generator, ema_decay=config.ema_decay)
+                  ema_generator=ema_generator, ema_decay=config.ema_decay, r1_gamma=config.r1_gamma)
     model.compile(d_optimizer=make_optimizer(config), g_optimizer=make_optimizer(config),
                   jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
     model.build_optimizers()
@@ -219,6 +219,7 @@ def load_trained(config: RunConfig, given: Optional[Collection[str]] = None) -> 
         merged = {**{k: info.config[k] for k in keep}, **{k: getattr(config, k) for k in _INVOCATION_FIELDS},
                   "run": info.name, "runs": False}
         merged.setdefault("ema_decay", 0.0)  # Runs saved before the moving average existed have none.
+        merged.setdefault("r1_gamma", 0.0)  # Nor an R1 penalty, before it existed.
         merged.setdefault("precision", "float32")  # Nor a precision, before the option existed.
         restored_config = RunConfig.create(**merged)
     try:
