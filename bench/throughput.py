@@ -53,7 +53,7 @@ from dcgan_tf.use import export
 from dcgan_tf.use import generate
 from dcgan_tf.model import losses
 from dcgan_tf.model import nets
-from dcgan_tf.training import build, train  # noqa: E402
+from dcgan_tf.training import build, optimizers, train  # noqa: E402
 from dcgan_tf.training import precision as auto_precision  # noqa: E402
 from dcgan_tf.model import flops as flop_count  # noqa: E402
 from dcgan_tf.config import PRECISIONS, PRESETS, RunConfig  # noqa: E402
@@ -169,7 +169,8 @@ class PlainLoop:
         if config.precision == auto_precision.AUTO:
             config = dataclasses.replace(config, precision=auto_precision.machine_choice().policy)
         generator, discriminator = nets.build_networks(config)
-        d_opt, g_opt = build.make_optimizer(config), build.make_optimizer(config)
+        d_opt, g_opt = (optimizers.make_optimizer(config.learning_rate, config.beta1, config.precision)
+                        for _ in range(2))
         seed = keras.random.SeedGenerator(config.seed)
         rng = np.random.default_rng(0)
         self.real = tf.constant(rng.uniform(-1, 1, (config.batch_size, config.output_height, config.output_width,

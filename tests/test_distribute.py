@@ -27,11 +27,11 @@ import os, sys
 sys.path.insert(0, sys.argv[1])
 root, out = sys.argv[2], sys.argv[3]
 import keras, numpy as np
-from dcgan_tf.training import train
+from dcgan_tf.training import optimizers, train
 from dcgan_tf.config import RunConfig
 from dcgan_tf.errors import UserError
 
-keras.optimizers.Adam = lambda learning_rate, beta_1=None: keras.optimizers.SGD(learning_rate)
+optimizers.FusedAdam = lambda learning_rate, beta_1=None: keras.optimizers.SGD(learning_rate)
 
 class Record(keras.callbacks.Callback):
     def __init__(self):

@@ -157,12 +157,25 @@ class DCGAN(keras.Model):
 
         # Generator, g_steps times with the same z: make D call the fakes real.
         g_vars = self.generator.trainable_variables
-        for _ in range(self.g_steps):
+
+        def g_update():
             with tf.GradientTape() as tape:
                 g_loss = losses.generator_loss(
                     self.discriminator(self._augment(self.generator(z, training=True)), training=True))
                 scaled_g_loss = self.g_optimizer.scale_loss(_per_replica_share(g_loss, replicas))
             self.g_optimizer.apply_gradients(zip(tape.gradient(scaled_g_loss, g_vars), g_vars))
+            return g_loss
+
+        g_loss = g_update()
+        if self.g_steps > 1 and replicas == 1 and tf.inside_function():
+            # The later updates as a graph loop: traced once, not g_steps times (tracing is most of the
+            # time before the first step). Several replicas keep the Python loop: their optimizer
+            # updates synchronise through merge_call, which a graph loop cannot hold.
+            g_loss = tf.while_loop(lambda i, _: i < self.g_steps - 1, lambda i, _: (i + 1, g_update()),
+                                   (tf.constant(0), g_loss))[1]
+        else:
+            for _ in range(self.g_steps - 1):
+                g_loss = g_update()
 
         if self.ema_generator is not None:
             ema.move_towards(self.ema_generator.trainable_variables, g_vars, ema.decay_at(self.step, self.ema_decay))

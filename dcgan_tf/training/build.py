@@ -23,7 +23,7 @@ from dcgan_tf.model import augment, nets
 from dcgan_tf.model.gan import DCGAN
 from dcgan_tf.model.latent import z_tensor
 from dcgan_tf.training import checkpoints
-from dcgan_tf.training import precision
+from dcgan_tf.training import optimizers, precision
 
 
 @dataclasses.dataclass
@@ -36,15 +36,6 @@ class Run:
     checkpoint: tf.train.Checkpoint
     manager: tf.train.CheckpointManager
     resumed_from: Optional[str] = None
-
-
-def make_optimizer(config: RunConfig) -> keras.optimizers.Optimizer:
-    """Adam with the run's settings; under mixed_float16 wrapped for dynamic loss scaling, so small
-    float16 gradients do not underflow (bfloat16 has float32's range and needs none)."""
-    optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1)
-    if config.precision == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
 
 
 def build_run(config: RunConfig) -> Run:
@@ -65,7 +56,9 @@ def build_run(config: RunConfig) -> Run:
                   fake_label_range=(config.fake_label_low, config.fake_label_high),
                   label_flip_prob=config.label_flip_prob, augment=augment.parse_policy(config.diffaug),
                   ema_generator=ema_generator, ema_decay=config.ema_decay, r1_gamma=config.r1_gamma)
-    model.compile(d_optimizer=make_optimizer(config), g_optimizer=make_optimizer(config),
+    d_optimizer, g_optimizer = (optimizers.make_optimizer(config.learning_rate, config.beta1, config.precision)
+                                for _ in range(2))
+    model.compile(d_optimizer=d_optimizer, g_optimizer=g_optimizer,
                   jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
     model.build_optimizers()
     # The fixed z of the sample grids: its own seed, so it does not depend on the training z.
