@@ -166,15 +166,14 @@ class DCGAN(keras.Model):
             self.g_optimizer.apply_gradients(zip(tape.gradient(scaled_g_loss, g_vars), g_vars))
             return g_loss
 
-        g_loss = g_update()
         if self.g_steps > 1 and replicas == 1 and tf.inside_function():
-            # The later updates as a graph loop: traced once, not g_steps times (tracing is most of the
-            # time before the first step). Several replicas keep the Python loop: their optimizer
-            # updates synchronise through merge_call, which a graph loop cannot hold.
-            g_loss = tf.while_loop(lambda i, _: i < self.g_steps - 1, lambda i, _: (i + 1, g_update()),
-                                   (tf.constant(0), g_loss))[1]
+            # A graph loop: its body is traced once, not g_steps times (tracing is most of the time
+            # before the first step). Several replicas keep the Python loop: their optimizer updates
+            # synchronise through merge_call, which a graph loop cannot hold.
+            g_loss = tf.while_loop(lambda i, _: i < self.g_steps, lambda i, _: (i + 1, g_update()),
+                                   (tf.constant(0), tf.constant(0.0)))[1]
         else:
-            for _ in range(self.g_steps - 1):
+            for _ in range(self.g_steps):
                 g_loss = g_update()
 
         if self.ema_generator is not None:
