@@ -88,7 +88,7 @@ def test_grayscale_is_repeated_to_rgb(network, reference):
         network(gray[0])
 
 
-def test_batching_does_not_change_features(network, reference, capsys):
+def test_batching_does_not_change_features(network, reference, capsys, monkeypatch):
     images, _ = reference
     stack = np.stack([images["gradient_64"], images["checker_64"], images["noise_64"]])
     whole = compute_features(network, stack, progress=False)
@@ -96,7 +96,12 @@ def test_batching_does_not_change_features(network, reference, capsys):
     capsys.readouterr()
     in_twos = compute_features(network, stack, batch_size=2, progress=True, label="3 generated images")
     out = capsys.readouterr().out
-    assert "3/3" in out and out.startswith("dcgan_tf: FID network on 3 generated images\n")
+    # Not a terminal (captured): the label line and one plain line when done, no terminal codes.
+    assert out.startswith("dcgan_tf: FID network on 3 generated images\n")
+    assert "3/3 images in" in out and "\x1b" not in out and len(out.splitlines()) == 2
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    compute_features(network, stack[:1], progress=True)
+    assert "1/1" in capsys.readouterr().out  # On a terminal: Keras's progress bar.
     from_batches = compute_features(network, iter([stack[:1], stack[1:]]), batch_size=2, progress=False)
     for other in (in_twos, from_batches):
         np.testing.assert_allclose(other, whole, rtol=0, atol=_tolerance(whole))

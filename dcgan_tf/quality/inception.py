@@ -23,6 +23,8 @@ import hashlib
 import importlib.util
 import os
 import pickle
+import sys
+import time
 import zipfile
 from typing import Iterable, Union
 
@@ -365,8 +367,9 @@ def _batches(images, batch_size: int):
 def compute_features(network: InceptionFeatures, images: Union[np.ndarray, Iterable],
                      batch_size: int = 50, progress: bool = True, label: str = "") -> np.ndarray:
     """Features of all `images` (an NHWC array, or an iterable of NHWC batches) as (N, 2048)
-    float64, `batch_size` images per forward pass, with a progress bar on stdout if `progress`,
-    under a line naming what is measured (`label`, e.g. "500 generated images")."""
+    float64, `batch_size` images per forward pass. With `progress`: a line naming what is measured
+    (`label`, e.g. "500 generated images"), then on a terminal a progress bar, in logs and pipes one
+    plain line when done (no terminal codes)."""
     import keras
 
     if batch_size < 1:
@@ -374,8 +377,9 @@ def compute_features(network: InceptionFeatures, images: Union[np.ndarray, Itera
     total = len(images) if hasattr(images, "__len__") and hasattr(images, "shape") else None
     if progress and label:
         print(f"dcgan_tf: FID network on {label}", flush=True)
-    bar = keras.utils.Progbar(total, unit_name="image") if progress else None
-    chunks, done = [], 0
+    on_terminal = progress and sys.stdout.isatty()
+    bar = keras.utils.Progbar(total, unit_name="image") if on_terminal else None
+    chunks, done, started = [], 0, time.time()
     for batch in _batches(images, batch_size):
         chunks.append(network(batch).astype(np.float64))
         done += len(batch)
@@ -383,6 +387,8 @@ def compute_features(network: InceptionFeatures, images: Union[np.ndarray, Itera
             bar.update(done)
     if bar is not None and total is None:
         bar.update(done, finalize=True)
+    if progress and not on_terminal:
+        print(f"dcgan_tf: FID network: {done}/{done} images in {time.time() - started:.0f} s", flush=True)
     if not chunks:
         return np.zeros((0, FEATURE_DIM), np.float64)
     return np.concatenate(chunks)
