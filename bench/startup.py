@@ -27,6 +27,9 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from dcgan_tf.training.precision import cpu_info  # noqa: E402  (no TensorFlow: the launches import it)
+
 DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "simpsons_64")
 
 
@@ -112,19 +115,13 @@ def main(argv=None) -> int:
         ratio = summary["this"]["first_step_s"] / summary["baseline"]["first_step_s"]
         print(f"this / baseline, command to first step: {ratio:.2f}")
         summary["ratio_first_step"] = ratio
-    summary["machine"] = {"cpu": _cpu_model(), "python": platform.python_version(), "flags": args.flags}
+    cpu, cpu_flags = cpu_info()
+    summary["machine"] = {"cpu": cpu, "cpu_flags": cpu_flags, "python": platform.python_version(),
+                          "main_flags": args.flags}
     if args.out:
         with open(args.out, "w") as f:
             json.dump(summary, f, indent=2)
     return 0
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
 
 
 if __name__ == "__main__":

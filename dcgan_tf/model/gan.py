@@ -6,8 +6,8 @@ D's labels are 1 and 0, or soft / swapped ones drawn per image when the label ra
 probability ask for it (losses.discriminator_labels). With an augmentation policy (DiffAugment,
 dcgan_tf/model/augment.py), D sees only augmented images: D(T(x)) and D(T(G(z))) in its update and
 D(T(G(z))) in every G update, each call with fresh random draws. With `r1_gamma` > 0, D's loss also
-has the R1 penalty gamma/2 * E[|grad_x D(T(x))|^2] at the real images (losses.r1_penalty). With an `ema_generator`, every step
-ends by moving its weights towards G's (dcgan_tf/model/ema.py); that average is what `sampler` returns.
+has the R1 penalty gamma/2 * E[|grad_x D(T(x))|^2] at the real images (losses.r1_penalty). With an
+`ema_generator`, every step ends by moving its weights towards G's (dcgan_tf/model/ema.py); that average is what `sampler` returns.
 Each step leaves its values in `step_values` for TensorBoard (written by dcgan_tf/training/summaries.py).
 """
 
@@ -136,20 +136,13 @@ class DCGAN(keras.Model):
         # from the same random state as z, so they resume exactly too).
         with tf.GradientTape() as tape:
             fake_images = self.generator(z, training=True)
-            augmented_real = self._augment(real_images)
-            with tf.GradientTape(watch_accessed_variables=False) as input_tape:
-                input_tape.watch(augmented_real)
-                real_logits = self.discriminator(augmented_real, training=True)
-                real_logit_sum = tf.reduce_sum(tf.cast(real_logits, tf.float32))
+            real_logits, r1_penalty = self._discriminate_real(self._augment(real_images))
             fake_logits = self.discriminator(self._augment(fake_images), training=True)
             real_labels, fake_labels = self._labels(batch_size, replicas)
             d_loss_real, d_loss_fake = losses.discriminator_losses(real_logits, fake_logits, real_labels,
                                                                    fake_labels)
             d_loss = d_loss_real + d_loss_fake
-            d_objective = d_loss
-            if self.r1_gamma > 0:
-                input_gradients = input_tape.gradient(real_logit_sum, augmented_real)
-                d_objective += 0.5 * self.r1_gamma * losses.r1_penalty(input_gradients)
+            d_objective = d_loss if r1_penalty is None else d_loss + 0.5 * self.r1_gamma * r1_penalty
             # This replica's share, loss-scaled (a LossScaleOptimizer under mixed_float16; else the identity).
             scaled_d_loss = self.d_optimizer.scale_loss(_per_replica_share(d_objective, replicas))
         d_vars = self.discriminator.trainable_variables
@@ -186,6 +179,18 @@ class DCGAN(keras.Model):
         values = {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake,
                   "g_loss": g_loss, "d_x": tf.reduce_mean(d_x), "d_g_z": tf.reduce_mean(d_g_z)}
         return values, global_z, d_x, d_g_z
+
+    def _discriminate_real(self, images):
+        """(D's logits of the real images, their R1 penalty or None when r1_gamma is 0). Called inside
+        D's tape, so the penalty's own gradient reaches D's weights; the input tape exists only when
+        the penalty is asked for."""
+        if self.r1_gamma <= 0:
+            return self.discriminator(images, training=True), None
+        with tf.GradientTape(watch_accessed_variables=False) as input_tape:
+            input_tape.watch(images)
+            logits = self.discriminator(images, training=True)
+            logit_sum = tf.reduce_sum(tf.cast(logits, tf.float32))
+        return logits, losses.r1_penalty(input_tape.gradient(logit_sum, images))
 
     def _labels(self, batch_size, replicas):
         """D's (real, fake) labels of this replica's rows, drawn for the global batch as z is."""
