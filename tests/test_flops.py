@@ -3,15 +3,15 @@
 import pytest
 import tensorflow as tf
 
-from dcgan_tf.model import flops, nets
+from dcgan_tf.model import flops, losses, nets
 from tests.conftest import tiny_config
 
-COUNTED_OPS = {"MatMul", "Conv2D", "Conv2DBackpropInput"}
+COUNTED_OPS = {"MatMul", "Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"}
 
 
-def _profiled(model, spec):
-    """(FLOPs of the counted op types, FLOPs of all ops) of one forward pass by tf.compat.v1.profiler."""
-    concrete = tf.function(lambda x: model(x, training=True), autograph=False).get_concrete_function(spec)
+def _profiled(function, spec):
+    """(FLOPs of the counted op types, FLOPs of all ops) of function(x) by tf.compat.v1.profiler."""
+    concrete = tf.function(function, autograph=False).get_concrete_function(spec)
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
     tree = tf.compat.v1.profiler.profile(graph=concrete.graph, cmd="graph", options=options)
@@ -38,7 +38,7 @@ def test_forward_flops_match_tensorflows_profiler(tmp_path, arch, overrides):
     h, w = config.output_height, config.output_width
     for model, spec in ((generator, tf.TensorSpec([batch, config.z_dim], tf.float32)),
                         (discriminator, tf.TensorSpec([batch, h, w, config.c_dim], tf.float32))):
-        counted, total = _profiled(model, spec)
+        counted, total = _profiled(lambda x: model(x, training=True), spec)
         assert flops.forward_flops(model) * batch == counted, model.name
         # Batch norm, biases and activations are the rest: small even at 4 filters.
         assert counted / total > 0.85, (model.name, counted, total)
@@ -65,3 +65,30 @@ def test_train_step_accounting(monkeypatch):
     g, g1, d, d1 = 20, 8, 200, 60
     assert step == g * (1 + 3 * 2 + 1) - 2 * g1 + d * (6 + 2 * 2) - 2 * d1
     assert step - flops.train_step_flops([4, 6], [30, 70], batch_size=2, g_steps=2, ema=False) == g
+
+
+def test_r1_penalty_costs_four_forward_passes_of_d_by_tensorflows_profiler(tmp_path, monkeypatch):
+    config = tiny_config(tmp_path, c_dim=3, precision="float32")
+    _, discriminator = nets.build_networks(config)
+    batch = 4
+    spec = tf.TensorSpec([batch, config.output_height, config.output_width, 3], tf.float32)
+    weights = discriminator.trainable_variables
+
+    def weight_gradients(x, r1):
+        with tf.GradientTape() as tape:
+            with tf.GradientTape(watch_accessed_variables=False) as input_tape:
+                input_tape.watch(x)
+                loss = tf.reduce_sum(discriminator(x, training=True))
+            if r1:  # as DCGAN._discriminate_real
+                loss += losses.r1_penalty(input_tape.gradient(loss, x))
+        return tape.gradient(loss, weights)
+
+    plain, _ = _profiled(lambda x: weight_gradients(x, False), spec)
+    penalised, _ = _profiled(lambda x: weight_gradients(x, True), spec)
+    d = flops.forward_flops(discriminator) * batch
+    # 4D exactly in the convolutions; D's last layer (one logit, whose gradient is a constant) costs less.
+    assert penalised - plain == pytest.approx(4 * d, rel=1e-3)
+    # The step formula charges the same: stand-in networks of one layer each make it plain arithmetic.
+    monkeypatch.setattr(flops, "network_flops", lambda net: [flops.LayerFlops("l", "Dense", net)])
+    with_r1 = flops.train_step_flops(10, 100, batch_size=1, g_steps=2, ema=False, r1=True)
+    assert with_r1 - flops.train_step_flops(10, 100, batch_size=1, g_steps=2, ema=False) == 4 * 100

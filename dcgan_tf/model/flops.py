@@ -24,8 +24,12 @@ the forward FLOPs of the whole batch and G1, D1 those of each network's first la
                     D backward, inputs only (to reach G)                     D
                     G backward: weights G, inputs G - G1                 2G - G1
     moving average: G forward (only with --ema_decay > 0)                    G
+    R1 penalty (only with --r1_gamma > 0), on the real images:              4D
+                    its input gradient D, and differentiating that gradient
+                    for D's weights 3D (counted in TensorFlow's traced graph
+                    by its profiler, tests/test_flops.py)
 
-    step = G (1 + 3 g_steps + ema) - g_steps G1 + D (6 + 2 g_steps) - 2 D1
+    step = G (1 + 3 g_steps + ema) - g_steps G1 + D (6 + 2 g_steps + 4 r1) - 2 D1
 
 Mixed precision changes the arithmetic's speed, not its count.
 """
@@ -90,16 +94,17 @@ def forward_flops(model) -> int:
     return sum(layer.flops for layer in network_flops(model))
 
 
-def train_step_flops(generator, discriminator, batch_size: int, g_steps: int, ema: bool) -> int:
+def train_step_flops(generator, discriminator, batch_size: int, g_steps: int, ema: bool,
+                     r1: bool = False) -> int:
     """FLOPs of one training step of the whole batch (the module docstring's accounting)."""
     g_layers, d_layers = network_flops(generator), network_flops(discriminator)
     g, g1 = (batch_size * sum(l.flops for l in g_layers), batch_size * g_layers[0].flops)
     d, d1 = (batch_size * sum(l.flops for l in d_layers), batch_size * d_layers[0].flops)
-    return g * (1 + 3 * g_steps + int(bool(ema))) - g_steps * g1 + d * (6 + 2 * g_steps) - 2 * d1
+    return g * (1 + 3 * g_steps + int(bool(ema))) - g_steps * g1 + d * (6 + 2 * g_steps + 4 * int(bool(r1))) - 2 * d1
 
 
 def run_step_flops(run) -> int:
     """train_step_flops of a built run (dcgan_tf.training.build.Run)."""
     config = run.config
     return train_step_flops(run.model.generator, run.model.discriminator, config.batch_size, config.g_steps,
-                            config.ema_decay > 0)
+                            config.ema_decay > 0, config.r1_gamma > 0)
