@@ -21,6 +21,9 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from dcgan_tf import quiet  # noqa: E402
+
+quiet.quiet_tensorflow()  # Before TensorFlow's import: none of its C++ start-up lines.
 
 
 def main(argv=None):

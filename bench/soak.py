@@ -14,8 +14,10 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from dcgan_tf import quiet  # noqa: E402
+
+quiet.quiet_tensorflow()  # Before TensorFlow's import: none of its C++ start-up lines.
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import signal
 import sys
 import typing
 import warnings
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from dcgan_tf.config import RunConfig
+from dcgan_tf import quiet
 from dcgan_tf.errors import RunWarning, UserError
-from dcgan_tf.import_hooks import around_first_import
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -54,84 +53,9 @@ def _format_warning(message, category, filename, lineno, line=None, _default=war
     return _default(message, category, filename, lineno, line)
 
 
-VERBOSE_ENV = "DCGAN_TF_VERBOSE"
-
-
 def _verbose() -> bool:
     """Whether TensorFlow's own log lines were asked for: --verbose or DCGAN_TF_VERBOSE=1."""
-    if os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("", "0", "false", "no", "off"):
-        return True
-    return "verbose" in flags.FLAGS and bool(flags.FLAGS["verbose"].value)
-
-
-# TensorFlow's C++ log lines ("I0000 00:00:1795857920.477871   30419 cudart_stub.cc:31] ...") and the
-# line absl writes before the first of them. TF 2.21 writes its start-up lines on a machine without
-# a GPU (no CUDA runtime, failed cuInit) from static initializers of its libraries, before it reads
-# TF_CPP_MIN_LOG_LEVEL, so no setting hides them; they are taken out of stderr while it loads instead.
-_CPP_LOG_LINE = re.compile(r"[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] ")
-_ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
-_CPU_ONLY_ERRORS = ("cuInit", "CUDA", "cuda", "cuDNN", "cuFFT", "cuBLAS")
-_CPU_GUARD_CONTINUED = "To enable the following instructions:"
-
-
-def _is_start_up_noise(line: str) -> bool:
-    """One of TensorFlow's C++ start-up lines: info and warnings, and the errors of its CUDA probe."""
-    if line.startswith((_ABSL_PREAMBLE, _CPU_GUARD_CONTINUED)):
-        return True
-    if not _CPP_LOG_LINE.match(line):
-        return False
-    return line[0] in "IW" or any(word in line for word in _CPU_ONLY_ERRORS)
-
-
-def _without_start_up_lines(function):
-    """Runs `function()` with file descriptor 2 sent to a temporary file, then writes back to stderr
-    every line it caught that is not one of TensorFlow's C++ start-up lines."""
-    import tempfile
-
-    if sys.stderr is not None:
-        sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:  # No stderr at all: nothing to keep clean.
-        return function()
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            return function()
-        finally:
-            if sys.stderr is not None:
-                sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            caught.seek(0)
-            kept = [line for line in caught.read().decode("utf-8", "replace").splitlines(keepends=True)
-                    if not _is_start_up_noise(line)]
-            if kept and sys.stderr is not None:
-                sys.stderr.write("".join(kept))
-                sys.stderr.flush()
-
-
-def _load_quietly(load, module) -> None:
-    """TensorFlow's first import and its search for devices (the CUDA probe), without its C++ start-up
-    lines."""
-    def load_and_find_devices():
-        load()
-        try:
-            module.config.list_physical_devices()
-        except Exception:  # Not the place to fail; TensorFlow says it again when used.
-            pass
-
-    _without_start_up_lines(load_and_find_devices)
-
-
-def _quiet_tensorflow() -> None:
-    """Keeps library chatter (TensorFlow's C++ start-up lines, checkpoint sharding notes) out of the
-    user's terminal unless --verbose or DCGAN_TF_VERBOSE=1 asks for it. Call it before anything
-    imports TensorFlow: run() does, at the start of the process."""
-    if not _verbose():
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Read once, as its libraries load.
-        around_first_import("tensorflow", _load_quietly)
-        logging.set_verbosity(logging.WARNING)
+    return quiet.verbose_from_env() or ("verbose" in flags.FLAGS and bool(flags.FLAGS["verbose"].value))
 
 
 def given_options(flag_values: flags.FlagValues = flags.FLAGS) -> frozenset:
@@ -155,7 +79,7 @@ def main(argv, flag_values: flags.FlagValues = flags.FLAGS) -> int:
     warnings.formatwarning = _format_warning
     try:
         config = config_from_flags(flag_values)
-        _quiet_tensorflow()
+        quiet.quiet_tensorflow(_verbose())
         from dcgan_tf import actions
 
         return actions.run_actions(config, given_options(flag_values))
@@ -232,9 +156,9 @@ def _parse_flags(argv):
 
 def run() -> None:
     """Entry point of main.py and the `dcgan-tf` console script."""
-    _quiet_tensorflow()  # First: before anything can import TensorFlow.
+    quiet.quiet_tensorflow(_verbose())  # First: before anything can import TensorFlow.
     define_flags()
     if "verbose" not in flags.FLAGS:
         flags.DEFINE_bool("verbose", False, f"Show TensorFlow's own start-up and C++ log lines (or set "
-                          f"{VERBOSE_ENV}=1).", module_name=sys.argv[0] or "dcgan_tf")
+                          f"{quiet.VERBOSE_ENV}=1).", module_name=sys.argv[0] or "dcgan_tf")
     app.run(main, flags_parser=_parse_flags)

@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from dcgan_tf import cli
+from dcgan_tf import cli, quiet
 from tests.conftest import MAIN, REPO, TINY_FLAGS, write_images
 
 # What TensorFlow's C++ logging looks like ("I0000 00:00:1795857920.477871   30419 cudart_stub.cc:31] ...").
@@ -25,7 +25,7 @@ SHARED = os.environ.get("DCGAN_TF_SIMPSONS") or os.path.join(os.path.dirname(REP
 def _user_env(**extra):
     """The environment of a user who set nothing: no TensorFlow log level, no verbose switch."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ("TF_CPP_MIN_LOG_LEVEL", cli.VERBOSE_ENV, "PYTHONPATH")}
+           if k not in ("TF_CPP_MIN_LOG_LEVEL", quiet.VERBOSE_ENV, "PYTHONPATH")}
     env.update(extra)
     return env
 
@@ -58,6 +58,15 @@ def test_tiny_training_prints_no_cpp_lines(tmp_path):
     assert _cpp_lines(proc.stdout + proc.stderr) == [], proc.stderr[-3000:]
 
 
+
+def test_the_benchmarks_print_no_cpp_lines_either():
+    # throughput.py imports TensorFlow at its top, so even --help loads it.
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "throughput.py"), "--help"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, env=_user_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "usage: throughput.py" in proc.stdout
+    assert _cpp_lines(proc.stdout + proc.stderr) == [], proc.stderr[-3000:]
+
 # The filter itself, on lines TensorFlow 2.21 writes on a machine without a GPU (no TensorFlow needed).
 START_UP = """\
 WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
@@ -79,7 +88,7 @@ def test_start_up_lines_are_dropped_and_everything_else_is_kept(capfd):
         os.write(2, (START_UP + KEPT).encode())
         return 7
 
-    assert cli._without_start_up_lines(write) == 7
+    assert quiet.without_start_up_lines(write) == 7
     out, err = capfd.readouterr()
     # The old-format line (an older TensorFlow) is no absl line: it is kept like any other text.
     assert err == START_UP.splitlines(keepends=True)[-1] + KEPT
@@ -93,17 +102,17 @@ def test_stderr_is_restored_when_the_import_fails(capfd):
         raise ImportError("no")
 
     with pytest.raises(ImportError):
-        cli._without_start_up_lines(fail)
+        quiet.without_start_up_lines(fail)
     assert capfd.readouterr().err.endswith("real problem\n")
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "after\n"
 
 
 def test_verbose_switches(monkeypatch):
-    monkeypatch.delenv(cli.VERBOSE_ENV, raising=False)
+    monkeypatch.delenv(quiet.VERBOSE_ENV, raising=False)
     assert not cli._verbose()
     for value, verbose in (("1", True), ("yes", True), ("0", False), ("", False)):
-        monkeypatch.setenv(cli.VERBOSE_ENV, value)
+        monkeypatch.setenv(quiet.VERBOSE_ENV, value)
         assert cli._verbose() is verbose, value
 
 
