@@ -98,7 +98,7 @@ def test_batching_does_not_change_features(network, reference, capsys, monkeypat
     out = capsys.readouterr().out
     # Not a terminal (captured): the label line and one plain line when done, no terminal codes.
     assert out.startswith("dcgan_tf: FID network on 3 generated images\n")
-    assert "3/3 images in" in out and "\x1b" not in out and len(out.splitlines()) == 2
+    assert "FID network: 3 images in" in out and "\x1b" not in out and len(out.splitlines()) == 2
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     compute_features(network, stack[:1], progress=True)
     assert "1/1" in capsys.readouterr().out  # On a terminal: Keras's progress bar.

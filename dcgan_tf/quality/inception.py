@@ -388,7 +388,7 @@ def compute_features(network: InceptionFeatures, images: Union[np.ndarray, Itera
     if bar is not None and total is None:
         bar.update(done, finalize=True)
     if progress and not on_terminal:
-        print(f"dcgan_tf: FID network: {done}/{done} images in {time.time() - started:.0f} s", flush=True)
+        print(f"dcgan_tf: FID network: {done} images in {time.time() - started:.0f} s", flush=True)
     if not chunks:
         return np.zeros((0, FEATURE_DIM), np.float64)
     return np.concatenate(chunks)
