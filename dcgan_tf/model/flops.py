@@ -24,12 +24,15 @@ the forward FLOPs of the whole batch and G1, D1 those of each network's first la
                     D backward, inputs only (to reach G)                     D
                     G backward: weights G, inputs G - G1                 2G - G1
     moving average: G forward (only with --ema_decay > 0)                    G
-    R1 penalty (only with --r1_gamma > 0), on the real images:              4D
+    R1 penalty (only with --r1_gamma > 0), on the real images:              3D
                     its input gradient D, and differentiating that gradient
-                    for D's weights 3D (counted in TensorFlow's traced graph
-                    by its profiler, tests/test_flops.py)
+                    for D's weights 2D (TensorFlow's profiler counts 3D in
+                    the traced graph where D's layers take the matmul form
+                    of model/conv.py, 4D where they are its native
+                    convolutions, whose gradient spends one more pass:
+                    tests/test_flops.py)
 
-    step = G (1 + 3 g_steps + ema) - g_steps G1 + D (6 + 2 g_steps + 4 r1) - 2 D1
+    step = G (1 + 3 g_steps + ema) - g_steps G1 + D (6 + 2 g_steps + 3 r1) - 2 D1
 
 Mixed precision changes the arithmetic's speed, not its count.
 """
@@ -100,7 +103,7 @@ def train_step_flops(generator, discriminator, batch_size: int, g_steps: int, em
     g_layers, d_layers = network_flops(generator), network_flops(discriminator)
     g, g1 = (batch_size * sum(l.flops for l in g_layers), batch_size * g_layers[0].flops)
     d, d1 = (batch_size * sum(l.flops for l in d_layers), batch_size * d_layers[0].flops)
-    return g * (1 + 3 * g_steps + int(bool(ema))) - g_steps * g1 + d * (6 + 2 * g_steps + 4 * int(bool(r1))) - 2 * d1
+    return g * (1 + 3 * g_steps + int(bool(ema))) - g_steps * g1 + d * (6 + 2 * g_steps + 3 * int(bool(r1))) - 2 * d1
 
 
 def run_step_flops(run) -> int:

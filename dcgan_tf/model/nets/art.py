@@ -16,6 +16,8 @@ from typing import List
 import keras
 from keras import layers
 
+from dcgan_tf.model import conv
+
 from dcgan_tf.model.nets.simpsons import batch_norm, weight_init
 
 KERNEL = 4
@@ -66,7 +68,7 @@ class Generator(keras.Model):
         self.g_bn0 = batch_norm("g_bn0")
         for i in range(1, self.num_layers + 1):
             last = i == self.num_layers
-            setattr(self, f"g_h{i}", layers.Conv2DTranspose(
+            setattr(self, f"g_h{i}", conv.Conv2DTranspose(
                 c_dim if last else filters[i], KERNEL, strides=2, padding="same",
                 kernel_initializer=weight_init(), name=f"g_h{i}"))
             if not last:
@@ -100,7 +102,7 @@ class Discriminator(keras.Model):
         self.input_size, self.df_dim = input_size, df_dim
         self.num_layers = num_layers(input_size)
         for i, filters in enumerate(d_filters(input_size, df_dim)):
-            setattr(self, f"d_h{i}_conv", layers.Conv2D(filters, KERNEL, strides=2, padding="same",
+            setattr(self, f"d_h{i}_conv", conv.Conv2D(filters, KERNEL, strides=2, padding="same",
                                                         kernel_initializer=weight_init(), name=f"d_h{i}_conv"))
             if i:
                 setattr(self, f"d_bn{i}", batch_norm(f"d_bn{i}"))
@@ -117,8 +119,8 @@ class Discriminator(keras.Model):
 
     def call(self, images, training=False):
         x = keras.ops.leaky_relu(self.convs[0](images), negative_slope=NEGATIVE_SLOPE)
-        for conv, bn in zip(self.convs[1:], self.bns):
-            x = keras.ops.leaky_relu(bn(conv(x), training=training), negative_slope=NEGATIVE_SLOPE)
+        for layer, bn in zip(self.convs[1:], self.bns):
+            x = keras.ops.leaky_relu(bn(layer(x), training=training), negative_slope=NEGATIVE_SLOPE)
         return self.d_out_lin(self.flatten(x))
 
     def get_config(self):

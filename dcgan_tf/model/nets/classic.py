@@ -13,6 +13,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from dcgan_tf.model import conv
+
 from dcgan_tf.model.nets.simpsons import batch_norm, weight_init
 
 SIZE = 64
@@ -44,15 +46,15 @@ class Generator(keras.Model):
         super().__init__(**kwargs)
         self.c_dim, self.gf_dim, self.z_dim, self.leaky = c_dim, gf_dim, z_dim, leaky
         self.reshape = layers.Reshape((1, 1, z_dim))
-        self.g_h0 = layers.Conv2DTranspose(gf_dim * 8, KERNEL, strides=1, padding="valid", use_bias=False,
+        self.g_h0 = conv.Conv2DTranspose(gf_dim * 8, KERNEL, strides=1, padding="valid", use_bias=False,
                                            kernel_initializer=weight_init(), name="g_h0")
         self.g_bn0 = batch_norm("g_bn0")
         for i, mult in enumerate((4, 2, 1), start=1):
-            setattr(self, f"g_h{i}", layers.Conv2DTranspose(
+            setattr(self, f"g_h{i}", conv.Conv2DTranspose(
                 gf_dim * mult, KERNEL, strides=2, padding="same", use_bias=False,
                 kernel_initializer=weight_init(), name=f"g_h{i}"))
             setattr(self, f"g_bn{i}", batch_norm(f"g_bn{i}"))
-        self.g_h4 = layers.Conv2DTranspose(c_dim, KERNEL, strides=2, padding="same", use_bias=False,
+        self.g_h4 = conv.Conv2DTranspose(c_dim, KERNEL, strides=2, padding="same", use_bias=False,
                                            kernel_initializer=weight_init(), name="g_h4")
 
     def _act(self, x):
@@ -77,12 +79,12 @@ class Discriminator(keras.Model):
         super().__init__(**kwargs)
         self.df_dim = df_dim
         for i, mult in enumerate((1, 2, 4, 8)):
-            setattr(self, f"d_h{i}_conv", layers.Conv2D(
+            setattr(self, f"d_h{i}_conv", conv.Conv2D(
                 df_dim * mult, KERNEL, strides=2, padding="same", use_bias=False,
                 kernel_initializer=weight_init(), name=f"d_h{i}_conv"))
             if i:
                 setattr(self, f"d_bn{i}", batch_norm(f"d_bn{i}"))
-        self.d_h4_conv = layers.Conv2D(1, KERNEL, strides=1, padding="valid", use_bias=False,
+        self.d_h4_conv = conv.Conv2D(1, KERNEL, strides=1, padding="valid", use_bias=False,
                                        kernel_initializer=weight_init(), name="d_h4_conv")
         self.flatten = layers.Flatten()
 

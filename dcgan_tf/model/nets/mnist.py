@@ -12,6 +12,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from dcgan_tf.model import conv
+
 from dcgan_tf.model.nets.simpsons import batch_norm, weight_init
 
 SIZE = 28
@@ -48,13 +50,13 @@ class Generator(keras.Model):
         self.g_h0_lin = layers.Dense(7 * 7 * gf_dim * 4, kernel_initializer=weight_init(), name="g_h0_lin")
         self.reshape = layers.Reshape((7, 7, gf_dim * 4))
         self.g_bn0 = batch_norm("g_bn0")
-        self.g_h1 = layers.Conv2DTranspose(gf_dim * 2, KERNEL, strides=2, padding="same",
+        self.g_h1 = conv.Conv2DTranspose(gf_dim * 2, KERNEL, strides=2, padding="same",
                                            kernel_initializer=weight_init(), name="g_h1")
         self.g_bn1 = batch_norm("g_bn1")
-        self.g_h2 = layers.Conv2DTranspose(gf_dim, KERNEL, strides=2, padding="same",
+        self.g_h2 = conv.Conv2DTranspose(gf_dim, KERNEL, strides=2, padding="same",
                                            kernel_initializer=weight_init(), name="g_h2")
         self.g_bn2 = batch_norm("g_bn2")
-        self.g_h3 = layers.Conv2DTranspose(c_dim, KERNEL, strides=1, padding="same",
+        self.g_h3 = conv.Conv2DTranspose(c_dim, KERNEL, strides=1, padding="same",
                                            kernel_initializer=weight_init(), name="g_h3")
 
     def call(self, z, training=False):
@@ -74,9 +76,9 @@ class Discriminator(keras.Model):
     def __init__(self, df_dim=64, hidden_dim=512, **kwargs):
         super().__init__(**kwargs)
         self.df_dim, self.hidden_dim = df_dim, hidden_dim
-        self.d_h0_conv = layers.Conv2D(df_dim, KERNEL, strides=1, padding="same",
+        self.d_h0_conv = conv.Conv2D(df_dim, KERNEL, strides=1, padding="same",
                                        kernel_initializer=weight_init(), name="d_h0_conv")
-        self.d_h1_conv = layers.Conv2D(df_dim * 2, KERNEL, strides=2, padding="same",
+        self.d_h1_conv = conv.Conv2D(df_dim * 2, KERNEL, strides=2, padding="same",
                                        kernel_initializer=weight_init(), name="d_h1_conv")
         self.flatten = layers.Flatten()
         self.d_h2_lin = layers.Dense(hidden_dim, kernel_initializer=weight_init(), name="d_h2_lin")

@@ -12,6 +12,8 @@ from typing import List
 import keras
 from keras import layers
 
+from dcgan_tf.model import conv
+
 NUM_LAYERS = 5  # Stride-2 layers on each side.
 KERNEL = 5
 BN_MOMENTUM = 0.9
@@ -80,7 +82,7 @@ class Generator(keras.Model):
             last = i == NUM_LAYERS
             out_h, out_w = hs[NUM_LAYERS - i], ws[NUM_LAYERS - i]
             in_h, in_w = hs[NUM_LAYERS - i + 1], ws[NUM_LAYERS - i + 1]
-            setattr(self, f"g_h{i}", layers.Conv2DTranspose(
+            setattr(self, f"g_h{i}", conv.Conv2DTranspose(
                 c_dim if last else gf_dim * 2 ** (NUM_LAYERS - 1 - i), KERNEL, strides=2, padding="same",
                 # "same" gives 2*in; one row less reaches the odd sizes that ceil() produced.
                 output_padding=(out_h - (2 * in_h - 1), out_w - (2 * in_w - 1)),
@@ -117,7 +119,7 @@ class Discriminator(keras.Model):
         super().__init__(**kwargs)
         self.df_dim = df_dim
         for i in range(NUM_LAYERS):
-            setattr(self, f"d_h{i}_conv", layers.Conv2D(
+            setattr(self, f"d_h{i}_conv", conv.Conv2D(
                 df_dim * 2 ** i, KERNEL, strides=2, padding="same",
                 kernel_initializer=conv_weight_init(), name=f"d_h{i}_conv"))
             if i:
@@ -135,8 +137,8 @@ class Discriminator(keras.Model):
 
     def call(self, images, training=False):
         x = keras.ops.leaky_relu(self.convs[0](images), negative_slope=0.2)
-        for conv, bn in zip(self.convs[1:], self.bns):
-            x = keras.ops.leaky_relu(bn(conv(x), training=training), negative_slope=0.2)
+        for layer, bn in zip(self.convs[1:], self.bns):
+            x = keras.ops.leaky_relu(bn(layer(x), training=training), negative_slope=0.2)
         return self.d_h5_lin(self.flatten(x))
 
     def get_config(self):

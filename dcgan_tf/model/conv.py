@@ -1,0 +1,125 @@
+"""Conv2D and Conv2DTranspose that compute small spatial sizes as one matrix multiply.
+
+The deepest layers of a DCGAN are tiny in space and wide in channels (the simpsons D at 64x64 ends
+in 4x4x512 -> 2x2x1024, its G starts with 2x2x1024 -> 4x4x512). TensorFlow's CPU convolutions
+(oneDNN) run such shapes at a fraction of their speed on larger images. Measured on a 2-core AMD
+EPYC (one thread, float32, batch 25, forward and backward), native against patches x kernel:
+4x4x512 -> 2x2x1024 315 ms against 52 ms, 2x2x1024 -> 4x4x512 (transposed) 307 against 65, but
+8x8x128 -> 4x4x256 12.5 against 21.4 and 16x16x128 -> 8x8x256 35 against 90 (bench/conv_forms.py).
+What decides is the kernel's size over the number of positions: these layers take the matmul form
+where the kernel holds at least MATMUL_MIN_WEIGHTS_PER_POSITION weights per output position (per
+input position for Conv2DTranspose), and Keras's own convolution everywhere else.
+
+Same weights, names and results as keras.layers.Conv2D / Conv2DTranspose (the kernel is used as it
+is stored), so checkpoints, the TF1 import and saved models do not see the difference; the
+multiply-adds are the same too (padding taps included), so model/flops.py counts both forms alike.
+Only channels_last, dilation 1 and one group take the matmul form.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import keras
+from keras import ops
+
+# Measured (bench/conv_forms.py): the matmul form was 1.5-6x faster at 819,000 weights per position
+# and more, as fast or slower at 205,000 and less.
+MATMUL_MIN_WEIGHTS_PER_POSITION = 400_000
+
+
+def _same_padding(size_in: int, size_out: int, kernel: int, stride: int):
+    """TensorFlow's SAME padding (before, after) of a convolution from size_in to size_out."""
+    total = max((size_out - 1) * stride + kernel - size_in, 0)
+    return total // 2, total - total // 2
+
+
+def _spatial(shape):
+    return shape[1], shape[2]
+
+
+def takes_matmul_form(layer, positions: int) -> bool:
+    """Whether the layer's configuration is one the matmul form implements, with kernel weights enough
+    per position (`positions` spatial positions) for that form to be the faster one."""
+    plain = (layer.data_format == "channels_last" and tuple(layer.dilation_rate) == (1, 1)
+             and getattr(layer, "groups", 1) == 1 and layer.padding in ("same", "valid"))
+    weights = 1
+    for dim in layer.kernel.shape:
+        weights *= dim
+    return plain and weights >= MATMUL_MIN_WEIGHTS_PER_POSITION * positions
+
+
+def conv_as_matmul(inputs, kernel, strides, padding: str):
+    """Conv2D (channels_last, dilation 1) as patches [batch x positions, kh*kw*cin] x kernel."""
+    height, width = _spatial(inputs.shape)
+    k_h, k_w, c_in, c_out = kernel.shape
+    s_h, s_w = strides
+    if padding == "same":
+        out_h, out_w = -(-height // s_h), -(-width // s_w)
+        pads_h, pads_w = _same_padding(height, out_h, k_h, s_h), _same_padding(width, out_w, k_w, s_w)
+    else:
+        out_h, out_w = (height - k_h) // s_h + 1, (width - k_w) // s_w + 1
+        pads_h = pads_w = (0, 0)
+    padded = ops.pad(inputs, [(0, 0), pads_h, pads_w, (0, 0)])
+    patch = k_h * k_w * c_in
+    patches = ops.stack([ops.reshape(padded[:, i * s_h:i * s_h + k_h, j * s_w:j * s_w + k_w, :], (-1, patch))
+                         for i in range(out_h) for j in range(out_w)], axis=1)  # [batch, positions, patch]
+    columns = ops.matmul(ops.reshape(patches, (-1, patch)), ops.reshape(kernel, (patch, c_out)))
+    return ops.reshape(columns, (-1, out_h, out_w, c_out))
+
+
+def conv_transpose_as_matmul(inputs, kernel, strides, padding: str, output_size):
+    """Conv2DTranspose (channels_last, dilation 1; kernel [kh, kw, cout, cin]) to output_size (h, w):
+    each input position times the kernel gives a kh x kw window, and the windows are summed into
+    place on a canvas, which is then cut to the output (TensorFlow's conv2d_transpose)."""
+    height, width = _spatial(inputs.shape)
+    k_h, k_w, c_out, c_in = kernel.shape
+    s_h, s_w = strides
+    out_h, out_w = output_size
+    canvas_h, canvas_w = (height - 1) * s_h + k_h, (width - 1) * s_w + k_w
+    if padding == "same":
+        top, left = _same_padding(out_h, height, k_h, s_h)[0], _same_padding(out_w, width, k_w, s_w)[0]
+    else:
+        top = left = 0
+    windows = ops.matmul(ops.reshape(inputs, (-1, c_in)), ops.transpose(ops.reshape(kernel, (k_h * k_w * c_out, c_in))))
+    # [batch, positions, window]: slices of at most 4 dimensions, which TF Lite also runs.
+    windows = ops.reshape(windows, (-1, height * width, k_h * k_w * c_out))
+    rows, columns = max(canvas_h, top + out_h), max(canvas_w, left + out_w)
+    placed = [ops.pad(ops.reshape(windows[:, i * width + j], (-1, k_h, k_w, c_out)),
+                      [(0, 0), (i * s_h, rows - i * s_h - k_h), (j * s_w, columns - j * s_w - k_w), (0, 0)])
+              for i in range(height) for j in range(width)]
+    canvas = functools.reduce(ops.add, placed)
+    return canvas[:, top:top + out_h, left:left + out_w, :]
+
+
+def _add_bias_and_activate(layer, outputs):
+    if layer.use_bias:
+        outputs = ops.add(outputs, ops.reshape(layer.bias, (1, 1, 1, layer.filters)))
+    return layer.activation(outputs) if layer.activation is not None else outputs
+
+
+@keras.saving.register_keras_serializable(package="dcgan_tf", name="Conv2D")
+class Conv2D(keras.layers.Conv2D):
+    """keras.layers.Conv2D, computed as one matmul where its output has few positions for its kernel."""
+
+    def convolution_op(self, inputs, kernel):
+        height, width = _spatial(inputs.shape)
+        if height is not None and width is not None:
+            out_h, out_w = _spatial(self.compute_output_shape(inputs.shape))
+            if takes_matmul_form(self, out_h * out_w):
+                return conv_as_matmul(inputs, kernel, self.strides, self.padding)
+        return super().convolution_op(inputs, kernel)
+
+
+@keras.saving.register_keras_serializable(package="dcgan_tf", name="Conv2DTranspose")
+class Conv2DTranspose(keras.layers.Conv2DTranspose):
+    """keras.layers.Conv2DTranspose, computed as one matmul where its input has few positions for its
+    kernel."""
+
+    def call(self, inputs):
+        height, width = _spatial(inputs.shape)
+        if height is not None and width is not None and takes_matmul_form(self, height * width):
+            output_size = _spatial(self.compute_output_shape(inputs.shape))
+            outputs = conv_transpose_as_matmul(inputs, self.kernel, self.strides, self.padding, output_size)
+            return _add_bias_and_activate(self, outputs)
+        return super().call(inputs)
