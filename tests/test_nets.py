@@ -20,6 +20,16 @@ def test_generator_and_discriminator_shapes(tmp_path, height, width, c_dim):
     assert tuple(discriminator(images).shape) == (3, 1)
 
 
+def test_a_generator_alone_creates_no_discriminator_weights(tmp_path):
+    # The moving average of G (training/build.py) needs no D of its own.
+    config = tiny_config(tmp_path, c_dim=3)
+    with_d = nets.build_networks(config)
+    generator, discriminator = nets.build_networks(config, with_discriminator=False)
+    assert discriminator is None
+    assert [w.shape for w in generator.weights] == [w.shape for w in with_d[0].weights]
+    assert tuple(generator(keras.ops.zeros((2, config.z_dim))).shape) == (2, 32, 32, 3)
+
+
 def test_layer_sizes_follow_ceil_halving():
     assert simpsons.layer_sizes(100) == [100, 50, 25, 13, 7, 4]
     assert simpsons.layer_sizes(128) == [128, 64, 32, 16, 8, 4]

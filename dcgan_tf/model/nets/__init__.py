@@ -15,7 +15,7 @@ name here.
 from __future__ import annotations
 
 import contextlib
-from typing import Tuple
+from typing import Optional, Tuple
 
 import keras
 
@@ -64,27 +64,33 @@ def dtype_policy(name: str):
 
 def build(arch: str, *, height: int, width: int, c_dim: int, z_dim: int, gf_dim: int, df_dim: int,
           hidden_dim: int, g_leaky: bool = False, precision: str = "float32",
-          synchronized_bn: bool = False) -> Tuple[keras.Model, keras.Model]:
+          synchronized_bn: bool = False, with_discriminator: bool = True) -> Tuple[keras.Model, Optional[keras.Model]]:
     """(generator, discriminator) of architecture `arch` for images height x width x c_dim (c_dim
     known), both built, computing in `precision` (variables float32 in every precision).
 
-    `synchronized_bn`: batch norm over the global batch of all replicas (for more than one replica)."""
+    `synchronized_bn`: batch norm over the global batch of all replicas (for more than one replica).
+    `with_discriminator=False`: (generator, None), without creating D's weights (a second of
+    start-up at full width)."""
     if arch not in REGISTRY:
         raise UserError(f"--arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}.")
     with dtype_policy(precision):
         generator, discriminator = REGISTRY[arch].build(
             height=height, width=width, c_dim=c_dim, z_dim=z_dim, gf_dim=gf_dim, df_dim=df_dim,
             hidden_dim=hidden_dim, g_leaky=g_leaky)
-        if synchronized_bn:
-            synchronize_batch_norm(generator)
-            synchronize_batch_norm(discriminator)
+        if not with_discriminator:
+            discriminator = None
+        for model in (generator, discriminator):
+            if model is not None and synchronized_bn:
+                synchronize_batch_norm(model)
         # One call on zeros creates every variable (inference mode: batch-norm statistics untouched).
         generator(keras.ops.zeros((1, z_dim)))
-        discriminator(keras.ops.zeros((1, height, width, c_dim)))
+        if discriminator is not None:
+            discriminator(keras.ops.zeros((1, height, width, c_dim)))
     return generator, discriminator
 
 
-def build_networks(config, synchronized_bn: bool = False) -> Tuple[keras.Model, keras.Model]:
+def build_networks(config, synchronized_bn: bool = False,
+                   with_discriminator: bool = True) -> Tuple[keras.Model, Optional[keras.Model]]:
     """build() for a validated RunConfig whose c_dim is known (the training run's adapter)."""
     precision = config.precision
     if precision == "auto":  # Settled when a run is trained; a direct call takes this machine's choice.
@@ -93,4 +99,5 @@ def build_networks(config, synchronized_bn: bool = False) -> Tuple[keras.Model, 
         precision = resolve(precision).policy
     return build(config.arch, height=config.output_height, width=config.output_width, c_dim=config.c_dim,
                  z_dim=config.z_dim, gf_dim=config.gf_dim, df_dim=config.df_dim, hidden_dim=config.hidden_dim,
-                 g_leaky=config.g_leaky, precision=precision, synchronized_bn=synchronized_bn)
+                 g_leaky=config.g_leaky, precision=precision, synchronized_bn=synchronized_bn,
+                 with_discriminator=with_discriminator)
