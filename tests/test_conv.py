@@ -109,3 +109,19 @@ def test_a_checkpoint_of_keras_layers_restores_into_ours(tmp_path):
     path = tf.train.Checkpoint(layer=theirs).write(str(tmp_path / "ckpt"))
     tf.train.Checkpoint(layer=ours).read(path).assert_consumed()
     np.testing.assert_allclose(ours(x).numpy(), theirs(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_the_matmul_form_exports_to_savedmodel_and_tflite_with_a_free_batch(matmul_everywhere, tmp_path):
+    from dcgan_tf.use import export
+
+    config = tiny_config(tmp_path, c_dim=3)
+    generator, _ = nets.build_networks(config, with_discriminator=False)  # every transpose as a matmul
+    z = np.random.default_rng(0).uniform(-1, 1, (3, config.z_dim)).astype("float32")
+    expected = generator(z).numpy()
+    path = export.export_generator(generator, config, str(tmp_path / "export"))
+    loaded = tf.saved_model.load(path)
+    np.testing.assert_allclose(loaded.signatures["serving_default"](z=tf.constant(z))["images"].numpy(), expected,
+                               atol=1e-5)
+    runner = export.tflite_interpreter(export.to_tflite(path)).get_signature_runner("serving_default")
+    for batch in (3, 1):
+        np.testing.assert_allclose(runner(z=z[:batch])["images"], expected[:batch], atol=1e-4)
