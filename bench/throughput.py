@@ -41,6 +41,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # torch_reference, beside this file
 from dcgan_tf import quiet  # noqa: E402
 
 quiet.quiet_tensorflow()  # Before TensorFlow's import: none of its C++ start-up lines.
@@ -61,10 +62,12 @@ from dcgan_tf.model import flops as flop_count  # noqa: E402
 from dcgan_tf.config import PRECISIONS, PRESETS, RunConfig  # noqa: E402
 from dcgan_tf.model.latent import z_tensor  # noqa: E402
 
+import torch_reference  # noqa: E402  (imports torch only when its row is asked for)
+
 # roofline: fit's achieved FLOP/s over the float32 matmul rate (float32 runs); auto/best: auto's speed
 # over the faster of float32 and mixed_bfloat16 ("never slower", within the turns' few % of noise).
 GOALS = {"fit/loop": 0.95, "mixed_bfloat16/float32": 1.4, "pipeline/training": 5.0, "roofline": 0.9,
-         "auto/best": 0.95}
+         "auto/best": 0.95, "tensorflow/pytorch": 1.2}
 DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "simpsons_64")
 
 
@@ -322,6 +325,27 @@ def bench_training(args, configs):
     return out
 
 
+def bench_torch(args, config) -> dict:
+    """The plain TensorFlow loop and the same step in PyTorch (bench/torch_reference.py), called in
+    turns, `args.steps` steps at a time, after `args.warmup` untimed steps of each."""
+    policy = auto_precision.resolve(config.precision).policy
+    loop = PlainLoop(config)
+    reference = torch_reference.TorchLoop(config.output_height, config.gf_dim, config.batch_size,
+                                          bfloat16=policy == "mixed_bfloat16", g_steps=config.g_steps,
+                                          threads=args.threads, learning_rate=config.learning_rate)
+    loop.run(args.warmup)
+    reference.run(args.warmup)
+    times = {"loop": [], "torch": []}
+    for _ in range(args.repeats):
+        times["loop"].append(loop.run(args.steps))
+        times["torch"].append(reference.run(args.steps))
+    images = args.steps * config.batch_size
+    out = {name: summarize([images / wall for wall, _ in t], [cpu / images for _, cpu in t]) for name, t in times.items()}
+    out["tensorflow/pytorch"] = sum(w for w, _ in times["torch"]) / sum(w for w, _ in times["loop"])
+    out["policy"] = policy
+    return out
+
+
 def bench_pipeline(args, folder, size, batch, channels):
     """Decoding once (load_image_folder), then the cached tf.data pipeline's steady batches."""
     started = time.perf_counter()
@@ -387,6 +411,8 @@ def parse_args(argv=None):
     parser.add_argument("--matmul_repeats", type=int, default=3, help="timed matmuls per dtype (the best counts)")
     parser.add_argument("--threads", type=int, default=0,
                         help="TensorFlow's intra-op threads (0: its default, all cores); inter-op 1 when set")
+    parser.add_argument("--torch", action="store_true",
+                        help="also the same step in PyTorch (bench/torch_reference.py; needs torch installed)")
     parser.add_argument("--quick", action="store_true", help="tiny widths and few steps: a smoke check")
     parser.add_argument("--out", default="", help="JSON path (default bench/results/throughput-<time>.json)")
     args = parser.parse_args(argv)
@@ -408,7 +434,7 @@ def main(argv=None) -> int:
     report = {"args": vars(args), "machine": {
         "platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
         "tensorflow": tf.__version__, "keras": keras.__version__, "load_average_start": os.getloadavg(),
-        **machine_info()}, "matmul_gflops": {}, "train": [], "pipeline": [], "generation": [], "goals": []}
+        **machine_info()}, "matmul_gflops": {}, "train": [], "pipeline": [], "generation": [], "torch": [], "goals": []}
     m = report["machine"]
     threads = f", TensorFlow on {args.threads} thread(s)" if args.threads else ""
     print(f"CPU: {m['cpu_model']} ({m['cpus']} CPUs{threads}); "
@@ -419,6 +445,9 @@ def main(argv=None) -> int:
             report["matmul_gflops"][dtype] = matmul_rate(args.matmul_size, dtype, args.matmul_repeats)
             print(f"... {args.matmul_size}x{args.matmul_size} matmul in {dtype}: "
                   f"{report['matmul_gflops'][dtype]:.1f} GFLOP/s", flush=True)
+    if args.torch and not torch_reference.available():
+        print("... no PyTorch row: torch is not installed (pip install torch)", flush=True)
+        args.torch = False
     total_steps = args.warmup + args.steps * args.repeats
     with tempfile.TemporaryDirectory() as root:
         for arch, size, batch in itertools.product(args.arch, args.size, args.batch):
@@ -459,6 +488,16 @@ def main(argv=None) -> int:
                 best = min(fits[p]["fit_total_s"] for p in ("float32", "mixed_bfloat16") if p in fits)
                 report["goals"].append(goal("auto/best", best / fits["auto"]["fit_total_s"], arch=arch, size=size,
                                             batch=batch, auto=fits["auto"]["policy"]))
+            if args.torch and arch == "simpsons":
+                for config in configs:
+                    if auto_precision.resolve(config.precision).policy == "mixed_float16":
+                        continue  # PyTorch's CPU autocast has no float16 counterpart here.
+                    print(f"... {arch} {size}x{size} {config.precision}: plain loop and PyTorch, taking turns", flush=True)
+                    row = {"arch": arch, "size": size, "batch": batch, "precision": config.precision,
+                           **bench_torch(args, config)}
+                    report["torch"].append(row)
+                    report["goals"].append(goal("tensorflow/pytorch", row["tensorflow/pytorch"], arch=arch, size=size,
+                                                batch=batch, precision=row["policy"]))
             if "pipeline" not in args.skip:
                 folder = args.data if os.path.isdir(args.data) else os.path.join(root, f"{arch}_{size}")
                 print(f"... pipeline from {folder} at {size}x{size} batch {batch}", flush=True)
@@ -508,6 +547,10 @@ def print_report(report):
               f"{_spread(row['fit']):>26s} {loop:>26s} {ratio:>8s} {cpu:>21s} "
               f"{row.get('step_flops', 0) / 1e9:10.3f} {roof.get('gflops', 0):8.1f} {fractions[0]:>9s} "
               f"{fractions[1]:>10s}")
+    for row in report.get("torch", []):
+        print(f"\nPyTorch {row['arch']} {row['size']}x{row['size']} batch {row['batch']} {row['policy']}: plain loop "
+              f"{_spread(row['loop'])} img/s, PyTorch {_spread(row['torch'])} img/s, "
+              f"TensorFlow/PyTorch {row['tensorflow/pytorch']:.2f}")
     for pipe in report["pipeline"]:
         print(f"\npipeline {pipe['folder']} {pipe['size']}x{pipe['size']} batch {pipe['batch']}: decode "
               f"{pipe['images']} images in {pipe['decode_s']:.2f} s ({pipe['decode_images_per_s']:.0f} img/s); "
