@@ -91,8 +91,14 @@ def load_source(config, run=None) -> Source:
                           run.resumed_from or f"the model of run {run.config.run_name}")
 
 
+LIVE_FOLDER = "live"
+
+
 def output_dir(config, source: Source) -> str:
-    return os.path.join(config.sample_dir, source.name)
+    """`<sample_dir>/<run>/`; for G's live weights (--live_weights) its `live/` subfolder, so that the
+    average's and the live weights' pictures of the same seed never overwrite each other."""
+    folder = os.path.join(config.sample_dir, source.name)
+    return os.path.join(folder, LIVE_FOLDER) if config.live_weights and not config.saved_model else folder
 
 
 def generate(source: Source, count: int, folder: str, seed: int, grid: bool = False) -> List[str]:
