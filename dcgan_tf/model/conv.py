@@ -19,6 +19,7 @@ Only channels_last, dilation 1 and one group take the matmul form.
 from __future__ import annotations
 
 import functools
+import math
 
 import keras
 from keras import ops
@@ -43,22 +44,19 @@ def takes_matmul_form(layer, positions: int) -> bool:
     per position (`positions` spatial positions) for that form to be the faster one."""
     plain = (layer.data_format == "channels_last" and tuple(layer.dilation_rate) == (1, 1)
              and getattr(layer, "groups", 1) == 1 and layer.padding in ("same", "valid"))
-    weights = 1
-    for dim in layer.kernel.shape:
-        weights *= dim
-    return plain and weights >= MATMUL_MIN_WEIGHTS_PER_POSITION * positions
+    return plain and math.prod(layer.kernel.shape) >= MATMUL_MIN_WEIGHTS_PER_POSITION * positions
 
 
-def conv_as_matmul(inputs, kernel, strides, padding: str):
-    """Conv2D (channels_last, dilation 1) as patches [batch x positions, kh*kw*cin] x kernel."""
+def conv_as_matmul(inputs, kernel, strides, padding: str, output_size):
+    """Conv2D (channels_last, dilation 1) to output_size (h, w), as patches [batch x positions,
+    kh*kw*cin] x kernel."""
     height, width = _spatial(inputs.shape)
     k_h, k_w, c_in, c_out = kernel.shape
     s_h, s_w = strides
+    out_h, out_w = output_size
     if padding == "same":
-        out_h, out_w = -(-height // s_h), -(-width // s_w)
         pads_h, pads_w = _same_padding(height, out_h, k_h, s_h), _same_padding(width, out_w, k_w, s_w)
     else:
-        out_h, out_w = (height - k_h) // s_h + 1, (width - k_w) // s_w + 1
         pads_h = pads_w = (0, 0)
     padded = ops.pad(inputs, [(0, 0), pads_h, pads_w, (0, 0)])
     patch = k_h * k_w * c_in
@@ -105,9 +103,9 @@ class Conv2D(keras.layers.Conv2D):
     def convolution_op(self, inputs, kernel):
         height, width = _spatial(inputs.shape)
         if height is not None and width is not None:
-            out_h, out_w = _spatial(self.compute_output_shape(inputs.shape))
-            if takes_matmul_form(self, out_h * out_w):
-                return conv_as_matmul(inputs, kernel, self.strides, self.padding)
+            output_size = _spatial(self.compute_output_shape(inputs.shape))
+            if takes_matmul_form(self, output_size[0] * output_size[1]):
+                return conv_as_matmul(inputs, kernel, self.strides, self.padding, output_size)
         return super().convolution_op(inputs, kernel)
 
 
