@@ -83,6 +83,21 @@ def match_entry(root: str, name: str) -> Optional[str]:
     return None
 
 
+LIVE_FOLDER = "live"
+
+
+def picture_dir(sample_dir: str, run: str, step: Optional[int] = None, live: bool = False) -> str:
+    """Where --generate, --visualize and --interpolate write: `<sample_dir>/<run>/step<N>/` for the
+    checkpoint of step N (its `live/` subfolder for G's live weights), `<sample_dir>/<run>/` for a
+    SavedModel (`step` None). Pictures of different checkpoints, or of the average and the live
+    weights, never overwrite each other."""
+    folder = os.path.join(sample_dir, run)
+    if step is None:
+        return folder
+    folder = os.path.join(folder, f"step{step}")
+    return os.path.join(folder, LIVE_FOLDER) if live else folder
+
+
 def grid_file(epoch: int, step: int) -> str:
     """The sample grid of a step, named by the epoch that step belongs to (counted from 0)."""
     return f"train_{epoch:02d}_{step:04d}.png"

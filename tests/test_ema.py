@@ -114,12 +114,12 @@ def test_grids_test_mode_and_export_use_the_average_unless_live_weights(workdir,
                                   make_grid(_images_of(model.ema_generator, test_z)))
     # --generate (and --visualize, --interpolate, --eval, which load the same source) likewise.
     assert cli.execute(common + ["--generate", "2", "--grid", "--seed", "3"]) == 0
-    generated = np.asarray(Image.open(workdir / "samples" / "faces_4_32_32_z8_gf4_df4" / "generate_s3_n2.png"))
+    samples = workdir / "samples" / "faces_4_32_32_z8_gf4_df4" / f"step{int(model.step.numpy())}"
+    generated = np.asarray(Image.open(samples / "generate_s3_n2.png"))
     np.testing.assert_array_equal(generated, make_grid(_images_of(model.ema_generator,
                                                                   latent.z_numpy(2, 8, "uniform_signed", seed=3))))
     # The live weights' grid of the same seed goes into live/ and leaves the average's in place.
     assert cli.execute(common + ["--generate", "2", "--grid", "--seed", "3", "--live_weights"]) == 0
-    samples = workdir / "samples" / "faces_4_32_32_z8_gf4_df4"
     np.testing.assert_array_equal(np.asarray(Image.open(samples / "generate_s3_n2.png")), generated)
     np.testing.assert_array_equal(np.asarray(Image.open(samples / "live" / "generate_s3_n2.png")),
                                   make_grid(_images_of(model.generator, latent.z_numpy(2, 8, "uniform_signed", seed=3))))

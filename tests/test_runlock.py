@@ -59,14 +59,14 @@ def test_read_only_actions_work_while_the_run_is_held(workdir):
     from dcgan_tf import cli
 
     config = tiny_config(workdir)
-    train.train(config, verbose=0)
+    step = int(train.train(config, verbose=0).run.model.step.numpy())
     holder = _holder(config.run_checkpoint_dir)  # As if a --train of the run were going on.
     try:
         status = cli.execute(["main.py", "--dataset", "faces", "--data_dir", str(workdir / "data"),
                               "--checkpoint_dir", config.checkpoint_dir, "--sample_dir", config.sample_dir,
                               "--generate", "2", "--seed", "1"])
         assert status == 0
-        assert sorted(os.listdir(os.path.join(config.run_sample_dir, "generate_s1"))) == ["0000.png", "0001.png"]
+        assert sorted(os.listdir(os.path.join(config.run_sample_dir, f"step{step}", "generate_s1"))) == ["0000.png", "0001.png"]
     finally:
         holder.kill()
         holder.wait()

@@ -36,7 +36,7 @@ def test_runs_by_name(workdir, capsys):
     _train(workdir)
     # Used by name: no model flag needed once the dataset has one run.
     assert _main(workdir, "--generate", "2", "--seed", "3") == 0
-    assert sorted(os.listdir(workdir / "samples" / TINY / "generate_s3")) == ["0000.png", "0001.png"]
+    assert sorted(os.listdir(workdir / "samples" / TINY / "step2" / "generate_s3")) == ["0000.png", "0001.png"]
     # A flag that disagrees with every run of the dataset is refused, naming the run.
     assert _main(workdir, "--generate", "1", "--gf_dim", "8") == 2
     assert "no run of faces" in (line := _error(capsys)) and "trained with --gf_dim 8" in line and TINY in line
@@ -56,9 +56,9 @@ def test_runs_by_name(workdir, capsys):
     assert "2 runs of faces" in line and TINY in line and other in line and "--run NAME" in line
     # Model flags that pick one, or --run, choose.
     assert _main(workdir, "--generate", "1", "--gf_dim", "8", "--seed", "4") == 0
-    assert os.path.isdir(workdir / "samples" / other / "generate_s4")
+    assert os.path.isdir(workdir / "samples" / other / "step2" / "generate_s4")
     assert _main(workdir, "--run", TINY, "--generate", "1", "--seed", "5") == 0
-    assert os.path.isdir(workdir / "samples" / TINY / "generate_s5")
+    assert os.path.isdir(workdir / "samples" / TINY / "step2" / "generate_s5")
     # --run with a flag that disagrees: refused with the run's value.
     assert _main(workdir, "--run", TINY, "--generate", "1", "--gf_dim", "8") == 2
     assert f"run {TINY} was trained with --gf_dim 4, not 8" in _error(capsys)
@@ -104,9 +104,20 @@ def test_run_named_the_old_way_is_found_and_resumed(workdir, capsys):
     del saved["run"]
     (legacy / "config.json").write_text(json.dumps(saved))
     assert _main(workdir, "--generate", "1", "--seed", "2") == 0
-    assert os.path.isdir(workdir / "samples" / "faces_4_32_32" / "generate_s2")
+    assert os.path.isdir(workdir / "samples" / "faces_4_32_32" / "step2" / "generate_s2")
     capsys.readouterr()
     assert _main(workdir, "--train", "--epoch", "2", *TINY_FLAGS) == 0
     out = capsys.readouterr().out
     assert "run faces_4_32_32;" in out and "resumed from" in out
     assert not (workdir / "checkpoints" / TINY).exists()
+
+
+def test_pictures_of_a_later_checkpoint_leave_the_earlier_ones(workdir):
+    _train(workdir)
+    assert _main(workdir, "--generate", "2", "--grid", "--seed", "3") == 0
+    earlier = workdir / "samples" / TINY / "step2" / "generate_s3_n2.png"
+    kept = earlier.read_bytes()
+    assert _main(workdir, "--train", "--epoch", "2", *TINY_FLAGS) == 0  # resumes: steps 3 and 4
+    assert _main(workdir, "--generate", "2", "--grid", "--seed", "3") == 0
+    later = workdir / "samples" / TINY / "step4" / "generate_s3_n2.png"
+    assert earlier.read_bytes() == kept and later.read_bytes() != kept

@@ -160,7 +160,7 @@ def test_import_then_generate_interpolate_and_visualize_through_main(tf1_checkpo
                      "--visualize_dims", "2"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ckpt-1234" in proc.stdout
-    samples = tmp_path / "samples" / "faces_4_32_32_z8_gf4_df4"
+    samples = tmp_path / "samples" / "faces_4_32_32_z8_gf4_df4" / "step1234"  # The imported checkpoint's step.
     assert sorted(os.listdir(samples)) == ["generate_s3", "interpolate_s3_k3.gif", "interpolate_s3_k3_strip.png",
                                            "test_arange_0.png", "test_arange_1.png"]
     run = build.load_trained(dataclasses.replace(_config(tmp_path), checkpoint_dir=str(tmp_path / "checkpoints")))

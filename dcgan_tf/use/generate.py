@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 import numpy as np
 
+from dcgan_tf import runs
 from dcgan_tf.data import images as imgs
 from dcgan_tf.config import Z_DISTRIBUTIONS
 from dcgan_tf.data.pipeline import to_pixels
@@ -29,9 +30,10 @@ class Source:
 
     z_dim: int
     z_dist: str
-    name: str  # The run's name: outputs go to <sample_dir>/<name>.
+    name: str  # The run's name: outputs go under <sample_dir>/<name>/ (output_dir).
     origin: str  # Where the weights came from, for messages.
     fn: Callable[[np.ndarray], np.ndarray]
+    step: Optional[int] = None  # The checkpoint's training step; None for a SavedModel.
 
     def images(self, z) -> np.ndarray:
         z = np.asarray(z, dtype=np.float32)
@@ -41,11 +43,12 @@ class Source:
                                for i in range(0, len(z), BATCH)])
 
 
-def from_generator(generator, z_dim: int, z_dist: str, name: str, origin: str = "generator") -> Source:
+def from_generator(generator, z_dim: int, z_dist: str, name: str, origin: str = "generator",
+                   step: Optional[int] = None) -> Source:
     """A Source of a Keras generator (inference mode: batch norm with its moving averages)."""
     from dcgan_tf.model.gan import generated_images
 
-    return Source(z_dim, z_dist, name, origin, lambda z: generated_images(generator, z))
+    return Source(z_dim, z_dist, name, origin, lambda z: generated_images(generator, z), step)
 
 
 def from_saved_model(path: str) -> Source:
@@ -88,17 +91,14 @@ def load_source(config, run=None) -> Source:
 
         run = build.load_trained(config)
     return from_generator(run.model.sampler(config.live_weights), run.config.z_dim, run.config.z_dist, run.config.run_name,
-                          run.resumed_from or f"the model of run {run.config.run_name}")
-
-
-LIVE_FOLDER = "live"
+                          run.resumed_from or f"the model of run {run.config.run_name}", int(run.model.step.numpy()))
 
 
 def output_dir(config, source: Source) -> str:
-    """`<sample_dir>/<run>/`; for G's live weights (--live_weights) its `live/` subfolder, so that the
-    average's and the live weights' pictures of the same seed never overwrite each other."""
-    folder = os.path.join(config.sample_dir, source.name)
-    return os.path.join(folder, LIVE_FOLDER) if config.live_weights and not config.saved_model else folder
+    """The picture folder of `source` (runs.picture_dir): one per checkpoint step, `live/` in it for
+    G's live weights (--live_weights)."""
+    return runs.picture_dir(config.sample_dir, source.name, source.step,
+                            live=config.live_weights and source.step is not None)
 
 
 def generate(source: Source, count: int, folder: str, seed: int, grid: bool = False) -> List[str]:
