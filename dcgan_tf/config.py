@@ -358,6 +358,11 @@ class RunConfig:
         parse_diffaug(self.diffaug)
         if self.strategy not in STRATEGIES:
             raise UserError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}.")
+        if self.strategy != "default" and self.steps_per_execution > 1:
+            # Keras 3's multi-step loop fails inside a tf.distribute strategy (an unfed placeholder).
+            raise UserError(f"--steps_per_execution {self.steps_per_execution} cannot be combined with --strategy "
+                            f"{self.strategy}: Keras runs one step per call under a distribution strategy; "
+                            f"drop --steps_per_execution.")
         if self.cpu_devices < 0:
             raise UserError(f"--cpu_devices must be 0 (leave as is) or more, got {self.cpu_devices}.")
         if self.worker_timeout < 1:

@@ -90,6 +90,7 @@ def test_create_returns_a_frozen_config():
     ({"dataset": ""}, "--dataset"),
     ({"seed": -1}, "--seed"),
     ({"seed": 2**31}, "--seed"),
+    ({"strategy": "mirrored", "steps_per_execution": 2}, "--steps_per_execution 2 cannot be combined with --strategy"),
 ])
 def test_bad_values_raise_user_error_naming_the_flag(values, flag):
     with pytest.raises(UserError) as excinfo:
@@ -109,6 +110,8 @@ def test_bad_values_raise_user_error_naming_the_flag(values, flag):
     {"z_dist": "normal01"},
     {"z_dist": "uniform_signed"},
     {"batch_size": 1, "epoch": 1},
+    {"strategy": "mirrored", "steps_per_execution": 1},
+    {"strategy": "default", "steps_per_execution": 2, "sample_freq": 2, "ckpt_freq": 2},
 ])
 def test_good_values_are_accepted(values):
     config = RunConfig.create(**values)
