@@ -16,7 +16,7 @@ import warnings
 from absl import app, flags
 
 from dcgan_tf.config import RunConfig
-from dcgan_tf import quiet
+from dcgan_tf import import_hooks, quiet
 from dcgan_tf.errors import RunWarning, UserError
 
 
@@ -157,6 +157,8 @@ def _parse_flags(argv):
 def run() -> None:
     """Entry point of main.py and the `dcgan-tf` console script."""
     quiet.quiet_tensorflow(_verbose())  # First: before anything can import TensorFlow.
+    # Keras imports IPython (half a second of start-up where it is installed) only for notebooks.
+    import_hooks.import_without("keras.src.saving.file_editor", "IPython")
     define_flags()
     if "verbose" not in flags.FLAGS:
         flags.DEFINE_bool("verbose", False, f"Show TensorFlow's own start-up and C++ log lines (or set "

@@ -33,3 +33,21 @@ def around_first_import(name: str, around: Callable) -> bool:
         return False
     sys.meta_path.insert(0, _FirstImport(name, around))
     return True
+
+
+def import_without(name: str, optional: str) -> bool:
+    """The first import of `name` runs as if the module `optional` were not installed (its
+    `import optional` raises ImportError); afterwards `optional` imports as usual. For a library that
+    imports an optional module it only uses elsewhere. False, with nothing changed, when `name` is
+    already imported or wrapped."""
+    def around(load, module):
+        if optional in sys.modules:
+            return load()
+        sys.modules[optional] = None  # How the import system spells "not importable".
+        try:
+            load()
+        finally:
+            if optional in sys.modules and sys.modules[optional] is None:
+                del sys.modules[optional]
+
+    return around_first_import(name, around)

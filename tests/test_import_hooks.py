@@ -1,0 +1,72 @@
+"""import_hooks: wrapping a module's first import, and importing a module as if an optional one were
+missing (the command line's Keras without IPython)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from dcgan_tf import import_hooks
+
+
+@pytest.fixture
+def modules(tmp_path, monkeypatch):
+    """A module `host_mod` that records whether it could import `optional_mod`, both on sys.path."""
+    (tmp_path / "optional_mod.py").write_text("VALUE = 7\n")
+    (tmp_path / "host_mod.py").write_text(textwrap.dedent("""
+        try:
+            import optional_mod
+        except ImportError:
+            optional_mod = None
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield
+    for name in ("host_mod", "optional_mod"):
+        sys.modules.pop(name, None)
+    sys.meta_path[:] = [h for h in sys.meta_path if getattr(h, "name", None) != "host_mod"]
+
+
+def test_around_first_import_runs_once_around_the_load(modules):
+    calls = []
+
+    def around(load, module):
+        calls.append(("before", hasattr(module, "optional_mod")))
+        load()
+        calls.append(("after", module.optional_mod.VALUE))
+
+    assert import_hooks.around_first_import("host_mod", around)
+    assert not import_hooks.around_first_import("host_mod", around)  # already wrapped
+    import host_mod  # noqa: F401
+    assert calls == [("before", False), ("after", 7)]
+    assert not import_hooks.around_first_import("host_mod", around)  # already imported
+
+
+def test_import_without_hides_the_optional_module_only_during_that_import(modules):
+    assert import_hooks.import_without("host_mod", "optional_mod")
+    import host_mod
+
+    assert host_mod.optional_mod is None
+    import optional_mod  # Importable again afterwards.
+
+    assert optional_mod.VALUE == 7
+
+
+def test_import_without_leaves_an_already_imported_optional_module(modules):
+    import optional_mod
+
+    assert import_hooks.import_without("host_mod", "optional_mod")
+    import host_mod
+
+    assert host_mod.optional_mod is optional_mod
+
+
+def test_the_command_lines_keras_does_not_import_ipython():
+    pytest.importorskip("IPython")
+    code = ("import sys; from dcgan_tf import import_hooks, quiet; quiet.quiet_tensorflow(); "
+            "import_hooks.import_without('keras.src.saving.file_editor', 'IPython'); import keras; "
+            "print('keras.src.saving.file_editor' in sys.modules, 'IPython' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "False"]
