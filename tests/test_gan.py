@@ -132,7 +132,7 @@ def test_label_flip_reaches_the_discriminator_loss(tmp_path):
     def d_losses(**labels):
         # Eager: one step needs no tracing (three traced models would cost most of this test's time).
         logs = _model_with_labels(tmp_path, run_eagerly=True, **labels).fit(
-            _batches(count=1), epochs=1, verbose=0).history
+            _batches(count=1), epochs=1, verbose=0, shuffle=False).history
         return logs["d_loss_real"][0], logs["d_loss_fake"][0]
 
     plain = d_losses()
@@ -146,7 +146,7 @@ def test_label_flip_reaches_the_discriminator_loss(tmp_path):
 def test_r1_penalty_changes_d_update_not_the_reported_loss(tmp_path):
     def one_step(**options):
         model = _model_with_labels(tmp_path, run_eagerly=True, **options)
-        logs = model.fit(_batches(count=1), epochs=1, verbose=0).history
+        logs = model.fit(_batches(count=1), epochs=1, verbose=0, shuffle=False).history
         return logs["d_loss"][0], _values(model.discriminator.trainable_variables)
 
     plain_loss, plain_d = one_step()
@@ -169,7 +169,7 @@ def test_soft_labels_are_drawn_in_the_step(tmp_path, monkeypatch):
     monkeypatch.setattr(gan.losses, "discriminator_labels", recording)
     model = _model_with_labels(tmp_path, run_eagerly=True, real_label_range=(0.7, 1.0),
                                fake_label_range=(0.0, 0.3))
-    model.fit(_batches(count=2), epochs=1, verbose=0)
+    model.fit(_batches(count=2), epochs=1, verbose=0, shuffle=False)
     assert len(seen) == 2
     real = np.concatenate([r for r, _ in seen])
     fake = np.concatenate([f for _, f in seen])
