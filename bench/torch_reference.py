@@ -12,11 +12,7 @@ Importing this module does not import torch; `available()` says whether it is in
 from __future__ import annotations
 
 import importlib.util
-import math
 import time
-
-NUM_LAYERS = 5
-KERNEL = 5
 
 
 def available() -> bool:
@@ -28,13 +24,14 @@ def simpsons_networks(size: int, width: int, z_dim: int = 100, c_dim: int = 3):
     import torch
     from torch import nn
 
-    smallest = size
-    for _ in range(NUM_LAYERS):
-        smallest = math.ceil(smallest / 2)
+    from dcgan_tf.model.nets.simpsons import BN_EPSILON, BN_MOMENTUM, KERNEL, NUM_LAYERS, layer_sizes
+
+    smallest = layer_sizes(size)[-1]
     top = width * 2 ** (NUM_LAYERS - 1)
 
     def bn(channels):
-        return nn.BatchNorm2d(channels, eps=1e-5, momentum=0.1)  # torch's 0.1 is Keras's 0.9
+        # torch's momentum weighs the new batch, Keras's the running value.
+        return nn.BatchNorm2d(channels, eps=BN_EPSILON, momentum=1 - BN_MOMENTUM)
 
     class Generator(nn.Module):
         def __init__(self):
