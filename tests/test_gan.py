@@ -157,6 +157,25 @@ def test_r1_penalty_changes_d_update_not_the_reported_loss(tmp_path):
     assert any(not np.allclose(a, b, atol=1e-7) for a, b in kernels)
 
 
+def test_adaptive_r1_acts_only_once_d_x_passes_the_target(tmp_path):
+    """Traced, as training runs it: the penalty's gradient sits behind a tf.cond on the weight."""
+    def two_steps(**options):
+        model = _model_with_labels(tmp_path, **options)
+        logs = model.fit(_batches(count=2), epochs=1, verbose=0, shuffle=False).history
+        return model, logs, _values(model.discriminator.trainable_variables)
+
+    _, _, plain_d = two_steps()
+    # D(x) starts near 0.5: below a target of 0.99 the weight stays 0 and D learns as without R1.
+    below, logs, below_d = two_steps(r1_gamma=10.0, r1_target=0.99)
+    assert float(below.r1_weight.numpy()) == 0.0 and logs["r1_weight"][0] == 0.0
+    for a, b in zip(plain_d, below_d):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # Above a target of 0.01 it rises 1/500 a step, and the second step's D update has the penalty.
+    above, _, above_d = two_steps(r1_gamma=10.0, r1_target=0.01)
+    assert float(above.r1_weight.numpy()) == pytest.approx(2 / 500)
+    assert any(not np.allclose(a, b, atol=1e-7) for a, b in zip(plain_d, above_d) if a.ndim > 1)
+
+
 def test_soft_labels_are_drawn_in_the_step(tmp_path, monkeypatch):
     seen = []
     original = gan.losses.discriminator_labels

@@ -91,3 +91,16 @@ def test_r1_penalty_is_the_mean_squared_gradient_norm():
         logit_sum = tf.reduce_sum(w * x)
     penalty = losses.r1_penalty(tape.gradient(logit_sum, x))
     assert float(penalty) == pytest.approx(float(tf.reduce_sum(w * w)), rel=1e-6)
+
+
+def test_adaptive_r1_weight_steps_towards_the_side_of_the_target_and_stays_in_0_1():
+    def after(weight, d_x, target=0.9, adjust_steps=500):
+        return float(losses.adapted_r1_weight(weight, d_x, target, adjust_steps))
+
+    assert after(0.0, 0.95) == pytest.approx(1 / 500)  # D too sure of the real images: weight up.
+    assert after(0.5, 0.80) == pytest.approx(0.5 - 1 / 500)  # Below the target: down.
+    assert after(0.0, 0.50) == 0.0 and after(1.0, 0.99) == 1.0  # Clipped to [0, 1].
+    weight = 0.0
+    for _ in range(10):
+        weight = after(weight, 0.95, adjust_steps=10)
+    assert weight == pytest.approx(1.0)  # adjust_steps steps on one side take it from 0 to 1.

@@ -66,6 +66,10 @@ def test_r1_penalty_is_off_in_every_recipe_until_asked_for(tmp_path):
     assert saved["r1_gamma"] == 0.1
     with pytest.raises(UserError, match=r"--r1_gamma must be 0 \(off\) or more, got -1"):
         RunConfig.create(r1_gamma=-1.0)
+    adaptive = json.loads(open(RunConfig.create(seed=3, r1_gamma=0.1, r1_target=0.9).save(str(tmp_path))).read())
+    assert (adaptive["r1_gamma"], adaptive["r1_target"]) == (0.1, 0.9)
+    with pytest.raises(UserError, match=r"--r1_target must be in \[0, 1\)"):
+        RunConfig.create(r1_target=1.0)
 
 
 def test_presets_fill_defaults_and_flags_override_them():

@@ -60,6 +60,20 @@ def test_resume_continues_counters_and_matches_an_uninterrupted_run(workdir):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_adaptive_r1_weight_resumes_and_starts_at_0_from_a_checkpoint_without_it(workdir):
+    adaptive = {"r1_gamma": 0.1, "r1_target": 0.01}  # D(x) is above 0.01 from the start: it rises.
+    first = train.train(tiny_config(workdir, epoch=1, **adaptive), verbose=0)
+    weight = float(first.run.model.r1_weight.numpy())
+    assert weight == pytest.approx(first.steps_run / 500)
+    again = build.build_run(tiny_config(workdir, c_dim=3, epoch=2, **adaptive))
+    assert float(again.model.r1_weight.numpy()) == weight
+    # A run trained without it turns it on when resumed: its checkpoint loads, the weight starts at 0.
+    plain = train.train(tiny_config(workdir, epoch=1, checkpoint_dir=str(workdir / "p")), verbose=0)
+    assert plain.run.model.r1_weight is None
+    switched = build.build_run(tiny_config(workdir, c_dim=3, epoch=2, checkpoint_dir=str(workdir / "p"), **adaptive))
+    assert switched.resumed_from and float(switched.model.r1_weight.numpy()) == 0.0
+
+
 def test_checkpoint_without_augmentation_state_still_restores(workdir):
     """Checkpoints written before DiffAugment existed lack its random state; they load, and it
     starts fresh."""

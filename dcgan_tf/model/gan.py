@@ -6,7 +6,10 @@ D's labels are 1 and 0, or soft / swapped ones drawn per image when the label ra
 probability ask for it (losses.discriminator_labels). With an augmentation policy (DiffAugment,
 dcgan_tf/model/augment.py), D sees only augmented images: D(T(x)) and D(T(G(z))) in its update and
 D(T(G(z))) in every G update, each call with fresh random draws. With `r1_gamma` > 0, D's loss also
-has the R1 penalty gamma/2 * E[|grad_x D(T(x))|^2] at the real images (losses.r1_penalty). With an
+has the R1 penalty gamma/2 * E[|grad_x D(T(x))|^2] at the real images (losses.r1_penalty); with an
+`r1_target` > 0 the penalty is adaptive: its weight (0 to 1, times gamma) rises while D calls the real
+images real with a mean probability above the target and falls while below (losses.adapted_r1_weight),
+so it acts only once D begins to memorise the training images, and costs nothing before. With an
 `ema_generator`, every step ends by moving its weights towards G's (dcgan_tf/model/ema.py); that average is what `sampler` returns.
 Each step leaves its values in `step_values` for TensorBoard (written by dcgan_tf/training/summaries.py).
 """
@@ -41,7 +44,7 @@ class DCGAN(keras.Model):
 
     def __init__(self, generator, discriminator, *, z_dim: int, z_dist: str = "uniform_signed",
                  g_steps: int = 2, seed=None, real_label_range=(1.0, 1.0), fake_label_range=(0.0, 0.0), label_flip_prob: float = 0.0,
-                 augment=(), ema_generator=None, ema_decay: float = 0.0, r1_gamma: float = 0.0, **kwargs):
+                 augment=(), ema_generator=None, ema_decay: float = 0.0, r1_gamma: float = 0.0, r1_target: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if g_steps < 1:
             raise ValueError(f"g_steps must be at least 1, got {g_steps}")
@@ -54,6 +57,7 @@ class DCGAN(keras.Model):
             ema.copy_weights(self.ema_generator, generator)
         self.z_dim, self.z_dist, self.g_steps = z_dim, z_dist, g_steps
         self.r1_gamma = float(r1_gamma)
+        self.r1_target = float(r1_target) if r1_gamma > 0 else 0.0
         # D's labels (losses.discriminator_labels): exactly 1 and 0 unless the tricks are asked for.
         self.real_label_range = tuple(float(v) for v in real_label_range)
         self.fake_label_range = tuple(float(v) for v in fake_label_range)
@@ -69,7 +73,13 @@ class DCGAN(keras.Model):
         self.epoch = self._add_counter("epoch")
         # The first step after which a loss or a weight was NaN or Inf (0: none yet).
         self.nonfinite_step = self._add_counter("nonfinite_step")
+        # The adaptive R1 penalty's weight (only with r1_target > 0): starts off, kept in checkpoints.
+        self.r1_weight = (self.add_weight(name="r1_weight", shape=(), dtype="float32", initializer="zeros",
+                                          trainable=False, aggregation="only_first_replica")
+                          if self.r1_target > 0 else None)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+        if self.r1_weight is not None:
+            self.trackers["r1_weight"] = keras.metrics.Mean(name="r1_weight")
 
     def _add_counter(self, name):
         # Under tf.distribute every replica updates the counters alike; the first replica's update counts.
@@ -119,6 +129,10 @@ class DCGAN(keras.Model):
                            + self.generator.trainable_variables)
         step = self.step.value if hasattr(self.step, "value") else self.step
         self.step_values.keep(step, values, z=z, d_x=d_x, d_g_z=d_g_z)
+        if self.r1_weight is not None:
+            # Set from the global batch's D(x), so every replica holds the same weight.
+            values["r1_weight"] = self.r1_weight.assign(
+                losses.adapted_r1_weight(self.r1_weight, values["d_x"], self.r1_target))
         for name, value in values.items():
             self.trackers[name].update_state(value)
         return distribute.step_logs({name: tracker.result() for name, tracker in self.trackers.items()})
@@ -142,7 +156,7 @@ class DCGAN(keras.Model):
             d_loss_real, d_loss_fake = losses.discriminator_losses(real_logits, fake_logits, real_labels,
                                                                    fake_labels)
             d_loss = d_loss_real + d_loss_fake
-            d_objective = d_loss if r1_penalty is None else d_loss + 0.5 * self.r1_gamma * r1_penalty
+            d_objective = d_loss if r1_penalty is None else d_loss + 0.5 * self._r1_gamma_now() * r1_penalty
             # This replica's share, loss-scaled (a LossScaleOptimizer under mixed_float16; else the identity).
             scaled_d_loss = self.d_optimizer.scale_loss(_per_replica_share(d_objective, replicas))
         d_vars = self.discriminator.trainable_variables
@@ -183,14 +197,24 @@ class DCGAN(keras.Model):
     def _discriminate_real(self, images):
         """(D's logits of the real images, their R1 penalty or None when r1_gamma is 0). Called inside
         D's tape, so the penalty's own gradient reaches D's weights; the input tape exists only when
-        the penalty is asked for."""
+        the penalty is asked for, and the gradient of an adaptive penalty of weight 0 is not computed."""
         if self.r1_gamma <= 0:
             return self.discriminator(images, training=True), None
         with tf.GradientTape(watch_accessed_variables=False) as input_tape:
             input_tape.watch(images)
             logits = self.discriminator(images, training=True)
             logit_sum = tf.reduce_sum(tf.cast(logits, tf.float32))
-        return logits, losses.r1_penalty(input_tape.gradient(logit_sum, images))
+
+        def penalty():
+            return losses.r1_penalty(input_tape.gradient(logit_sum, images))
+
+        if self.r1_weight is None or not tf.inside_function():
+            return logits, penalty()
+        return logits, tf.cond(self.r1_weight > 0, penalty, lambda: tf.constant(0.0))
+
+    def _r1_gamma_now(self):
+        """R1's weight in this step: gamma, times the adaptive weight when there is one."""
+        return self.r1_gamma if self.r1_weight is None else self.r1_gamma * self.r1_weight
 
     def _labels(self, batch_size, replicas):
         """D's (real, fake) labels of this replica's rows, drawn for the global batch as z is."""

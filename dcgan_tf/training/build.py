@@ -55,7 +55,8 @@ def build_run(config: RunConfig) -> Run:
                   real_label_range=(config.real_label_low, config.real_label_high),
                   fake_label_range=(config.fake_label_low, config.fake_label_high),
                   label_flip_prob=config.label_flip_prob, augment=augment.parse_policy(config.diffaug),
-                  ema_generator=ema_generator, ema_decay=config.ema_decay, r1_gamma=config.r1_gamma)
+                  ema_generator=ema_generator, ema_decay=config.ema_decay, r1_gamma=config.r1_gamma,
+                  r1_target=config.r1_target)
     d_optimizer, g_optimizer = (optimizers.make_optimizer(config.learning_rate, config.beta1, config.precision)
                                 for _ in range(2))
     model.compile(d_optimizer=d_optimizer, g_optimizer=g_optimizer,
@@ -213,6 +214,7 @@ def load_trained(config: RunConfig, given: Optional[Collection[str]] = None) -> 
                   "run": info.name, "runs": False}
         merged.setdefault("ema_decay", 0.0)  # Runs saved before the moving average existed have none.
         merged.setdefault("r1_gamma", 0.0)  # Nor an R1 penalty, before it existed.
+        merged.setdefault("r1_target", 0.0)  # Nor an adaptive one.
         merged.setdefault("precision", "float32")  # Nor a precision, before the option existed.
         restored_config = RunConfig.create(**merged)
     try:

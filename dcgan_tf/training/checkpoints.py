@@ -18,15 +18,17 @@ from dcgan_tf.runs import write_text
 # What make_checkpoint saves; the parts in _ADDED_PARTS are missing from checkpoints of earlier
 # versions, which restore without them (those parts keep their fresh state).
 _PARTS = ("generator", "discriminator", "d_optimizer", "g_optimizer", "step", "epoch", "z_seed",
-          "augment_seed", "sample_z", "ema_generator")
-_ADDED_PARTS = ("augment_seed", "ema_generator")
+          "augment_seed", "sample_z", "ema_generator", "r1_weight")
+_ADDED_PARTS = ("augment_seed", "ema_generator", "r1_weight")
 
 
 def make_checkpoint(model, sample_z) -> tf.train.Checkpoint:
     """Both networks, both optimizers, the step and epoch counters, the random states of z and of
-    DiffAugment, the fixed sample z and the moving average of G (when the run keeps one): everything
-    an exact resume needs."""
+    DiffAugment, the fixed sample z, the moving average of G and the adaptive R1 weight (when the run
+    keeps them): everything an exact resume needs."""
     extra = {} if model.ema_generator is None else {"ema_generator": model.ema_generator}
+    if model.r1_weight is not None:
+        extra["r1_weight"] = model.r1_weight
     return tf.train.Checkpoint(
         generator=model.generator, discriminator=model.discriminator,
         d_optimizer=model.d_optimizer, g_optimizer=model.g_optimizer,
