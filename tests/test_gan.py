@@ -176,6 +176,25 @@ def test_adaptive_r1_acts_only_once_d_x_passes_the_target(tmp_path):
     assert any(not np.allclose(a, b, atol=1e-7) for a, b in zip(plain_d, above_d) if a.ndim > 1)
 
 
+def test_adaptive_r1_weight_is_a_scalar_of_every_step(tmp_path):
+    from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.util import tensor_util
+
+    from dcgan_tf.training.summaries import SCALAR_TAGS, Summaries
+
+    writer = tf.summary.create_file_writer(str(tmp_path / "logs"))
+    model = _model_with_labels(tmp_path, r1_gamma=1.0, r1_target=0.01)
+    assert model.metric_names == gan.METRIC_NAMES + ("r1_weight",)
+    model.fit(_batches(count=3), epochs=1, verbose=0, shuffle=False, callbacks=[Summaries(writer, 100)])
+    writer.flush()
+    acc = event_accumulator.EventAccumulator(str(tmp_path / "logs"), size_guidance={"tensors": 0})
+    acc.Reload()
+    events = acc.Tensors(SCALAR_TAGS["r1_weight"])
+    assert SCALAR_TAGS["r1_weight"] == "loss/r1_weight"
+    assert [e.step for e in events] == [1, 2, 3]
+    np.testing.assert_allclose([tensor_util.make_ndarray(e.tensor_proto) for e in events], [k / 500 for k in (1, 2, 3)])
+
+
 def test_soft_labels_are_drawn_in_the_step(tmp_path, monkeypatch):
     seen = []
     original = gan.losses.discriminator_labels

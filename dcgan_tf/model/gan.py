@@ -77,9 +77,8 @@ class DCGAN(keras.Model):
         self.r1_weight = (self.add_weight(name="r1_weight", shape=(), dtype="float32", initializer="zeros",
                                           trainable=False, aggregation="only_first_replica")
                           if self.r1_target > 0 else None)
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
-        if self.r1_weight is not None:
-            self.trackers["r1_weight"] = keras.metrics.Mean(name="r1_weight")
+        self.metric_names = METRIC_NAMES + (("r1_weight",) if self.r1_weight is not None else ())
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
 
     def _add_counter(self, name):
         # Under tf.distribute every replica updates the counters alike; the first replica's update counts.
@@ -92,7 +91,7 @@ class DCGAN(keras.Model):
         super().compile(jit_compile=False, steps_per_execution=steps_per_execution, **kwargs)
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
-        self.step_values = StepValues(max(steps_per_execution, StepValues.ROWS), self.z_dim)
+        self.step_values = StepValues(max(steps_per_execution, StepValues.ROWS), self.z_dim, self.metric_names)
         self._update_fn = tf.function(self._updates, jit_compile=True) if jit_compile else self._updates
 
     @property
@@ -127,12 +126,12 @@ class DCGAN(keras.Model):
         d_x, d_g_z = distribute.all_gather(d_x), distribute.all_gather(d_g_z)
         self._check_finite([values["d_loss"], values["g_loss"]] + self.discriminator.trainable_variables
                            + self.generator.trainable_variables)
-        step = self.step.value if hasattr(self.step, "value") else self.step
-        self.step_values.keep(step, values, z=z, d_x=d_x, d_g_z=d_g_z)
         if self.r1_weight is not None:
             # Set from the global batch's D(x), so every replica holds the same weight.
             values["r1_weight"] = self.r1_weight.assign(
                 losses.adapted_r1_weight(self.r1_weight, values["d_x"], self.r1_target))
+        step = self.step.value if hasattr(self.step, "value") else self.step
+        self.step_values.keep(step, values, z=z, d_x=d_x, d_g_z=d_g_z)
         for name, value in values.items():
             self.trackers[name].update_state(value)
         return distribute.step_logs({name: tracker.result() for name, tracker in self.trackers.items()})
@@ -239,7 +238,8 @@ class StepValues:
     """The values of the latest steps, kept inside the compiled step for the summaries callback
     (dcgan_tf/training/summaries.py), which reads them between executions of `fit`.
 
-    `rows[(step - 1) % capacity]` holds step `step`'s METRIC_NAMES values (the step's own, not the
+    `rows[(step - 1) % capacity]` holds step `step`'s values of `names` (METRIC_NAMES and the model's
+    optional ones, in that order) (the step's own, not the
     epoch's means that `fit`'s logs carry), `steps` the step each row belongs to: the last `capacity`
     steps (at least ROWS, and every step of an execution), so the callback can write them in
     batches. `z`, `d_x`, `d_g_z` are the global batch's z, D(x) and D(G(z)) of the latest step.
@@ -247,15 +247,16 @@ class StepValues:
 
     ROWS = 32
 
-    def __init__(self, capacity: int, z_dim: int):
+    def __init__(self, capacity: int, z_dim: int, names=METRIC_NAMES):
         self.capacity = max(1, int(capacity))
+        self.names = tuple(names)
 
         def variable(initial, shape, name):
             # Every replica keeps the same (global) values; the first replica's assignment counts.
             return tf.Variable(initial, shape=shape, trainable=False, name=name,
                                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
-        self.rows = variable(tf.zeros((self.capacity, len(METRIC_NAMES))), None, "step_values")
+        self.rows = variable(tf.zeros((self.capacity, len(self.names))), None, "step_values")
         self.steps = variable(tf.zeros((self.capacity,), tf.int64), None, "step_values_steps")
         self.z = variable(tf.zeros((0, z_dim)), tf.TensorShape([None, z_dim]), "step_z")
         self.d_x = variable(tf.zeros((0, 1)), tf.TensorShape([None, 1]), "step_d_x")
@@ -264,7 +265,7 @@ class StepValues:
     def keep(self, step, values: dict, *, z, d_x, d_g_z) -> None:
         step = tf.convert_to_tensor(step)
         index = [[(step - 1) % self.capacity]]
-        row = tf.stack([tf.cast(values[name], tf.float32) for name in METRIC_NAMES])
+        row = tf.stack([tf.cast(values[name], tf.float32) for name in self.names])
         self.rows.assign(tf.tensor_scatter_nd_update(self.rows, index, row[None]))
         self.steps.assign(tf.tensor_scatter_nd_update(self.steps, index, step[None]))
         self.z.assign(tf.cast(z, tf.float32))

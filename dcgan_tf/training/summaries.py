@@ -15,10 +15,10 @@ import keras
 import tensorflow as tf
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 
-from dcgan_tf.model.gan import METRIC_NAMES
 
 SCALAR_TAGS = {"d_loss": "loss/d_loss", "d_loss_real": "loss/d_loss_real", "d_loss_fake": "loss/d_loss_fake",
-               "g_loss": "loss/g_loss", "d_x": "probability/d_x", "d_g_z": "probability/d_g_z"}
+               "g_loss": "loss/g_loss", "d_x": "probability/d_x", "d_g_z": "probability/d_g_z",
+               "r1_weight": "loss/r1_weight"}  # The adaptive R1 penalty's weight, when a run has one.
 # Histograms of G's input z, D(x) and D(G(z)) ("d" and "d_", as the original named them).
 HISTOGRAM_TAGS = {"z": "z", "d_x": "probability/d", "d_g_z": "probability/d_"}
 _SCALAR_METADATA = scalar_metadata.create_summary_metadata(display_name=None, description=None).SerializeToString()
@@ -77,7 +77,7 @@ class Summaries(keras.callbacks.Callback):
                 index = (step - 1) % kept.capacity
                 with tf.summary.record_if(kept.steps[index] == step):
                     row = kept.rows[index]
-                    for i, name in enumerate(METRIC_NAMES):
+                    for i, name in enumerate(kept.names):
                         # tf.summary.scalar's write, with the tag as given (the loop's name scope left out).
                         tf.summary.write(SCALAR_TAGS[name], row[i], step=step, metadata=_SCALAR_METADATA)
 
