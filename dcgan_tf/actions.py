@@ -35,11 +35,23 @@ class Command:
         return build.load_trained(self.config, self.given)
 
     @functools.cached_property
+    def saved_model(self) -> str:
+        """The SavedModel folder --saved_model means (an export base folder: its newest version)."""
+        from dcgan_tf.use import generate
+
+        given = self.config.saved_model
+        path = generate.resolve_saved_model(given)
+        if os.path.normpath(path) != os.path.normpath(given):
+            print(f"dcgan_tf: --saved_model {given}: taking its newest version, {os.path.basename(path)} ({path})")
+        return path
+
+    @functools.cached_property
     def source(self):
         """The generator --generate, --visualize and --interpolate draw from, and their output folder."""
         from dcgan_tf.use import generate
 
-        source = generate.load_source(self.config, None if self.config.saved_model else self.run)
+        source = (generate.from_saved_model(self.saved_model) if self.config.saved_model
+                  else generate.load_source(self.config, self.run))
         print(f"dcgan_tf: drawing from {source.origin} with --seed {self.config.seed}")
         return source
 
@@ -50,13 +62,15 @@ class Command:
         return generate.output_dir(self.config, self.source)
 
     def exported(self) -> str:
-        """The run's generator exported as a SavedModel (once per command)."""
+        """The run's generator exported as a SavedModel (once per command), into the version folder of
+        its checkpoint's step (runs.export_version_dir)."""
         if self._exported is None:
             from dcgan_tf.use import export
 
-            run = self.run
-            self._exported = export.export_generator(run.model.sampler(self.config.live_weights), run.config,
-                                                     run.config.run_export_dir)
+            run, live = self.run, self.config.live_weights
+            step = int(run.model.step.numpy())
+            path = runs.export_version_dir(run.config.export_dir, run.config.run_name, step, live=live)
+            self._exported = export.export_generator(run.model.sampler(live), run.config, path, step=step, live=live)
             print(f"dcgan_tf: exported the generator as a SavedModel to {self._exported}")
         return self._exported
 
@@ -114,7 +128,8 @@ def export(command: Command) -> None:
 def tflite(command: Command) -> None:
     from dcgan_tf.use import export as exporting
 
-    print(f"dcgan_tf: wrote {exporting.to_tflite(command.config.saved_model or command.exported())}")
+    path = command.saved_model if command.config.saved_model else command.exported()
+    print(f"dcgan_tf: wrote {exporting.to_tflite(path)}")
 
 
 def evaluate(command: Command) -> None:
@@ -127,8 +142,8 @@ def evaluate(command: Command) -> None:
 
     config = command.config
     run = None if config.saved_model else command.run
-    source = generate.load_source(config, run)
-    folder = run.config.run_checkpoint_dir if run is not None else config.saved_model
+    source = generate.load_source(config, run) if run is not None else generate.from_saved_model(command.saved_model)
+    folder = run.config.run_checkpoint_dir if run is not None else command.saved_model
     quality.read_quality(folder)  # A damaged quality.json is reported before the long part.
     data_config, image_set = build.prepare_data(run.config if run is not None else config)
     evaluator = quality.make_evaluator(image_set.images, quality.inception_features_fn(config.fid_weights),
@@ -137,7 +152,7 @@ def evaluate(command: Command) -> None:
                                        cache_folder=folder if run is not None else None)
     print(f"dcgan_tf: measuring {source.origin}: {config.eval_samples} generated images against "
           f"{len(evaluator.real)} of {len(image_set.images)} real ones", flush=True)
-    step = int(run.model.step.numpy()) if run is not None else None
+    step = int(run.model.step.numpy()) if run is not None else source.step
     epoch = int(run.model.epoch.numpy()) if run is not None else None
     record = {"step": step, "epoch": epoch, "checkpoint": source.origin, **evaluator.evaluate(source.fn)}
     quality.append_evaluation(folder, record)

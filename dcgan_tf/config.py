@@ -126,14 +126,15 @@ class RunConfig:
                              "KID) and stop.")
     # What to do.
     train: bool = _opt(False, "Train (otherwise: load the latest checkpoint and write a test grid).")
-    export: bool = _opt(False, "Export the generator as a TensorFlow SavedModel into --export_dir.")
+    export: bool = _opt(False, "Export the generator as a TensorFlow SavedModel into --export_dir/<run>/<step> "
+                               "(TensorFlow Serving's layout; --live_weights: <run>/live/<step>).")
     # Using a trained model (from the run's newest checkpoint, or --saved_model).
     generate: int = _opt(0, "Write N generated images (one PNG each, or one grid with --grid) into "
                             "--sample_dir/<run>; 0: off. --seed makes them repeatable.")
     grid: bool = _opt(False, "With --generate: write the images as one grid instead of one file each.")
-    saved_model: str = _opt("", "Take the generator from this SavedModel folder (written by --export) "
-                                "instead of the run's checkpoint, for --generate, --visualize, --interpolate "
-                                "and --tflite.")
+    saved_model: str = _opt("", "Take the generator from this SavedModel folder (written by --export; "
+                                "export/<run> means its newest version) instead of the run's checkpoint, for "
+                                "--generate, --visualize, --interpolate, --eval and --tflite.")
     visualize: Optional[int] = _opt(
         None, "The original's visualize options: 0 one grid of random z; 1 sweep each z dimension over "
               "[-1, 1] across the batch, one PNG per dimension; 2 the sweep around a random z as one GIF per "
@@ -243,7 +244,8 @@ class RunConfig:
     checkpoint_dir: str = _opt("checkpoints", "Root of the checkpoint folders (one per run).")
     sample_dir: str = _opt("samples", "Root of the sample-grid folders (one per run).")
     log_dir: str = _opt("logs", "Root of the TensorBoard folders (one per run).")
-    export_dir: str = _opt("export", "Root of the exported SavedModels (one per run).")
+    export_dir: str = _opt("export", "Root of the exported SavedModels (a folder per run, a version folder "
+                                     "per exported checkpoint in it).")
     sample_freq: int = _opt(100, "Write a grid of the fixed sample z (and image summaries) every N steps.")
     sample_num: int = _opt(0, "Images in each sample grid; 0 means batch_size.")
     ckpt_freq: int = _opt(500, "Save a checkpoint every N steps (and always at the end or on Ctrl-C).")

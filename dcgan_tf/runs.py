@@ -98,6 +98,30 @@ def picture_dir(sample_dir: str, run: str, step: Optional[int] = None, live: boo
     return os.path.join(folder, LIVE_FOLDER) if live else folder
 
 
+VERSION_PATTERN = re.compile(r"^[0-9]+$")
+
+
+def export_version_dir(export_dir: str, run: str, step: int, live: bool = False) -> str:
+    """Where --export writes, in TensorFlow Serving's layout (a base folder `<export_dir>/<run>/` of
+    integer version folders; the server serves the highest): `<export_dir>/<run>/<N>/` for the
+    checkpoint of step N, `<export_dir>/<run>/live/<N>/` for G's live weights (a folder the server
+    ignores, so the average stays the one served). Exports of different checkpoints, or of the
+    average and the live weights, never replace each other."""
+    folder = os.path.join(export_dir, run)
+    if live:
+        folder = os.path.join(folder, LIVE_FOLDER)
+    return os.path.join(folder, str(int(step)))
+
+
+def export_versions(folder: str) -> List[int]:
+    """The versions of an export base folder, lowest first: its integer-named subfolders that hold a
+    SavedModel (a `<N>.partial` being written, or anything else, is not one)."""
+    if not os.path.isdir(folder):
+        return []
+    return sorted(int(name) for name in os.listdir(folder)
+                  if VERSION_PATTERN.fullmatch(name) and os.path.isfile(os.path.join(folder, name, "saved_model.pb")))
+
+
 def grid_file(epoch: int, step: int) -> str:
     """The sample grid of a step, named by the epoch that step belongs to (counted from 0)."""
     return f"train_{epoch:02d}_{step:04d}.png"

@@ -38,7 +38,7 @@ def test_train_resume_test_grid_and_export(workdir):
     assert "resumed from" in second.stdout and "(epoch 1, step 2)" in second.stdout
     assert "Epoch 2/2" in second.stdout
     assert sorted(os.listdir(workdir / "samples" / run)) == ["train_00_0002.png", "train_01_0004.png"]
-    assert (workdir / "export" / run / "saved_model.pb").exists()
+    assert (workdir / "export" / run / "4" / "saved_model.pb").exists()  # the version of step 4
     assert json.loads((workdir / "checkpoints" / run / "config.json").read_text())["epoch"] == 2
 
     test = run_main(common, cwd=workdir)  # no --train: a test grid from the newest checkpoint

@@ -124,10 +124,13 @@ def test_grids_test_mode_and_export_use_the_average_unless_live_weights(workdir,
     np.testing.assert_array_equal(np.asarray(Image.open(samples / "live" / "generate_s3_n2.png")),
                                   make_grid(_images_of(model.generator, latent.z_numpy(2, 8, "uniform_signed", seed=3))))
     z = np.random.default_rng(0).uniform(-1, 1, (3, 8)).astype("float32")
-    for extra, generator in (([], model.ema_generator), (["--live_weights"], model.generator)):
-        export_dir = str(workdir / ("export_live" if extra else "export_avg"))
-        assert cli.execute(common + ["--export", "--export_dir", export_dir] + extra) == 0
-        loaded = tf.saved_model.load(os.path.join(export_dir, "faces_4_32_32_z8_gf4_df4"))
+    # Exports: the average into export/<run>/<step>/, the live weights into export/<run>/live/<step>/;
+    # neither replaces the other.
+    step = str(int(model.step.numpy()))
+    for extra in ([], ["--live_weights"]):
+        assert cli.execute(common + ["--export"] + extra) == 0
+    for folder, generator in ((step, model.ema_generator), (os.path.join("live", step), model.generator)):
+        loaded = tf.saved_model.load(os.path.join(workdir, "export", "faces_4_32_32_z8_gf4_df4", folder))
         exported = loaded.signatures["serving_default"](z=tf.constant(z))
         images = exported["images"].numpy()
         np.testing.assert_allclose(images, _images_of(generator, z), atol=1e-5)

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 
+from dcgan_tf import cli, runs
 from dcgan_tf.use import export
 from dcgan_tf.training import build
 from tests.conftest import tiny_config
@@ -32,7 +33,8 @@ def exported(tmp_path_factory):
     run = build.build_run(tiny_config(workdir, c_dim=3))
     # Move batch-norm statistics off their initial values, so inference mode is really exercised.
     run.model.generator(np.random.default_rng(0).uniform(-1, 1, (16, 8)).astype("float32"), training=True)
-    path = export.export_generator(run.model.generator, run.config, run.config.run_export_dir)
+    path = export.export_generator(run.model.generator, run.config,
+                                   runs.export_version_dir(run.config.export_dir, run.config.run_name, 0), step=0)
     return workdir, run, path
 
 
@@ -76,11 +78,13 @@ def test_savedmodel_works_with_saved_model_cli(exported, tmp_path):
 
 def test_export_metadata_and_replacement(exported):
     workdir, run, path = exported
+    assert path == os.path.join(str(workdir), "export", run.config.run_name, "0")
     meta = json.loads(open(os.path.join(path, export.METADATA_FILE)).read())
     assert meta["z_dim"] == 8 and meta["z_dist"] == "uniform_signed" and meta["c_dim"] == 3
-    again = export.export_generator(run.model.generator, run.config, path)  # replaces in place
+    assert meta["step"] == 0 and meta["weights"] == "average"
+    again = export.export_generator(run.model.generator, run.config, path, step=0)  # the same version: replaced
     assert again == path and os.path.exists(os.path.join(path, "saved_model.pb"))
-    assert not os.path.exists(path + ".partial")
+    assert not os.path.exists(path + ".partial") and not os.path.exists(path + ".replaced")
 
 
 def test_savedmodel_serves_through_keras_tfsmlayer_and_tflite(exported, tmp_path):
@@ -213,10 +217,140 @@ def test_tflite_through_litert_and_the_readme_snippet(exported, tmp_path):
     with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
         readme = f.read()
     snippet = readme.split("<!-- tflite snippet -->")[1].split("```python")[1].split("```")[0]
-    snippet = snippet.replace("export/simpsons_64_25_128_128", path).replace("100)", "8)")
+    snippet = snippet.replace("export/simpsons_64_25_128_128/10000", path).replace("100)", "8)")
     proc = subprocess.run([sys.executable, "-W", "always", "-c", snippet + "\nprint(pixels.shape, pixels.dtype)"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=240,
                           env={**os.environ, "PYTHONPATH": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == "(16, 32, 32, 3) uint8"
     assert "deprecat" not in (proc.stdout + proc.stderr).lower(), proc.stderr[-3000:]
+
+
+# ------------------------------------------------------------------------------------------------
+# Versions: --export keeps one folder per checkpoint step (TensorFlow Serving's layout).
+TINY = "faces_4_32_32_z8_gf4_df4"
+
+
+def _main(workdir, *args):
+    folders = ["--data_dir", str(workdir / "data"), "--checkpoint_dir", str(workdir / "checkpoints"),
+               "--sample_dir", str(workdir / "samples"), "--log_dir", str(workdir / "logs"),
+               "--export_dir", str(workdir / "export")]
+    return cli.execute(["main.py", "--dataset", "faces", *folders, *args])
+
+
+def _checkpoint_at(run, step, seed):
+    """Moves G's live weights and, differently, their average, and checkpoints the run as step `step`."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    for v in run.model.generator.trainable_variables + run.model.ema_generator.trainable_variables:
+        v.assign(keras.ops.convert_to_numpy(v) + rng.normal(0, 0.2, v.shape).astype("float32"))
+    run.model.step.assign(step)
+    run.manager.save(checkpoint_number=step)
+
+
+def _serve(path, z):
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(path)).signatures["serving_default"](z=tf.constant(z))["images"].numpy()
+
+
+def _images(generator, z):
+    return np.asarray(generator(z, training=False))
+
+
+def test_exports_of_each_step_and_of_the_live_weights_are_kept_apart(workdir, capsys):
+    """--export writes export/<run>/<step>/, --live_weights export/<run>/live/<step>/; an export of a
+    later step or of the other weights never replaces an earlier one, and --saved_model export/<run>
+    takes the newest version."""
+    config = tiny_config(workdir, c_dim=3)
+    run = build.build_run(config)
+    assert run.model.ema_generator is not None  # The simpsons preset keeps an average of G.
+    config.save(config.run_checkpoint_dir)
+    z = np.random.default_rng(1).uniform(-1, 1, (3, 8)).astype("float32")
+    base = workdir / "export" / TINY
+
+    _checkpoint_at(run, 2, seed=0)
+    assert _main(workdir, "--export") == 0
+    assert f"exported the generator as a SavedModel to {base / '2'}" in capsys.readouterr().out
+    step2 = _images(run.model.ema_generator, z)
+    _checkpoint_at(run, 4, seed=1)
+    assert _main(workdir, "--export") == 0
+    assert _main(workdir, "--export", "--live_weights") == 0
+    assert sorted(os.listdir(base)) == ["2", "4", "live"] and os.listdir(base / "live") == ["4"]
+    np.testing.assert_allclose(_serve(base / "2", z), step2, atol=1e-5)
+    np.testing.assert_allclose(_serve(base / "4", z), _images(run.model.ema_generator, z), atol=1e-5)
+    np.testing.assert_allclose(_serve(base / "live" / "4", z), _images(run.model.generator, z), atol=1e-5)
+    assert not np.allclose(_serve(base / "2", z), _serve(base / "4", z), atol=1e-3)
+    assert not np.allclose(_serve(base / "4", z), _serve(base / "live" / "4", z), atol=1e-3)
+    for folder, step, weights in (("2", 2, "average"), ("4", 4, "average"), ("live/4", 4, "live")):
+        meta = json.loads((base / folder / export.METADATA_FILE).read_text())
+        assert (meta["step"], meta["weights"], meta["run_name"]) == (step, weights, TINY), folder
+    capsys.readouterr()
+
+    # The base folder means its newest version; pictures go where the checkpoint's own would.
+    assert _main(workdir, "--saved_model", str(base), "--generate", "2", "--grid", "--seed", "3") == 0
+    out = capsys.readouterr().out
+    assert f"--saved_model {base}: taking its newest version, 4 ({base / '4'})" in out
+    assert f"drawing from {base / '4'}" in out
+    grid = workdir / "samples" / TINY / "step4" / "generate_s3_n2.png"
+    assert grid.exists()
+    assert _main(workdir, "--saved_model", str(base / "live"), "--generate", "1", "--seed", "3") == 0
+    assert (workdir / "samples" / TINY / "step4" / "live" / "generate_s3" / "0000.png").exists()
+    capsys.readouterr()
+    assert _main(workdir, "--saved_model", str(base / "2"), "--generate", "1", "--seed", "3") == 0
+    assert "taking its newest version" not in capsys.readouterr().out
+    assert (workdir / "samples" / TINY / "step2" / "generate_s3" / "0000.png").exists()
+
+    # --tflite of the base folder converts its newest version, into that version's folder.
+    assert _main(workdir, "--saved_model", str(base), "--tflite") == 0
+    assert f"wrote {base / '4' / export.TFLITE_FILE}" in capsys.readouterr().out
+    # --tflite alone exports the newest checkpoint again (the same version, replaced) and converts it.
+    os.remove(base / "4" / export.TFLITE_FILE)
+    assert _main(workdir, "--tflite", "--live_weights") == 0
+    assert (base / "live" / "4" / export.TFLITE_FILE).exists() and not (base / "4" / export.TFLITE_FILE).exists()
+    assert sorted(os.listdir(base)) == ["2", "4", "live"] and os.listdir(base / "live") == ["4"]
+
+
+def test_exports_made_before_versions_still_load(workdir, capsys):
+    """An export of the old layout (saved_model.pb in export/<run>/, no step in dcgan_tf.json) works
+    as before, pictures in samples/<run>/; once versions are exported beside it, the newest of them
+    is taken; a folder with neither is one line."""
+    config = tiny_config(workdir, c_dim=3)
+    run = build.build_run(config)
+    config.save(config.run_checkpoint_dir)
+    _checkpoint_at(run, 2, seed=0)
+    base = workdir / "export" / TINY
+    export.export_generator(run.model.ema_generator, config, str(base))
+    meta_path = base / export.METADATA_FILE
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k not in ("step", "weights")}))
+
+    assert _main(workdir, "--saved_model", str(base), "--generate", "1", "--seed", "3") == 0
+    out = capsys.readouterr().out
+    assert "taking its newest version" not in out and f"drawing from {base} " in out
+    assert sorted(os.listdir(workdir / "samples" / TINY)) == ["generate_s3"]
+
+    assert _main(workdir, "--export") == 0  # A version beside the old export, which stays.
+    assert os.path.isfile(base / "saved_model.pb") and os.path.isfile(base / "2" / "saved_model.pb")
+    assert _main(workdir, "--saved_model", str(base), "--generate", "1", "--seed", "4") == 0
+    assert "taking its newest version, 2" in capsys.readouterr().out
+    assert (workdir / "samples" / TINY / "step2" / "generate_s4" / "0000.png").exists()
+
+    (workdir / "empty" / "7.partial").mkdir(parents=True)
+    assert _main(workdir, "--saved_model", str(workdir / "empty"), "--generate", "1") == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("dcgan_tf: error:")]
+    assert len(errors) == 1 and "is not a SavedModel folder" in errors[0] and "version folder" in errors[0], errors
+
+
+def test_version_folders(tmp_path):
+    """runs.export_version_dir names them; runs.export_versions finds those that hold a SavedModel,
+    not one being written (<N>.partial), live/ or a numbered folder without saved_model.pb."""
+    assert runs.export_version_dir("export", "r", 12) == os.path.join("export", "r", "12")
+    assert runs.export_version_dir("export", "r", 12, live=True) == os.path.join("export", "r", "live", "12")
+    for name in ("2", "10", "9", "11.partial", "live", "7"):
+        (tmp_path / name).mkdir()
+        if name != "7":
+            (tmp_path / name / "saved_model.pb").write_bytes(b"")
+    assert runs.export_versions(str(tmp_path)) == [2, 9, 10]  # by number, not by name
+    assert runs.export_versions(str(tmp_path / "missing")) == []

@@ -235,7 +235,7 @@ def test_preset_trains_and_exports_in_process(tmp_path, arch, monkeypatch, capsy
     assert saved["label_flip_prob"] == PRESETS[arch]["label_flip_prob"]
     import tensorflow as tf
 
-    model = tf.saved_model.load(str(tmp_path / "export" / run))
+    model = tf.saved_model.load(str(tmp_path / "export" / run / "2"))  # the version of step 2
     out = model.signatures["serving_default"](z=tf.random.normal([2, 8]))
     assert tuple(out["images"].shape) == (2, size, size, 3)
     # Test mode on the trained run (the saved, resolved options rebuild the same model).
@@ -253,7 +253,7 @@ def test_mnist_preset_through_main_py_on_idx_files(tmp_path):
                     env={"DCGAN_TF_NO_DOWNLOAD": "1", "KERAS_HOME": str(tmp_path / "keras")})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "8 images from data/mnist/train-images-idx3-ubyte.gz at 28x28x1" in proc.stdout and "trained 2 steps" in proc.stdout
-    assert (tmp_path / "export" / "mnist_4_28_28_mnist_z8_gf2_df2_h8" / "saved_model.pb").exists()
+    assert (tmp_path / "export" / "mnist_4_28_28_mnist_z8_gf2_df2_h8" / "2" / "saved_model.pb").exists()
 
 
 def test_import_tf1_needs_the_simpsons_architecture(tmp_path):

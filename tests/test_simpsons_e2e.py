@@ -35,7 +35,7 @@ def test_simpsons_train_checkpoint_samples_events_export(tmp_path):
 
     import tensorflow as tf
 
-    model = tf.saved_model.load(str(tmp_path / "export" / run))
+    model = tf.saved_model.load(str(tmp_path / "export" / run / "4"))  # the version of step 4
     out = model.signatures["serving_default"](z=tf.random.uniform([2, 100], -1, 1))
     assert out["images"].shape == (2, 64, 64, 3)
     assert out["pixels"].dtype == tf.uint8

@@ -2,7 +2,9 @@
 
 Signature "serving_default": input `z` float32 [batch, z_dim]; outputs `images` float32
 [batch, H, W, C] in [-1, 1] and `pixels` uint8 [batch, H, W, C]. The generator runs in inference
-mode (batch norm with its moving averages). `dcgan_tf.json` beside the model says how to draw z.
+mode (batch norm with its moving averages). `dcgan_tf.json` beside the model says how to draw z,
+and the step and weights (average or live) it was exported from. --export writes one version folder
+per checkpoint, TensorFlow Serving's layout (runs.export_version_dir).
 
 Beside it, in the same folder, `generator.keras`: the generator in Keras's own format, for
 `keras.saving.load_model` after `import dcgan_tf` (its classes are registered with Keras).
@@ -14,6 +16,7 @@ import json
 import os
 import shutil
 import warnings
+from typing import Optional
 
 import tensorflow as tf
 
@@ -49,22 +52,32 @@ class GeneratorExport(tf.Module):
         return {"images": images, "pixels": pixels}
 
 
-def export_generator(generator, config, path: str) -> str:
-    """Writes the SavedModel to `path` (replacing an earlier export there), with `dcgan_tf.json` and
-    the generator as `generator.keras` among its files, and returns `path`."""
+def export_generator(generator, config, path: str, step: Optional[int] = None, live: bool = False) -> str:
+    """Writes the SavedModel to `path`, with `dcgan_tf.json` and the generator as `generator.keras`
+    among its files, and returns `path`. dcgan_tf.json records `step` (the checkpoint's) and "weights":
+    "live" for G's live weights (`live`, --live_weights), else "average" (their moving average, or G's
+    own weights in a run that keeps no average).
+
+    An earlier export at `path` (the same checkpoint exported again) is replaced in one swap: the new
+    one is written beside it first, so a failed or killed export leaves the earlier one in place (or,
+    killed between the two renames, in `<path>.replaced`)."""
     module = GeneratorExport(generator, config.z_dim)
-    tmp = path.rstrip("/\\") + ".partial"
+    path = path.rstrip("/\\")
+    tmp, old = path + ".partial", path + ".replaced"
     shutil.rmtree(tmp, ignore_errors=True)
     tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
     metadata = {"z_dim": config.z_dim, "z_dist": config.z_dist, "arch": config.arch,
                 "output_height": config.output_height, "output_width": config.output_width,
-                "c_dim": config.c_dim, "run_name": config.run_name}
+                "c_dim": config.c_dim, "run_name": config.run_name,
+                "step": None if step is None else int(step), "weights": "live" if live else "average"}
     with open(os.path.join(tmp, METADATA_FILE), "w", encoding="utf-8") as f:
         json.dump(metadata, f, indent=2)
     generator.save(os.path.join(tmp, KERAS_FILE))
     if os.path.isdir(path):
-        shutil.rmtree(path)
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
     os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
     return path
 
 
@@ -74,14 +87,13 @@ TFLITE_FILE = "model.tflite"
 def to_tflite(saved_model_path: str, output_path: str = "") -> str:
     """Converts an exported SavedModel (its serving_default signature: z -> images, pixels) to a
     TensorFlow Lite model, by default `model.tflite` inside the SavedModel folder; returns its path.
+    An export base folder (export/<run>) means its newest version, as for --saved_model.
 
     Run it with `tflite_interpreter(path).get_signature_runner("serving_default")(z=z)`.
     """
-    from dcgan_tf.errors import UserError
+    from dcgan_tf.use.generate import resolve_saved_model
 
-    if not os.path.isfile(os.path.join(saved_model_path, "saved_model.pb")):
-        raise UserError(f"{saved_model_path} is not a SavedModel folder (no saved_model.pb); export one "
-                        f"with --export, or give its folder with --saved_model.")
+    saved_model_path = resolve_saved_model(saved_model_path)
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_path, signature_keys=["serving_default"])
     flatbuffer = converter.convert()
     output_path = output_path or os.path.join(saved_model_path, TFLITE_FILE)

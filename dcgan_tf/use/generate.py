@@ -33,7 +33,10 @@ class Source:
     name: str  # The run's name: outputs go under <sample_dir>/<name>/ (output_dir).
     origin: str  # Where the weights came from, for messages.
     fn: Callable[[np.ndarray], np.ndarray]
-    step: Optional[int] = None  # The checkpoint's training step; None for a SavedModel.
+    # The checkpoint's training step (a SavedModel's from its dcgan_tf.json; None for exports that
+    # predate it), and whether the weights are G's live ones (--live_weights) rather than their average.
+    step: Optional[int] = None
+    live: bool = False
 
     def images(self, z) -> np.ndarray:
         z = np.asarray(z, dtype=np.float32)
@@ -44,20 +47,34 @@ class Source:
 
 
 def from_generator(generator, z_dim: int, z_dist: str, name: str, origin: str = "generator",
-                   step: Optional[int] = None) -> Source:
+                   step: Optional[int] = None, live: bool = False) -> Source:
     """A Source of a Keras generator (inference mode: batch norm with its moving averages)."""
     from dcgan_tf.model.gan import generated_images
 
-    return Source(z_dim, z_dist, name, origin, lambda z: generated_images(generator, z), step)
+    return Source(z_dim, z_dist, name, origin, lambda z: generated_images(generator, z), step, live)
+
+
+def resolve_saved_model(path: str) -> str:
+    """The SavedModel folder that `--saved_model path` means: the newest version (the highest
+    integer-named subfolder holding a SavedModel) when `path` is an export base folder such as
+    export/<run> (TensorFlow Serving's layout, runs.export_version_dir), else `path` itself when it
+    holds saved_model.pb (a version folder, or an export made before versions). UserError otherwise."""
+    versions = runs.export_versions(path)
+    if versions:
+        return os.path.join(path, str(versions[-1]))
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    raise UserError(f"--saved_model {path} is not a SavedModel folder (no saved_model.pb, and no version "
+                    f"folders holding one); give a folder that --export wrote: export/<run> for its newest "
+                    f"version, or a version folder such as export/<run>/<step>.")
 
 
 def from_saved_model(path: str) -> Source:
-    """A Source of a SavedModel written by --export; its dcgan_tf.json says z_dim and z_dist."""
+    """A Source of a SavedModel written by --export (`path` as resolve_saved_model takes it); its
+    dcgan_tf.json says z_dim and z_dist, and the step and weights the pictures are filed under."""
     from dcgan_tf.use.export import METADATA_FILE
 
-    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-        raise UserError(f"--saved_model {path} is not a SavedModel folder (no saved_model.pb); give the "
-                        f"folder that --export wrote, e.g. export/<run>.")
+    path = resolve_saved_model(path)
     meta_path = os.path.join(path, METADATA_FILE)
     try:
         with open(meta_path, encoding="utf-8") as f:
@@ -75,10 +92,22 @@ def from_saved_model(path: str) -> Source:
         serve = tf.saved_model.load(path).signatures["serving_default"]
     except Exception as e:  # A damaged or foreign SavedModel fails in many ways; all mean "not usable".
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        raise UserError(f"--saved_model {path} cannot be loaded as a generator ({first}); give the folder "
+        raise UserError(f"--saved_model {path} cannot be loaded as a generator ({first}); give a folder "
                         f"that --export wrote, e.g. export/<run>.") from None
-    name = meta.get("run_name") or os.path.basename(os.path.normpath(path))
-    return Source(z_dim, z_dist, str(name), path, lambda z: serve(z=tf.constant(z))["images"].numpy())
+    name = meta.get("run_name") or _run_folder_name(path)
+    step = meta.get("step")
+    step = step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None
+    return Source(z_dim, z_dist, str(name), path, lambda z: serve(z=tf.constant(z))["images"].numpy(),
+                  step, meta.get("weights") == "live")
+
+
+def _run_folder_name(path: str) -> str:
+    """The run's folder of an export without a run name in its dcgan_tf.json: `path` less its
+    version and live/ parts."""
+    parts = os.path.normpath(os.path.abspath(path)).split(os.sep)
+    while len(parts) > 1 and (runs.VERSION_PATTERN.fullmatch(parts[-1]) or parts[-1] == runs.LIVE_FOLDER):
+        parts.pop()
+    return parts[-1]
 
 
 def load_source(config, run=None) -> Source:
@@ -91,14 +120,15 @@ def load_source(config, run=None) -> Source:
 
         run = build.load_trained(config)
     return from_generator(run.model.sampler(config.live_weights), run.config.z_dim, run.config.z_dist, run.config.run_name,
-                          run.resumed_from or f"the model of run {run.config.run_name}", int(run.model.step.numpy()))
+                          run.resumed_from or f"the model of run {run.config.run_name}", int(run.model.step.numpy()),
+                          live=config.live_weights)
 
 
 def output_dir(config, source: Source) -> str:
     """The picture folder of `source` (runs.picture_dir): one per checkpoint step, `live/` in it for
-    G's live weights (--live_weights)."""
-    return runs.picture_dir(config.sample_dir, source.name, source.step,
-                            live=config.live_weights and source.step is not None)
+    G's live weights (--live_weights, or an export of them); a SavedModel of the same checkpoint
+    writes where the checkpoint does."""
+    return runs.picture_dir(config.sample_dir, source.name, source.step, live=source.live and source.step is not None)
 
 
 def generate(source: Source, count: int, folder: str, seed: int, grid: bool = False) -> List[str]:
