@@ -52,11 +52,11 @@ class GeneratorExport(tf.Module):
         return {"images": images, "pixels": pixels}
 
 
-def export_generator(generator, config, path: str, step: Optional[int] = None, live: bool = False) -> str:
+def export_generator(generator, config, path: str, step: Optional[int] = None, weights: str = "average") -> str:
     """Writes the SavedModel to `path`, with `dcgan_tf.json` and the generator as `generator.keras`
-    among its files, and returns `path`. dcgan_tf.json records `step` (the checkpoint's) and "weights":
-    "live" for G's live weights (`live`, --live_weights), else "average" (their moving average, or G's
-    own weights in a run that keeps no average).
+    among its files, and returns `path`. dcgan_tf.json records `step` (the checkpoint's) and `weights`:
+    "average" (the moving average of G's weights), "live" (G's live weights, --live_weights) or
+    "generator" (G's weights in a run that keeps no average).
 
     An earlier export at `path` (the same checkpoint exported again) is replaced in one swap: the new
     one is written beside it first, so a failed or killed export leaves the earlier one in place (or,
@@ -69,7 +69,7 @@ def export_generator(generator, config, path: str, step: Optional[int] = None, l
     metadata = {"z_dim": config.z_dim, "z_dist": config.z_dist, "arch": config.arch,
                 "output_height": config.output_height, "output_width": config.output_width,
                 "c_dim": config.c_dim, "run_name": config.run_name,
-                "step": None if step is None else int(step), "weights": "live" if live else "average"}
+                "step": None if step is None else int(step), "weights": weights}
     with open(os.path.join(tmp, METADATA_FILE), "w", encoding="utf-8") as f:
         json.dump(metadata, f, indent=2)
     generator.save(os.path.join(tmp, KERAS_FILE))
