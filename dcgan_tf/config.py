@@ -364,6 +364,10 @@ class RunConfig:
         if self.keep_best != "none" and not self.eval_freq:
             raise UserError(f"--keep_best {self.keep_best} needs measurements during training; add "
                             f"--eval_freq N (e.g. --eval_freq 500).")
+        if self.live_weights and self.saved_model:
+            raise UserError("--live_weights picks a checkpoint's weights; an export holds one set (its "
+                            "dcgan_tf.json says which): give the folder of an export made with --export "
+                            "--live_weights (export/<run>/live/<step>) and drop --live_weights.")
         if self.from_best and (self.saved_model or self.train):
             raise UserError("--from_best picks a run's best checkpoint; it cannot be combined with "
                             + ("--saved_model." if self.saved_model else "--train (training resumes from the newest)."))

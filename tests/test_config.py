@@ -91,6 +91,8 @@ def test_create_returns_a_frozen_config():
     ({"seed": -1}, "--seed"),
     ({"seed": 2**31}, "--seed"),
     ({"strategy": "mirrored", "steps_per_execution": 2}, "--steps_per_execution 2 cannot be combined with --strategy"),
+    ({"saved_model": "export/run/7", "live_weights": True}, "--live_weights picks a checkpoint's weights"),
+    ({"r1_target": 1.0}, "--r1_target"),
 ])
 def test_bad_values_raise_user_error_naming_the_flag(values, flag):
     with pytest.raises(UserError) as excinfo:
