@@ -12,17 +12,22 @@ from each run's quality.json. Output in --out: `quality.json` (every variant's c
 variant beside the reference curves of an independent implementation (full width, on a GPU).
 
 A variant is a recipe name (`default`, `original`) or `NAME=FLAGS`, e.g. `"noaverage=--ema_decay 0"`
-(flags added to the default recipe). `--jobs N` trains N variants side by side, each with its share of
+(flags added to the default recipe). `--start_from RUN:STEP` starts every new variant from step STEP
+of an earlier benchmark run (a `<work>/<variant>_s<seed>` folder that still holds that checkpoint),
+to compare remedies on one trajectory: each variant's folder gets that checkpoint and the run's
+files up to it (config, measurements, metrics rows, sample grids), then trains on with its own flags. `--jobs N` trains N variants side by side, each with its share of
 the CPU's threads.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import math
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -69,6 +74,8 @@ def parse_args(argv=None):
     p.add_argument("--work", default="", help="where the runs go (default <out>/runs)")
     p.add_argument("--jobs", type=int, default=1, help="variants trained side by side")
     p.add_argument("--reuse", action="store_true", help="continue the runs already in --work")
+    p.add_argument("--start_from", default="", metavar="RUN:STEP",
+                   help="start new variants from step STEP of this earlier run folder (<work>/<variant>_s<seed>)")
     p.add_argument("--plot_only", action="store_true", help="only collect the curves and draw the plot")
     args = p.parse_args(argv)
     args.out = args.out or os.path.join(REPO, "bench", "results", f"quality_{args.size}")
@@ -110,6 +117,11 @@ def train_all(args, runs) -> None:
     for name, work, _ in runs:
         if os.path.isdir(work) and not args.reuse:
             raise SystemExit(f"{work} already holds a run; add --reuse to continue it, or choose another --work")
+    if args.start_from:
+        source, step = parse_start(args.start_from)
+        for _, work, _ in runs:
+            if not os.path.isdir(work):
+                branch(source, step, work)
     pending, running, failed = list(runs), [], []
     while pending or running:
         while pending and len(running) < args.jobs:
@@ -127,6 +139,60 @@ def train_all(args, runs) -> None:
         running = [r for r in running if r[1].poll() is None]
     if failed:
         raise SystemExit(f"{len(failed)} variant(s) failed to train (see their train.log): {', '.join(failed)}")
+
+
+def parse_start(text: str):
+    """'RUN:STEP' -> (RUN, STEP); SystemExit unless RUN is a benchmark run folder holding ckpt-STEP."""
+    source, _, step = text.rpartition(":")
+    if not source or not step.isdigit():
+        raise SystemExit(f"--start_from {text!r}: give RUN:STEP, e.g. runs/default_s1:5000")
+    if not glob.glob(os.path.join(source, "checkpoints", "*", f"ckpt-{int(step)}.index")):
+        raise SystemExit(f"--start_from {text}: {source} holds no checkpoint of step {int(step)} "
+                         f"(see {os.path.join(source, 'checkpoints', '<run>')})")
+    return source, int(step)
+
+
+def branch(source: str, step: int, work: str) -> None:
+    """Makes `work` a copy of the benchmark run `source` as it was at `step`: the checkpoint of that
+    step as its only one, config.json, the real images' FID features, the measurements and
+    metrics.csv rows up to that step (and the best checkpoint if it is not later) and the sample
+    grids up to it. TensorBoard logs are not copied; the variant's start after `step`."""
+    for folder in glob.glob(os.path.join(source, "checkpoints", "*", "")):
+        folder = os.path.dirname(folder)
+        target = os.path.join(work, "checkpoints", os.path.basename(folder))
+        os.makedirs(target)
+        for name in ["config.json", "fid_real_features.npz"] + [
+                os.path.basename(p) for p in glob.glob(os.path.join(folder, f"ckpt-{step}.*"))]:
+            if os.path.exists(os.path.join(folder, name)):
+                shutil.copy2(os.path.join(folder, name), target)
+        saved_at = os.path.getmtime(os.path.join(target, f"ckpt-{step}.index"))
+        with open(os.path.join(target, "checkpoint"), "w") as f:  # The manager's list: that one checkpoint.
+            f.write(f'model_checkpoint_path: "ckpt-{step}"\nall_model_checkpoint_paths: "ckpt-{step}"\n'
+                    f"all_model_checkpoint_timestamps: {saved_at}\nlast_preserved_timestamp: {saved_at - 1}\n")
+        quality_file = os.path.join(folder, "quality.json")
+        if os.path.exists(quality_file):
+            with open(quality_file) as f:
+                quality = json.load(f)
+            quality["evaluations"] = [r for r in quality["evaluations"] if r.get("step", 0) <= step]
+            best = quality.get("best") or {}
+            if best.get("step", step + 1) <= step and os.path.isdir(os.path.join(folder, "best")):
+                shutil.copytree(os.path.join(folder, "best"), os.path.join(target, "best"))
+            else:
+                quality.pop("best", None)
+            with open(os.path.join(target, "quality.json"), "w") as f:
+                json.dump(quality, f, indent=2)
+        metrics_file = os.path.join(folder, "metrics.csv")
+        if os.path.exists(metrics_file):
+            with open(metrics_file) as f:
+                lines = f.read().splitlines()
+            kept = lines[:1] + [line for line in lines[1:] if line.count(",") and int(line.split(",")[1]) <= step]
+            with open(os.path.join(target, "metrics.csv"), "w") as f:
+                f.write("\n".join(kept) + "\n")
+    for grid in glob.glob(os.path.join(source, "samples", "*", "train_*_*.png")):
+        if int(os.path.splitext(grid)[0].rsplit("_", 1)[1]) <= step:
+            target = os.path.join(work, "samples", os.path.basename(os.path.dirname(grid)))
+            os.makedirs(target, exist_ok=True)
+            shutil.copy2(grid, target)
 
 
 def collect(runs) -> dict:

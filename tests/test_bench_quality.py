@@ -70,3 +70,31 @@ def test_curves_table_and_plot_come_from_each_run_s_quality_json(tmp_path):
     from PIL import Image
 
     assert Image.open(path).size == (800, 450)
+
+
+def test_start_from_copies_a_run_as_it_was_at_that_step(tmp_path):
+    source = tmp_path / "runs" / "default_s1"
+    folder = source / "checkpoints" / "frames_25_64_64"
+    _quality_file(str(folder), [{"step": 1000, "kid": 0.3}, {"step": 2000, "kid": 0.2}, {"step": 3000, "kid": 0.25}])
+    for step in (2000, 3000):
+        (folder / f"ckpt-{step}.index").write_text("i")
+        (folder / f"ckpt-{step}.data-00000-of-00001").write_text("d")
+    (folder / "best").mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "metrics.csv").write_text("epoch,step,d_loss\n0,1000,1.0\n1,2000,0.9\n2,3000,0.8\n")
+    grids = source / "samples" / "frames_25_64_64"
+    grids.mkdir(parents=True)
+    for name in ("train_79_2000.png", "train_119_3000.png"):
+        (grids / name).write_bytes(b"png")
+    with pytest.raises(SystemExit, match="no checkpoint of step 1000"):
+        quality.parse_start(f"{source}:1000")
+    src, step = quality.parse_start(f"{source}:2000")
+    quality.branch(src, step, str(tmp_path / "runs" / "r1_s1"))
+    copy = tmp_path / "runs" / "r1_s1" / "checkpoints" / "frames_25_64_64"
+    assert sorted(p.name for p in copy.iterdir()) == ["best", "checkpoint", "ckpt-2000.data-00000-of-00001",
+                                                      "ckpt-2000.index", "config.json", "metrics.csv", "quality.json"]
+    assert 'model_checkpoint_path: "ckpt-2000"' in (copy / "checkpoint").read_text()
+    copied = json.loads((copy / "quality.json").read_text())
+    assert [r["step"] for r in copied["evaluations"]] == [1000, 2000] and copied["best"]["step"] == 1000
+    assert (copy / "metrics.csv").read_text().splitlines()[-1] == "1,2000,0.9"
+    assert os.listdir(tmp_path / "runs" / "r1_s1" / "samples" / "frames_25_64_64") == ["train_79_2000.png"]
