@@ -18,6 +18,18 @@ MAIN = os.path.join(REPO, "main.py")
 # Flags that keep a model tiny: 32x32 images, 4 filters, batch 4.
 TINY_FLAGS = ["--output_height", "32", "--gf_dim", "4", "--df_dim", "4", "--batch_size", "4",
               "--z_dim", "8"]
+# The run name TINY_FLAGS give on the "faces" dataset.
+TINY_RUN = "faces_4_32_32_z8_gf4_df4"
+
+
+def main_in(workdir, *args) -> int:
+    """main.py's exit status for `args` on the "faces" dataset (in-process), every folder in `workdir`."""
+    from dcgan_tf import cli
+
+    folders = ["--data_dir", str(workdir / "data"), "--checkpoint_dir", str(workdir / "checkpoints"),
+               "--sample_dir", str(workdir / "samples"), "--log_dir", str(workdir / "logs"),
+               "--export_dir", str(workdir / "export")]
+    return cli.execute(["main.py", "--dataset", "faces", *folders, *args])
 
 
 def write_images(folder, count, size=(40, 40), mode="RGB", ext="png", seed=0):
@@ -58,7 +70,10 @@ def tiny_config(workdir, **overrides):
                   sample_dir=str(workdir / "samples"), log_dir=str(workdir / "logs"),
                   export_dir=str(workdir / "export"), sample_freq=2, ckpt_freq=2,
                   # float32 everywhere: --precision auto would pick mixed_bfloat16 on CPUs with AVX512_BF16.
-                  precision="float32")
+                  precision="float32",
+                  # No R1 (the default recipe's is adaptive, and off in runs this short anyway): its
+                  # second-order graph would add tracing time to every test; R1's tests ask for it.
+                  r1_gamma=0.0)
     values.update(overrides)
     return RunConfig.create(**values)
 

@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-from dcgan_tf import cli, runs
+from dcgan_tf import runs
 from dcgan_tf.use import export
 from dcgan_tf.training import build
-from tests.conftest import tiny_config
+from tests.conftest import TINY_RUN, main_in, tiny_config
 
 LOADER = r"""
 import json, sys
@@ -228,14 +228,8 @@ def test_tflite_through_litert_and_the_readme_snippet(exported, tmp_path):
 
 # ------------------------------------------------------------------------------------------------
 # Versions: --export keeps one folder per checkpoint step (TensorFlow Serving's layout).
-TINY = "faces_4_32_32_z8_gf4_df4"
 
 
-def _main(workdir, *args):
-    folders = ["--data_dir", str(workdir / "data"), "--checkpoint_dir", str(workdir / "checkpoints"),
-               "--sample_dir", str(workdir / "samples"), "--log_dir", str(workdir / "logs"),
-               "--export_dir", str(workdir / "export")]
-    return cli.execute(["main.py", "--dataset", "faces", *folders, *args])
 
 
 def _checkpoint_at(run, step, seed):
@@ -268,15 +262,15 @@ def test_exports_of_each_step_and_of_the_live_weights_are_kept_apart(workdir, ca
     assert run.model.ema_generator is not None  # The simpsons preset keeps an average of G.
     config.save(config.run_checkpoint_dir)
     z = np.random.default_rng(1).uniform(-1, 1, (3, 8)).astype("float32")
-    base = workdir / "export" / TINY
+    base = workdir / "export" / TINY_RUN
 
     _checkpoint_at(run, 2, seed=0)
-    assert _main(workdir, "--export") == 0
+    assert main_in(workdir, "--export") == 0
     assert f"exported the generator as a SavedModel to {base / '2'}" in capsys.readouterr().out
     step2 = _images(run.model.ema_generator, z)
     _checkpoint_at(run, 4, seed=1)
-    assert _main(workdir, "--export") == 0
-    assert _main(workdir, "--export", "--live_weights") == 0
+    assert main_in(workdir, "--export") == 0
+    assert main_in(workdir, "--export", "--live_weights") == 0
     assert sorted(os.listdir(base)) == ["2", "4", "live"] and os.listdir(base / "live") == ["4"]
     np.testing.assert_allclose(_serve(base / "2", z), step2, atol=1e-5)
     np.testing.assert_allclose(_serve(base / "4", z), _images(run.model.ema_generator, z), atol=1e-5)
@@ -285,29 +279,29 @@ def test_exports_of_each_step_and_of_the_live_weights_are_kept_apart(workdir, ca
     assert not np.allclose(_serve(base / "4", z), _serve(base / "live" / "4", z), atol=1e-3)
     for folder, step, weights in (("2", 2, "average"), ("4", 4, "average"), ("live/4", 4, "live")):
         meta = json.loads((base / folder / export.METADATA_FILE).read_text())
-        assert (meta["step"], meta["weights"], meta["run_name"]) == (step, weights, TINY), folder
+        assert (meta["step"], meta["weights"], meta["run_name"]) == (step, weights, TINY_RUN), folder
     capsys.readouterr()
 
     # The base folder means its newest version; pictures go where the checkpoint's own would.
-    assert _main(workdir, "--saved_model", str(base), "--generate", "2", "--grid", "--seed", "3") == 0
+    assert main_in(workdir, "--saved_model", str(base), "--generate", "2", "--grid", "--seed", "3") == 0
     out = capsys.readouterr().out
     assert f"--saved_model {base}: taking its newest version, 4 ({base / '4'})" in out
     assert f"drawing from {base / '4'}" in out
-    grid = workdir / "samples" / TINY / "step4" / "generate_s3_n2.png"
+    grid = workdir / "samples" / TINY_RUN / "step4" / "generate_s3_n2.png"
     assert grid.exists()
-    assert _main(workdir, "--saved_model", str(base / "live"), "--generate", "1", "--seed", "3") == 0
-    assert (workdir / "samples" / TINY / "step4" / "live" / "generate_s3" / "0000.png").exists()
+    assert main_in(workdir, "--saved_model", str(base / "live"), "--generate", "1", "--seed", "3") == 0
+    assert (workdir / "samples" / TINY_RUN / "step4" / "live" / "generate_s3" / "0000.png").exists()
     capsys.readouterr()
-    assert _main(workdir, "--saved_model", str(base / "2"), "--generate", "1", "--seed", "3") == 0
+    assert main_in(workdir, "--saved_model", str(base / "2"), "--generate", "1", "--seed", "3") == 0
     assert "taking its newest version" not in capsys.readouterr().out
-    assert (workdir / "samples" / TINY / "step2" / "generate_s3" / "0000.png").exists()
+    assert (workdir / "samples" / TINY_RUN / "step2" / "generate_s3" / "0000.png").exists()
 
     # --tflite of the base folder converts its newest version, into that version's folder.
-    assert _main(workdir, "--saved_model", str(base), "--tflite") == 0
+    assert main_in(workdir, "--saved_model", str(base), "--tflite") == 0
     assert f"wrote {base / '4' / export.TFLITE_FILE}" in capsys.readouterr().out
     # --tflite alone exports the newest checkpoint again (the same version, replaced) and converts it.
     os.remove(base / "4" / export.TFLITE_FILE)
-    assert _main(workdir, "--tflite", "--live_weights") == 0
+    assert main_in(workdir, "--tflite", "--live_weights") == 0
     assert (base / "live" / "4" / export.TFLITE_FILE).exists() and not (base / "4" / export.TFLITE_FILE).exists()
     assert sorted(os.listdir(base)) == ["2", "4", "live"] and os.listdir(base / "live") == ["4"]
 
@@ -320,25 +314,25 @@ def test_exports_made_before_versions_still_load(workdir, capsys):
     run = build.build_run(config)
     config.save(config.run_checkpoint_dir)
     _checkpoint_at(run, 2, seed=0)
-    base = workdir / "export" / TINY
+    base = workdir / "export" / TINY_RUN
     export.export_generator(run.model.ema_generator, config, str(base))
     meta_path = base / export.METADATA_FILE
     meta = json.loads(meta_path.read_text())
     meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k not in ("step", "weights")}))
 
-    assert _main(workdir, "--saved_model", str(base), "--generate", "1", "--seed", "3") == 0
+    assert main_in(workdir, "--saved_model", str(base), "--generate", "1", "--seed", "3") == 0
     out = capsys.readouterr().out
     assert "taking its newest version" not in out and f"drawing from {base} " in out
-    assert sorted(os.listdir(workdir / "samples" / TINY)) == ["generate_s3"]
+    assert sorted(os.listdir(workdir / "samples" / TINY_RUN)) == ["generate_s3"]
 
-    assert _main(workdir, "--export") == 0  # A version beside the old export, which stays.
+    assert main_in(workdir, "--export") == 0  # A version beside the old export, which stays.
     assert os.path.isfile(base / "saved_model.pb") and os.path.isfile(base / "2" / "saved_model.pb")
-    assert _main(workdir, "--saved_model", str(base), "--generate", "1", "--seed", "4") == 0
+    assert main_in(workdir, "--saved_model", str(base), "--generate", "1", "--seed", "4") == 0
     assert "taking its newest version, 2" in capsys.readouterr().out
-    assert (workdir / "samples" / TINY / "step2" / "generate_s4" / "0000.png").exists()
+    assert (workdir / "samples" / TINY_RUN / "step2" / "generate_s4" / "0000.png").exists()
 
     (workdir / "empty" / "7.partial").mkdir(parents=True)
-    assert _main(workdir, "--saved_model", str(workdir / "empty"), "--generate", "1") == 2
+    assert main_in(workdir, "--saved_model", str(workdir / "empty"), "--generate", "1") == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("dcgan_tf: error:")]
     assert len(errors) == 1 and "is not a SavedModel folder" in errors[0] and "version folder" in errors[0], errors
 

@@ -8,21 +8,14 @@ import os
 
 import pytest
 
-from dcgan_tf import cli
-from tests.conftest import TINY_FLAGS
-
-TINY = "faces_4_32_32_z8_gf4_df4"
+from tests.conftest import TINY_FLAGS, TINY_RUN, main_in
 
 
-def _main(workdir, *args):
-    folders = ["--data_dir", str(workdir / "data"), "--checkpoint_dir", str(workdir / "checkpoints"),
-               "--sample_dir", str(workdir / "samples"), "--log_dir", str(workdir / "logs"),
-               "--export_dir", str(workdir / "export")]
-    return cli.execute(["main.py", "--dataset", "faces", *folders, *args])
+
 
 
 def _train(workdir, *args):
-    assert _main(workdir, "--train", "--epoch", "1", "--seed", "1", "--sample_freq", "2", "--ckpt_freq", "2",
+    assert main_in(workdir, "--train", "--epoch", "1", "--seed", "1", "--sample_freq", "2", "--ckpt_freq", "2",
                  *TINY_FLAGS, *args) == 0
 
 
@@ -35,50 +28,50 @@ def _error(capsys):
 def test_runs_by_name(workdir, capsys):
     _train(workdir)
     # Used by name: no model flag needed once the dataset has one run.
-    assert _main(workdir, "--generate", "2", "--seed", "3") == 0
-    assert sorted(os.listdir(workdir / "samples" / TINY / "step2" / "generate_s3")) == ["0000.png", "0001.png"]
+    assert main_in(workdir, "--generate", "2", "--seed", "3") == 0
+    assert sorted(os.listdir(workdir / "samples" / TINY_RUN / "step2" / "generate_s3")) == ["0000.png", "0001.png"]
     # A flag that disagrees with every run of the dataset is refused, naming the run.
-    assert _main(workdir, "--generate", "1", "--gf_dim", "8") == 2
-    assert "no run of faces" in (line := _error(capsys)) and "trained with --gf_dim 8" in line and TINY in line
+    assert main_in(workdir, "--generate", "1", "--gf_dim", "8") == 2
+    assert "no run of faces" in (line := _error(capsys)) and "trained with --gf_dim 8" in line and TINY_RUN in line
 
     # A second shape of the same dataset: its own folders everywhere, nothing of the first touched.
-    before = sorted(os.listdir(workdir / "samples" / TINY))
+    before = sorted(os.listdir(workdir / "samples" / TINY_RUN))
     _train(workdir, "--gf_dim", "8")
     other = "faces_4_32_32_z8_gf8_df4"
     for root in ("checkpoints", "samples", "logs"):
-        assert sorted(os.listdir(workdir / root)) == [TINY, other], root
-    assert sorted(os.listdir(workdir / "samples" / TINY)) == before
+        assert sorted(os.listdir(workdir / root)) == [TINY_RUN, other], root
+    assert sorted(os.listdir(workdir / "samples" / TINY_RUN)) == before
     capsys.readouterr()
 
     # Two runs fit: one line lists both and says how to pick.
-    assert _main(workdir, "--generate", "1") == 2
+    assert main_in(workdir, "--generate", "1") == 2
     line = _error(capsys)
-    assert "2 runs of faces" in line and TINY in line and other in line and "--run NAME" in line
+    assert "2 runs of faces" in line and TINY_RUN in line and other in line and "--run NAME" in line
     # Model flags that pick one, or --run, choose.
-    assert _main(workdir, "--generate", "1", "--gf_dim", "8", "--seed", "4") == 0
+    assert main_in(workdir, "--generate", "1", "--gf_dim", "8", "--seed", "4") == 0
     assert os.path.isdir(workdir / "samples" / other / "step2" / "generate_s4")
-    assert _main(workdir, "--run", TINY, "--generate", "1", "--seed", "5") == 0
-    assert os.path.isdir(workdir / "samples" / TINY / "step2" / "generate_s5")
+    assert main_in(workdir, "--run", TINY_RUN, "--generate", "1", "--seed", "5") == 0
+    assert os.path.isdir(workdir / "samples" / TINY_RUN / "step2" / "generate_s5")
     # --run with a flag that disagrees: refused with the run's value.
-    assert _main(workdir, "--run", TINY, "--generate", "1", "--gf_dim", "8") == 2
-    assert f"run {TINY} was trained with --gf_dim 4, not 8" in _error(capsys)
+    assert main_in(workdir, "--run", TINY_RUN, "--generate", "1", "--gf_dim", "8") == 2
+    assert f"run {TINY_RUN} was trained with --gf_dim 4, not 8" in _error(capsys)
 
     # --runs lists both with their progress.
     capsys.readouterr()
-    assert _main(workdir, "--runs") == 0
+    assert main_in(workdir, "--runs") == 0
     listing = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in listing] == [TINY, other]
+    assert [line.split(":")[0] for line in listing] == [TINY_RUN, other]
     assert all("faces, simpsons 32x32, batch 4" in line and "step 2, epoch 1" in line for line in listing)
 
 
 def test_damaged_config_is_rebuilt_from_a_checkpoint_that_fits(workdir, capsys):
     _train(workdir)
-    folder = workdir / "checkpoints" / TINY
+    folder = workdir / "checkpoints" / TINY_RUN
     saved = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text('{"cut": ')
     # Test mode still finds the checkpoint (never "no checkpoint"), rebuilds config.json, keeps the damaged one.
     with pytest.warns(Warning) as warned:
-        assert _main(workdir, *TINY_FLAGS) == 0
+        assert main_in(workdir, *TINY_FLAGS) == 0
     said = " ".join(str(w.message) for w in warned)
     assert "is damaged" in said and "rebuilt" in said
     assert (folder / "config.json.damaged").read_text() == '{"cut": '
@@ -88,7 +81,7 @@ def test_damaged_config_is_rebuilt_from_a_checkpoint_that_fits(workdir, capsys):
 
     # Damaged again, and options that do not fit the checkpoint: the message says what to give.
     (folder / "config.json").write_text("[]")
-    assert _main(workdir, "--run", TINY, "--gf_dim", "8", "--df_dim", "4", "--z_dim", "8",
+    assert main_in(workdir, "--run", TINY_RUN, "--gf_dim", "8", "--df_dim", "4", "--z_dim", "8",
                  "--output_height", "32", "--batch_size", "4") == 2
     line = _error(capsys)
     assert "no readable config.json" in line and "give the options it was trained with" in line
@@ -98,26 +91,26 @@ def test_damaged_config_is_rebuilt_from_a_checkpoint_that_fits(workdir, capsys):
 def test_run_named_the_old_way_is_found_and_resumed(workdir, capsys):
     _train(workdir)
     legacy = workdir / "checkpoints" / "faces_4_32_32"
-    os.rename(workdir / "checkpoints" / TINY, legacy)
-    os.rename(workdir / "samples" / TINY, workdir / "samples" / "faces_4_32_32")
+    os.rename(workdir / "checkpoints" / TINY_RUN, legacy)
+    os.rename(workdir / "samples" / TINY_RUN, workdir / "samples" / "faces_4_32_32")
     saved = json.loads((legacy / "config.json").read_text())
     del saved["run"]
     (legacy / "config.json").write_text(json.dumps(saved))
-    assert _main(workdir, "--generate", "1", "--seed", "2") == 0
+    assert main_in(workdir, "--generate", "1", "--seed", "2") == 0
     assert os.path.isdir(workdir / "samples" / "faces_4_32_32" / "step2" / "generate_s2")
     capsys.readouterr()
-    assert _main(workdir, "--train", "--epoch", "2", *TINY_FLAGS) == 0
+    assert main_in(workdir, "--train", "--epoch", "2", *TINY_FLAGS) == 0
     out = capsys.readouterr().out
     assert "run faces_4_32_32;" in out and "resumed from" in out
-    assert not (workdir / "checkpoints" / TINY).exists()
+    assert not (workdir / "checkpoints" / TINY_RUN).exists()
 
 
 def test_pictures_of_a_later_checkpoint_leave_the_earlier_ones(workdir):
     _train(workdir)
-    assert _main(workdir, "--generate", "2", "--grid", "--seed", "3") == 0
-    earlier = workdir / "samples" / TINY / "step2" / "generate_s3_n2.png"
+    assert main_in(workdir, "--generate", "2", "--grid", "--seed", "3") == 0
+    earlier = workdir / "samples" / TINY_RUN / "step2" / "generate_s3_n2.png"
     kept = earlier.read_bytes()
-    assert _main(workdir, "--train", "--epoch", "2", *TINY_FLAGS) == 0  # resumes: steps 3 and 4
-    assert _main(workdir, "--generate", "2", "--grid", "--seed", "3") == 0
-    later = workdir / "samples" / TINY / "step4" / "generate_s3_n2.png"
+    assert main_in(workdir, "--train", "--epoch", "2", *TINY_FLAGS) == 0  # resumes: steps 3 and 4
+    assert main_in(workdir, "--generate", "2", "--grid", "--seed", "3") == 0
+    later = workdir / "samples" / TINY_RUN / "step4" / "generate_s3_n2.png"
     assert earlier.read_bytes() == kept and later.read_bytes() != kept
