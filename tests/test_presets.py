@@ -31,12 +31,13 @@ def test_simpsons_original_recipe_keeps_the_2018_defaults():
             config.label_flip_prob, config.diffaug, config.ema_decay) == (1.0, 1.0, 0.0, 0.0, 0.0, "", 0.0)
 
 
-def test_simpsons_default_recipe_adds_diffaugment_faster_lr_and_g_average_only():
+def test_simpsons_default_recipe_adds_diffaugment_faster_lr_g_average_and_adaptive_r1_only():
     default, original = RunConfig.create(seed=1), RunConfig.create(seed=1, recipe="original")
-    assert (default.recipe, default.diffaug, default.learning_rate, default.ema_decay) == \
-        ("default", "color,translation,cutout", 2e-4, 0.999)
+    assert (default.recipe, default.diffaug, default.learning_rate, default.ema_decay, default.r1_gamma,
+            default.r1_target) == ("default", "color,translation,cutout", 2e-4, 0.999, 0.1, 0.9)
+    assert (original.r1_gamma, original.r1_target) == (0.0, 0.0)
     changed = {f.name for f in dataclasses.fields(RunConfig) if getattr(default, f.name) != getattr(original, f.name)}
-    assert changed == {"recipe", "diffaug", "learning_rate", "ema_decay"}
+    assert changed == {"recipe", "diffaug", "learning_rate", "ema_decay", "r1_gamma", "r1_target"}
     # Explicit flags override either recipe.
     mine = RunConfig.create(diffaug="", ema_decay=0.0, learning_rate=5e-5)
     assert (mine.diffaug, mine.ema_decay, mine.learning_rate) == ("", 0.0, 5e-5)
@@ -59,9 +60,9 @@ def test_recipe_is_saved_and_bad_values_are_one_line(tmp_path):
         RunConfig.create(ema_decay=1.0)
 
 
-def test_r1_penalty_is_off_in_every_recipe_until_asked_for(tmp_path):
-    assert {RunConfig.create(arch=arch, recipe=recipe).r1_gamma
-            for arch in PRESETS for recipe in ("default", "original")} == {0.0}
+def test_r1_penalty_is_only_in_the_simpsons_default_recipe(tmp_path):
+    assert {(arch, recipe) for arch in PRESETS for recipe in ("default", "original")
+            if RunConfig.create(arch=arch, recipe=recipe).r1_gamma} == {("simpsons", "default")}
     saved = json.loads(open(RunConfig.create(seed=3, r1_gamma=0.1).save(str(tmp_path))).read())
     assert saved["r1_gamma"] == 0.1
     with pytest.raises(UserError, match=r"--r1_gamma must be 0 \(off\) or more, got -1"):
@@ -125,9 +126,9 @@ def test_help_lists_the_presets_and_their_defaults(capsys):
     help_text = flag_values["arch"].help
     for arch, values in PRESETS.items():
         assert f"{arch}: {values['output_height']}x{values['output_height']}, z {values['z_dim']}" in help_text
-    # The default recipe's values (simpsons: DiffAugment, lr 2e-4, the average of G).
+    # The default recipe's values (simpsons: DiffAugment, lr 2e-4, the average of G, adaptive R1).
     assert "batch 25, lr 0.0002, beta1 0.5, g_steps 2" in help_text
-    assert "DiffAugment color,translation,cutout, G average 0.999; mlp:" in help_text
+    assert "DiffAugment color,translation,cutout, G average 0.999, R1 0.1 adaptive to D(x) 0.9; mlp:" in help_text
     assert "real 0.9-1.1 fake 0-0.2 flip 0.03" in help_text
     for flag in ("hidden_dim", "g_leaky", "real_label_low", "real_label_high", "fake_label_low",
                  "fake_label_high", "label_flip_prob"):

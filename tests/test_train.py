@@ -68,7 +68,7 @@ def test_adaptive_r1_weight_resumes_and_starts_at_0_from_a_checkpoint_without_it
     again = build.build_run(tiny_config(workdir, c_dim=3, epoch=2, **adaptive))
     assert float(again.model.r1_weight.numpy()) == weight
     # A run trained without it turns it on when resumed: its checkpoint loads, the weight starts at 0.
-    plain = train.train(tiny_config(workdir, epoch=1, checkpoint_dir=str(workdir / "p")), verbose=0)
+    plain = train.train(tiny_config(workdir, epoch=1, r1_gamma=0.0, checkpoint_dir=str(workdir / "p")), verbose=0)
     assert plain.run.model.r1_weight is None
     switched = build.build_run(tiny_config(workdir, c_dim=3, epoch=2, checkpoint_dir=str(workdir / "p"), **adaptive))
     assert switched.resumed_from and float(switched.model.r1_weight.numpy()) == 0.0
