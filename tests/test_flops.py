@@ -100,3 +100,18 @@ def test_the_step_formula_charges_r1_three_passes_of_d(monkeypatch):
     monkeypatch.setattr(flops, "network_flops", lambda net: [flops.LayerFlops("l", "Dense", net)])
     with_r1 = flops.train_step_flops(10, 100, batch_size=1, g_steps=2, ema=False, r1=True)
     assert with_r1 - flops.train_step_flops(10, 100, batch_size=1, g_steps=2, ema=False) == 3 * 100
+
+
+def test_a_run_counts_adaptive_r1_only_while_its_weight_is_above_0(tmp_path):
+    from dcgan_tf.training import build
+
+    run = build.build_run(tiny_config(tmp_path, c_dim=3, r1_gamma=0.1, r1_target=0.9))
+    model, config = run.model, run.config
+
+    def count(r1):
+        return flops.train_step_flops(model.generator, model.discriminator, config.batch_size, config.g_steps,
+                                      True, r1)
+
+    assert flops.run_step_flops(run) == count(False)  # The weight starts at 0: the penalty is skipped.
+    model.r1_weight.assign(0.5)
+    assert flops.run_step_flops(run) == count(True) > count(False)

@@ -108,6 +108,8 @@ def train_step_flops(generator, discriminator, batch_size: int, g_steps: int, em
 
 def run_step_flops(run) -> int:
     """train_step_flops of a built run (dcgan_tf.training.build.Run)."""
-    config = run.config
-    return train_step_flops(run.model.generator, run.model.discriminator, config.batch_size, config.g_steps,
-                            config.ema_decay > 0, config.r1_gamma > 0)
+    config, model = run.config, run.model
+    # R1's passes run at full weight, and while an adaptive weight is above 0 (it starts at 0).
+    r1 = config.r1_gamma > 0 and (model.r1_weight is None or float(model.r1_weight.numpy()) > 0)
+    return train_step_flops(model.generator, model.discriminator, config.batch_size, config.g_steps,
+                            config.ema_decay > 0, r1)
