@@ -207,7 +207,9 @@ class DCGAN(keras.Model):
         def penalty():
             return losses.r1_penalty(input_tape.gradient(logit_sum, images))
 
-        if self.r1_weight is None or not tf.inside_function():
+        if self.r1_weight is None or not tf.inside_function() or distribute.num_replicas() > 1:
+            # Several replicas always compute it: synchronized batch norm's collectives cannot sit
+            # inside a tf.cond under a strategy.
             return logits, penalty()
         return logits, tf.cond(self.r1_weight > 0, penalty, lambda: tf.constant(0.0))
 
