@@ -276,7 +276,8 @@ def test_mixed_gray_and_colour_gives_three_channels(tmp_path):
     colour = constant_image(tmp_path / "b.png", (10, 20, 30))
     assert data.detect_channels([gray, colour]) == 3
 
-    image_set = load_folder(tmp_path)
+    with pytest.warns(Warning, match="1 of the 2 images is grayscale"):
+        image_set = load_folder(tmp_path)
     assert image_set.images.shape == (2, 4, 6, 3)
     assert (image_set.images[0] == [77, 77, 77]).all()  # Gray replicated into R, G and B.
 

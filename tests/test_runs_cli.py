@@ -81,8 +81,9 @@ def test_damaged_config_is_rebuilt_from_a_checkpoint_that_fits(workdir, capsys):
 
     # Damaged again, and options that do not fit the checkpoint: the message says what to give.
     (folder / "config.json").write_text("[]")
-    assert main_in(workdir, "--run", TINY_RUN, "--gf_dim", "8", "--df_dim", "4", "--z_dim", "8",
-                 "--output_height", "32", "--batch_size", "4") == 2
+    with pytest.warns(Warning, match="is damaged"):
+        assert main_in(workdir, "--run", TINY_RUN, "--gf_dim", "8", "--df_dim", "4", "--z_dim", "8",
+                       "--output_height", "32", "--batch_size", "4") == 2
     line = _error(capsys)
     assert "no readable config.json" in line and "give the options it was trained with" in line
     assert (folder / "config.json").read_text() == "[]"  # Nothing rewritten from options that did not fit.
