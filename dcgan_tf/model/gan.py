@@ -240,9 +240,9 @@ class StepValues:
     """The values of the latest steps, kept inside the compiled step for the summaries callback
     (dcgan_tf/training/summaries.py), which reads them between executions of `fit`.
 
-    `rows[(step - 1) % capacity]` holds step `step`'s values of `names` (METRIC_NAMES and the model's
-    optional ones, in that order) (the step's own, not the
-    epoch's means that `fit`'s logs carry), `steps` the step each row belongs to: the last `capacity`
+    `rows[(step - 1) % capacity]` holds step `step`'s values of `names` (METRIC_NAMES, then the
+    model's optional ones such as r1_weight; the step's own, not the epoch's means that `fit`'s logs
+    carry), `steps` the step each row belongs to: the last `capacity`
     steps (at least ROWS, and every step of an execution), so the callback can write them in
     batches. `z`, `d_x`, `d_g_z` are the global batch's z, D(x) and D(G(z)) of the latest step.
     Not part of checkpoints."""
