@@ -15,8 +15,8 @@ A variant is a recipe name (`default`, `original`) or `NAME=FLAGS`, e.g. `"noave
 (flags added to the default recipe). `--start_from RUN:STEP` starts every new variant from step STEP
 of an earlier benchmark run (a `<work>/<variant>_s<seed>` folder that still holds that checkpoint),
 to compare remedies on one trajectory: each variant's folder gets that checkpoint and the run's
-files up to it (config, measurements, metrics rows, sample grids), then trains on with its own flags. `--jobs N` trains N variants side by side, each with its share of
-the CPU's threads.
+files up to it (config, measurements, metrics rows, sample grids), then trains on with its own
+flags. `--jobs N` trains N variants side by side, each with its share of the CPU's threads.
 """
 
 from __future__ import annotations
@@ -157,42 +157,46 @@ def branch(source: str, step: int, work: str) -> None:
     step as its only one, config.json, the real images' FID features, the measurements and
     metrics.csv rows up to that step (and the best checkpoint if it is not later) and the sample
     grids up to it. TensorBoard logs are not copied; the variant's start after `step`."""
+    from dcgan_tf import runs as run_files
+    from dcgan_tf.quality.evaluate import REAL_FEATURES_FILE
+    from dcgan_tf.training.checkpoints import write_state_file
+
     for folder in glob.glob(os.path.join(source, "checkpoints", "*", "")):
         folder = os.path.dirname(folder)
         target = os.path.join(work, "checkpoints", os.path.basename(folder))
         os.makedirs(target)
-        for name in ["config.json", "fid_real_features.npz"] + [
+        for name in [run_files.CONFIG_FILE, REAL_FEATURES_FILE] + [
                 os.path.basename(p) for p in glob.glob(os.path.join(folder, f"ckpt-{step}.*"))]:
             if os.path.exists(os.path.join(folder, name)):
                 shutil.copy2(os.path.join(folder, name), target)
-        saved_at = os.path.getmtime(os.path.join(target, f"ckpt-{step}.index"))
-        with open(os.path.join(target, "checkpoint"), "w") as f:  # The manager's list: that one checkpoint.
-            f.write(f'model_checkpoint_path: "ckpt-{step}"\nall_model_checkpoint_paths: "ckpt-{step}"\n'
-                    f"all_model_checkpoint_timestamps: {saved_at}\nlast_preserved_timestamp: {saved_at - 1}\n")
-        quality_file = os.path.join(folder, "quality.json")
+        write_state_file(os.path.join(target, "checkpoint"), [os.path.join(target, f"ckpt-{step}")])
+        quality_file = os.path.join(folder, run_files.QUALITY_FILE)
         if os.path.exists(quality_file):
             with open(quality_file) as f:
                 quality = json.load(f)
             quality["evaluations"] = [r for r in quality["evaluations"] if r.get("step", 0) <= step]
             best = quality.get("best") or {}
-            if best.get("step", step + 1) <= step and os.path.isdir(os.path.join(folder, "best")):
-                shutil.copytree(os.path.join(folder, "best"), os.path.join(target, "best"))
+            if best.get("step", step + 1) <= step and os.path.isdir(os.path.join(folder, run_files.BEST_DIR)):
+                shutil.copytree(os.path.join(folder, run_files.BEST_DIR), os.path.join(target, run_files.BEST_DIR))
             else:
                 quality.pop("best", None)
-            with open(os.path.join(target, "quality.json"), "w") as f:
+            with open(os.path.join(target, run_files.QUALITY_FILE), "w") as f:
                 json.dump(quality, f, indent=2)
-        metrics_file = os.path.join(folder, "metrics.csv")
+        metrics_file = os.path.join(folder, run_files.METRICS_FILE)
         if os.path.exists(metrics_file):
             with open(metrics_file) as f:
                 lines = f.read().splitlines()
             kept = lines[:1] + [line for line in lines[1:] if line.count(",") and int(line.split(",")[1]) <= step]
-            with open(os.path.join(target, "metrics.csv"), "w") as f:
+            with open(os.path.join(target, run_files.METRICS_FILE), "w") as f:
                 f.write("\n".join(kept) + "\n")
-    for grid in glob.glob(os.path.join(source, "samples", "*", "train_*_*.png")):
-        if int(os.path.splitext(grid)[0].rsplit("_", 1)[1]) <= step:
-            target = os.path.join(work, "samples", os.path.basename(os.path.dirname(grid)))
-            os.makedirs(target, exist_ok=True)
-            shutil.copy2(grid, target)
+    for grids in glob.glob(os.path.join(source, "samples", "*", "")):
+        grids = os.path.dirname(grids)
+        for name in os.listdir(grids):
+            match = run_files.GRID_PATTERN.match(name)
+            if match and int(match.group(2)) <= step:
+                target = os.path.join(work, "samples", os.path.basename(grids))
+                os.makedirs(target, exist_ok=True)
+                shutil.copy2(os.path.join(grids, name), target)
 
 
 def collect(runs) -> dict:

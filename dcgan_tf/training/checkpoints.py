@@ -71,15 +71,16 @@ def make_manager(checkpoint: tf.train.Checkpoint, folder: str, max_to_keep: int)
         kept = f"{state}.damaged-{int(time.time())}"
         os.replace(state, kept)  # Kept, not deleted: nothing saved is thrown away.
         note = f"was damaged (kept as {kept})"
-    _write_state_file(state, found)
+    write_state_file(state, found)
     warnings.warn(RunWarning(f"the checkpoint list {state} {note}; rebuilt the list from the "
                              f"{len(found)} ckpt-N files found."), stacklevel=2)
     return tf.train.CheckpointManager(checkpoint, folder, max_to_keep=max_to_keep, checkpoint_name="ckpt")
 
 
-def _write_state_file(state: str, prefixes) -> None:
-    """Writes the list file as TensorFlow does (text proto: names relative to its folder, and the
-    save times the manager needs), atomically."""
+def write_state_file(state: str, prefixes) -> None:
+    """Writes the list file ("checkpoint") of the checkpoints `prefixes` (paths without .index) as
+    TensorFlow does (text proto: names relative to its folder, and the save times the manager
+    needs), atomically."""
     names = [os.path.basename(p) for p in prefixes]
     times = [os.path.getmtime(p + ".index") for p in prefixes]
     lines = ([f'model_checkpoint_path: "{names[-1]}"'] + [f'all_model_checkpoint_paths: "{n}"' for n in names]
