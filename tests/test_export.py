@@ -150,20 +150,20 @@ def test_keras_file_round_trip_in_a_fresh_process(exported, tmp_path, imports):
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, atol=1e-6)
 
 
-def _readme_line(start):
-    """The one command line of README.md that starts with `start` (in a code block)."""
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+def _usage_docs_line(start):
+    """The one command line of docs/usage.md that starts with `start` (in a code block)."""
+    with open(os.path.join(REPO, "docs", "usage.md"), encoding="utf-8") as f:
         found = [line.strip() for line in f if line.strip().startswith(start)]
     assert len(found) == 1, found
     return found[0]
 
 
-def test_readme_saved_model_cli_run_command_works(exported, tmp_path):
-    """The README's `saved_model_cli run` command, run as written (only --dir points at the tiny export)."""
+def test_usage_docs_saved_model_cli_run_command_works(exported, tmp_path):
+    """The usage docs' `saved_model_cli run` command, run as written (only --dir points at the tiny export)."""
     import shlex
 
     _, run, path = exported
-    args = shlex.split(_readme_line("saved_model_cli run "))
+    args = shlex.split(_usage_docs_line("saved_model_cli run "))
     args[args.index("--dir") + 1] = path
     inputs = args[args.index("--inputs") + 1]
     assert inputs.startswith("z=") and inputs.endswith(".npy"), inputs
@@ -202,21 +202,21 @@ def test_tflite_interpreter_falls_back_to_tensorflow_without_a_warning(exported,
                   np.asarray(run.model.generator(z, training=False)))
 
 
-def test_tflite_through_litert_and_the_readme_snippet(exported, tmp_path):
-    """With ai-edge-litert installed: tflite_interpreter uses it, and the README's TF Lite snippet
+def test_tflite_through_litert_and_the_usage_docs_snippet(exported, tmp_path):
+    """With ai-edge-litert installed: tflite_interpreter uses it, and the usage docs' TF Lite snippet
     runs in a fresh process without a deprecation warning."""
     pytest.importorskip("ai_edge_litert.interpreter")
     _, run, path = exported
-    tflite = export.to_tflite(path)  # Where the README's snippet looks: model.tflite in the export folder.
+    tflite = export.to_tflite(path)  # Where the usage docs' snippet looks: model.tflite in the export folder.
     interpreter = export.tflite_interpreter(tflite)
     assert type(interpreter).__module__.startswith("ai_edge_litert")
     z = np.random.default_rng(6).uniform(-1, 1, (2, 8)).astype("float32")
     _check_runner(interpreter.get_signature_runner("serving_default"), z,
                   np.asarray(run.model.generator(z, training=False)))
 
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
-        readme = f.read()
-    snippet = readme.split("<!-- tflite snippet -->")[1].split("```python")[1].split("```")[0]
+    with open(os.path.join(REPO, "docs", "usage.md"), encoding="utf-8") as f:
+        usage = f.read()
+    snippet = usage.split("<!-- tflite snippet -->")[1].split("```python")[1].split("```")[0]
     snippet = snippet.replace("export/simpsons_64_25_128_128/10000", path).replace("100)", "8)")
     proc = subprocess.run([sys.executable, "-W", "always", "-c", snippet + "\nprint(pixels.shape, pixels.dtype)"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=240,
