@@ -70,9 +70,8 @@ class Command:
             run, live = self.run, self.config.live_weights
             step = int(run.model.step.numpy())
             path = runs.export_version_dir(run.config.export_dir, run.config.run_name, step, live=live)
-            weights = "live" if live else ("average" if run.model.ema_generator is not None else "generator")
             self._exported = export.export_generator(run.model.sampler(live), run.config, path, step=step,
-                                                     weights=weights)
+                                                     weights=run.model.sampler_weights(live))
             print(f"dcgan_tf: exported the generator as a SavedModel to {self._exported}")
         return self._exported
 

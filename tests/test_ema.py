@@ -62,6 +62,7 @@ def test_train_step_averages_g_weights_and_tracks_the_average_s_own_batch_norm_s
 def test_ema_off_keeps_no_second_generator(workdir):
     model = build.build_run(tiny_config(workdir, c_dim=3, ema_decay=0.0)).model
     assert model.ema_generator is None and model.sampler() is model.generator
+    assert (model.sampler_weights(), model.sampler_weights(live=True)) == ("generator", "live")
 
 
 def test_checkpoint_round_trip_keeps_the_average_and_sampling_uses_it(workdir):
@@ -76,6 +77,7 @@ def test_checkpoint_round_trip_keeps_the_average_and_sampling_uses_it(workdir):
         np.testing.assert_array_equal(a, b)
     assert any(not np.allclose(a, b) for a, b in zip(saved_average, saved_live))
     assert run.model.sampler(live=True) is run.model.generator
+    assert (run.model.sampler_weights(), run.model.sampler_weights(live=True)) == ("average", "live")
 
 
 def test_checkpoint_without_an_average_loads_and_the_average_starts_from_g(workdir):

@@ -106,6 +106,13 @@ class DCGAN(keras.Model):
         keeps one (unless `live`), else G itself."""
         return self.generator if live or self.ema_generator is None else self.ema_generator
 
+    def sampler_weights(self, live: bool = False) -> str:
+        """Which weights `sampler(live)` holds, as exports record it: "live" (G's own, asked for),
+        "average" (the moving average) or "generator" (G's own in a run that keeps no average)."""
+        if live:
+            return "live"
+        return "generator" if self.ema_generator is None else "average"
+
     def reset_ema(self) -> None:
         """Starts the average afresh from G's weights (e.g. after loading a checkpoint without one)."""
         if self.ema_generator is not None:
