@@ -159,7 +159,7 @@ def branch(source: str, step: int, work: str) -> None:
     grids up to it. TensorBoard logs are not copied; the variant's start after `step`."""
     from dcgan_tf import runs as run_files
     from dcgan_tf.quality.evaluate import REAL_FEATURES_FILE
-    from dcgan_tf.training.checkpoints import write_state_file
+    from dcgan_tf.training.checkpoints import STATE_FILE, write_state_file
 
     for folder in glob.glob(os.path.join(source, "checkpoints", "*", "")):
         folder = os.path.dirname(folder)
@@ -169,7 +169,7 @@ def branch(source: str, step: int, work: str) -> None:
                 os.path.basename(p) for p in glob.glob(os.path.join(folder, f"ckpt-{step}.*"))]:
             if os.path.exists(os.path.join(folder, name)):
                 shutil.copy2(os.path.join(folder, name), target)
-        write_state_file(os.path.join(target, "checkpoint"), [os.path.join(target, f"ckpt-{step}")])
+        write_state_file(os.path.join(target, STATE_FILE), [os.path.join(target, f"ckpt-{step}")])
         quality_file = os.path.join(folder, run_files.QUALITY_FILE)
         if os.path.exists(quality_file):
             with open(quality_file) as f:

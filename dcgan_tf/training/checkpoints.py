@@ -15,6 +15,9 @@ from dcgan_tf.errors import RunWarning, UserError
 from dcgan_tf.runs import write_text
 
 
+# The checkpoint list file in a run's checkpoint folder, named as tf.train.CheckpointManager names it.
+STATE_FILE = "checkpoint"
+
 # What make_checkpoint saves; the parts in _ADDED_PARTS are missing from checkpoints of earlier
 # versions, which restore without them (those parts keep their fresh state).
 _PARTS = ("generator", "discriminator", "d_optimizer", "g_optimizer", "step", "epoch", "z_seed",
@@ -65,7 +68,7 @@ def make_manager(checkpoint: tf.train.Checkpoint, folder: str, max_to_keep: int)
                    key=lambda p: int(p.rsplit("-", 1)[1]))
     if manager.checkpoints or not found:
         return manager
-    state = os.path.join(folder, "checkpoint")
+    state = os.path.join(folder, STATE_FILE)
     note = "was missing"
     if os.path.exists(state):
         kept = f"{state}.damaged-{int(time.time())}"
