@@ -26,6 +26,7 @@ class Command:
     def __init__(self, config: RunConfig, given: Optional[Collection[str]] = None):
         self.config = config
         self.given = given
+        self.stopped = False  # Set when a signal stopped training: the command's later actions are skipped.
         self._exported: Optional[str] = None
 
     @functools.cached_property
@@ -109,7 +110,13 @@ def train(command: Command) -> None:
     if result.stopped_by:
         print(f"dcgan_tf: stopped by {result.stopped_by} at step {step}; checkpoint saved in "
               f"{run.config.run_checkpoint_dir}. Run the same command to resume.")
-    elif result.steps_run and not result.chief:
+        # A stop must be prompt (container runtimes kill after a grace period): the report takes
+        # seconds on a long run, and later actions (--export, --eval, ...) more.
+        print("dcgan_tf: after a stop nothing else runs: the training report and the command's other "
+              "actions were skipped (the same command with --report in place of --train writes the report).")
+        command.stopped = True
+        return
+    if result.steps_run and not result.chief:
         print(f"dcgan_tf: trained {result.steps_run} steps as a worker; the chief writes the run's files.")
     elif result.steps_run:
         print(f"dcgan_tf: trained {result.steps_run} steps in {result.seconds:.1f} s "
@@ -261,4 +268,6 @@ def run_actions(config: RunConfig, given: Optional[Collection[str]] = None) -> i
         nets.check_config(config)
     for function in asked or [test_grid]:
         function(command)
+        if command.stopped:
+            break
     return 0

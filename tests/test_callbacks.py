@@ -148,3 +148,20 @@ def test_the_final_grid_is_named_by_the_epoch_of_its_step(workdir):
     assert os.listdir(config.run_sample_dir) == ["train_01_0004.png"]
     train.train(config, verbose=0)  # Already finished: no step runs and no second grid of step 4.
     assert os.listdir(config.run_sample_dir) == ["train_01_0004.png"]
+
+
+def test_a_stopped_command_runs_nothing_after_the_stop(workdir, monkeypatch, capsys):
+    # `--train --export` stopped by SIGTERM: the checkpoint is saved, then the command ends at once,
+    # without the training report or the export (both take seconds on a long run; a stop must be prompt).
+    from dcgan_tf import actions
+
+    stopping = train.train
+    monkeypatch.setattr(train, "train", lambda config: stopping(
+        config, verbose=0, extra_callbacks=[SignalAt(signal.SIGTERM, 0)]))
+    config = tiny_config(workdir, epoch=2, ckpt_freq=100, sample_freq=100, train=True, export=True)
+    assert actions.run_actions(config) == 0
+    out = capsys.readouterr().out
+    assert "stopped by SIGTERM at step 1" in out and "--report in place of --train" in out
+    assert tf.train.latest_checkpoint(config.run_checkpoint_dir).endswith("ckpt-1")
+    assert not os.path.exists(config.export_dir)
+    assert not [name for name in os.listdir(config.run_checkpoint_dir) if name.endswith((".png", ".gif"))]
