@@ -146,7 +146,9 @@ def parse_start(text: str):
     source, _, step = text.rpartition(":")
     if not source or not step.isdigit():
         raise SystemExit(f"--start_from {text!r}: give RUN:STEP, e.g. runs/default_s1:5000")
-    if not glob.glob(os.path.join(source, "checkpoints", "*", f"ckpt-{int(step)}.index")):
+    from dcgan_tf.training.checkpoints import checkpoint_path
+
+    if not glob.glob(checkpoint_path(os.path.join(source, "checkpoints", "*"), int(step)) + ".index"):
         raise SystemExit(f"--start_from {text}: {source} holds no checkpoint of step {int(step)} "
                          f"(see {os.path.join(source, 'checkpoints', '<run>')})")
     return source, int(step)
@@ -159,17 +161,17 @@ def branch(source: str, step: int, work: str) -> None:
     grids up to it. TensorBoard logs are not copied; the variant's start after `step`."""
     from dcgan_tf import runs as run_files
     from dcgan_tf.quality.evaluate import REAL_FEATURES_FILE
-    from dcgan_tf.training.checkpoints import STATE_FILE, write_state_file
+    from dcgan_tf.training.checkpoints import STATE_FILE, checkpoint_path, write_state_file
 
     for folder in glob.glob(os.path.join(source, "checkpoints", "*", "")):
         folder = os.path.dirname(folder)
         target = os.path.join(work, "checkpoints", os.path.basename(folder))
         os.makedirs(target)
         for name in [run_files.CONFIG_FILE, REAL_FEATURES_FILE] + [
-                os.path.basename(p) for p in glob.glob(os.path.join(folder, f"ckpt-{step}.*"))]:
+                os.path.basename(p) for p in glob.glob(checkpoint_path(folder, step) + ".*")]:
             if os.path.exists(os.path.join(folder, name)):
                 shutil.copy2(os.path.join(folder, name), target)
-        write_state_file(os.path.join(target, STATE_FILE), [os.path.join(target, f"ckpt-{step}")])
+        write_state_file(os.path.join(target, STATE_FILE), [checkpoint_path(target, step)])
         quality_file = os.path.join(folder, run_files.QUALITY_FILE)
         if os.path.exists(quality_file):
             with open(quality_file) as f:

@@ -17,6 +17,13 @@ from dcgan_tf.runs import write_text
 
 # The checkpoint list file in a run's checkpoint folder, named as tf.train.CheckpointManager names it.
 STATE_FILE = "checkpoint"
+# A checkpoint is <folder>/ckpt-<step>.index and .data-* files: the manager's name prefix.
+CHECKPOINT_PREFIX = "ckpt"
+
+
+def checkpoint_path(folder: str, step) -> str:
+    """The path (without .index) of the checkpoint of `step` in `folder`."""
+    return os.path.join(folder, f"{CHECKPOINT_PREFIX}-{step}")
 
 # What make_checkpoint saves; the parts in _ADDED_PARTS are missing from checkpoints of earlier
 # versions, which restore without them (those parts keep their fresh state).
@@ -63,8 +70,8 @@ def make_manager(checkpoint: tf.train.Checkpoint, folder: str, max_to_keep: int)
     ckpt-N files exist, the list is rebuilt from them (the damaged file is kept aside), so a run is
     never restarted from scratch over its own checkpoints."""
     remove_unfinished_writes(folder)
-    manager = tf.train.CheckpointManager(checkpoint, folder, max_to_keep=max_to_keep, checkpoint_name="ckpt")
-    found = sorted((p[:-len(".index")] for p in glob.glob(os.path.join(folder, "ckpt-*.index"))),
+    manager = tf.train.CheckpointManager(checkpoint, folder, max_to_keep=max_to_keep, checkpoint_name=CHECKPOINT_PREFIX)
+    found = sorted((p[:-len(".index")] for p in glob.glob(checkpoint_path(folder, "*") + ".index")),
                    key=lambda p: int(p.rsplit("-", 1)[1]))
     if manager.checkpoints or not found:
         return manager
@@ -77,7 +84,7 @@ def make_manager(checkpoint: tf.train.Checkpoint, folder: str, max_to_keep: int)
     write_state_file(state, found)
     warnings.warn(RunWarning(f"the checkpoint list {state} {note}; rebuilt the list from the "
                              f"{len(found)} ckpt-N files found."), stacklevel=2)
-    return tf.train.CheckpointManager(checkpoint, folder, max_to_keep=max_to_keep, checkpoint_name="ckpt")
+    return tf.train.CheckpointManager(checkpoint, folder, max_to_keep=max_to_keep, checkpoint_name=CHECKPOINT_PREFIX)
 
 
 def write_state_file(state: str, prefixes) -> None:
@@ -131,7 +138,7 @@ def remove_unfinished_writes(folder: str) -> None:
     if not os.path.isdir(folder):
         return
     for name in os.listdir(folder):
-        if re.fullmatch(r"ckpt-\d+_temp", name) and os.path.isdir(os.path.join(folder, name)):
+        if re.fullmatch(CHECKPOINT_PREFIX + r"-\d+_temp", name) and os.path.isdir(os.path.join(folder, name)):
             shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
 
 
