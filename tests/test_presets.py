@@ -34,7 +34,7 @@ def test_simpsons_original_recipe_keeps_the_2018_defaults():
 def test_simpsons_default_recipe_adds_diffaugment_faster_lr_g_average_and_adaptive_r1_only():
     default, original = RunConfig.create(seed=1), RunConfig.create(seed=1, recipe="original")
     assert (default.recipe, default.diffaug, default.learning_rate, default.ema_decay, default.r1_gamma,
-            default.r1_target) == ("default", "color,translation,cutout", 2e-4, 0.999, 0.1, 0.85)
+            default.r1_target) == ("default", "color,translation,cutout", 2e-4, 0.999, 0.3, 0.85)
     assert (original.r1_gamma, original.r1_target) == (0.0, 0.0)
     changed = {f.name for f in dataclasses.fields(RunConfig) if getattr(default, f.name) != getattr(original, f.name)}
     assert changed == {"recipe", "diffaug", "learning_rate", "ema_decay", "r1_gamma", "r1_target"}
@@ -128,7 +128,7 @@ def test_help_lists_the_presets_and_their_defaults(capsys):
         assert f"{arch}: {values['output_height']}x{values['output_height']}, z {values['z_dim']}" in help_text
     # The default recipe's values (simpsons: DiffAugment, lr 2e-4, the average of G, adaptive R1).
     assert "batch 25, lr 0.0002, beta1 0.5, g_steps 2" in help_text
-    assert "DiffAugment color,translation,cutout, G average 0.999, R1 0.1 adaptive to D(x) 0.85; mlp:" in help_text
+    assert "DiffAugment color,translation,cutout, G average 0.999, R1 0.3 adaptive to D(x) 0.85; mlp:" in help_text
     assert "real 0.9-1.1 fake 0-0.2 flip 0.03" in help_text
     for flag in ("hidden_dim", "g_leaky", "real_label_low", "real_label_high", "fake_label_low",
                  "fake_label_high", "label_flip_prob"):
