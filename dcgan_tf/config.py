@@ -99,6 +99,17 @@ def presets_help() -> str:
     return "Network pair and its defaults (explicit flags override them). " + "; ".join(parts) + "."
 
 
+def recipe_help() -> str:
+    """The --recipe help text: what "default" adds for simpsons and what "original" keeps, from the tables."""
+    improved, original = IMPROVED["simpsons"], PRESETS["simpsons"]
+    return (f"Training recipe: default (for simpsons: DiffAugment {improved['diffaug']}, lr "
+            f"{improved['learning_rate']:g}, a moving average of G's weights with decay {improved['ema_decay']:g}, "
+            f"an R1 penalty of {improved['r1_gamma']:g} that adapts to D(x) {improved['r1_target']:g}; measured to "
+            f"reach faces, see the README) or original (the preset's seed system exactly: for simpsons the 2018 "
+            f"program, lr {original['learning_rate']:g}, no augmentation, no average, no R1). Other presets train "
+            f"their seed system's recipe either way; explicit flags override both.")
+
+
 def parse_diffaug(text: str) -> tuple:
     """A --diffaug policy as a tuple of augmentation names, order kept: "color, cutout" ->
     ("color", "cutout"); "" -> () (off). UserError for an unknown name. Here rather than in
@@ -199,13 +210,7 @@ class RunConfig:
     fake_label_high: Optional[float] = _opt(None, "Upper end of the fake labels; default: the preset's.")
     label_flip_prob: Optional[float] = _opt(None, "Probability per image of swapping D's real and fake "
                                                   "labels; default: the preset's.")
-    recipe: str = _opt("default", "Training recipe: default (for simpsons: DiffAugment color,translation,cutout, "
-                                  "lr 2e-4, a moving average of G's weights with decay 0.999, an R1 penalty of 0.1 "
-                                  "that adapts to D(x) 0.85; measured to reach faces, see the README) or original "
-                                  "(the preset's seed system exactly: for simpsons the 2018 program, lr 1e-4, no "
-                                  "augmentation, no average, no R1). Other "
-                                  "presets train their seed system's recipe either way; explicit flags override both.",
-                        choices=RECIPES)
+    recipe: str = _opt("default", recipe_help(), choices=RECIPES)
     ema_decay: Optional[float] = _opt(None, "Keep an exponential moving average of G's weights with this decay "
                                             "(ramped up from (1+step)/(10+step)); grids, test mode, --generate, "
                                             "--visualize, --interpolate, --eval and --export use it. 0: off. "

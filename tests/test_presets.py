@@ -130,6 +130,11 @@ def test_help_lists_the_presets_and_their_defaults(capsys):
     assert "batch 25, lr 0.0002, beta1 0.5, g_steps 2" in help_text
     assert "DiffAugment color,translation,cutout, G average 0.999, R1 0.3 adaptive to D(x) 0.85; mlp:" in help_text
     assert "real 0.9-1.1 fake 0-0.2 flip 0.03" in help_text
+    # --recipe's help says the same values, and the original's learning rate.
+    recipe_text = flag_values["recipe"].help
+    assert "lr 0.0002, a moving average of G's weights with decay 0.999, an R1 penalty of 0.3 that adapts to " \
+           "D(x) 0.85" in recipe_text
+    assert "the 2018 program, lr 0.0001, no augmentation" in recipe_text
     for flag in ("hidden_dim", "g_leaky", "real_label_low", "real_label_high", "fake_label_low",
                  "fake_label_high", "label_flip_prob"):
         assert flag in flag_values
