@@ -174,8 +174,8 @@ class PlainLoop:
         if config.precision == auto_precision.AUTO:
             config = dataclasses.replace(config, precision=auto_precision.machine_choice().policy)
         generator, discriminator = nets.build_networks(config)
-        d_opt, g_opt = (optimizers.make_optimizer(config.learning_rate, config.beta1, config.precision)
-                        for _ in range(2))
+        d_opt, g_opt = (optimizers.make_optimizer(rate, config.beta1, config.beta2, config.precision)
+                        for rate in (config.d_learning_rate, config.g_learning_rate))
         seed = keras.random.SeedGenerator(config.seed)
         rng = np.random.default_rng(0)
         self.real = tf.constant(rng.uniform(-1, 1, (config.batch_size, config.output_height, config.output_width,

@@ -197,8 +197,13 @@ class RunConfig:
     # Training.
     epoch: int = _opt(10000, "Number of epochs to train (in total, counting earlier runs).")
     batch_size: Optional[int] = _opt(None, "Images per batch; default: the preset's.")
-    learning_rate: Optional[float] = _opt(None, "Adam learning rate of both networks; default: the recipe's.")
+    learning_rate: Optional[float] = _opt(None, "Adam learning rate of both networks (unless --d_learning_rate "
+                                                "or --g_learning_rate); default: the recipe's.")
+    d_learning_rate: Optional[float] = _opt(None, "Adam learning rate of the discriminator; default: "
+                                                  "--learning_rate.")
+    g_learning_rate: Optional[float] = _opt(None, "Adam learning rate of the generator; default: --learning_rate.")
     beta1: Optional[float] = _opt(None, "Adam beta1 of both networks; default: the preset's.")
+    beta2: float = _opt(0.999, "Adam beta2 of both networks (every preset's seed used 0.999).")
     g_steps: Optional[int] = _opt(None, "Generator updates per discriminator update (the original used 2); "
                                         "default: the preset's.")
     # Tricks for D's labels (seed 001: real 0.9..1.1, fake 0..0.2, flip 0.03; seed 004 v2: 0.7..1, 0..0.3).
@@ -298,6 +303,8 @@ class RunConfig:
             output_width=config.output_height if config.output_width is None else config.output_width,
             sample_num=config.sample_num or config.batch_size,
             seed=random.randrange(2**31) if config.seed is None else config.seed,
+            d_learning_rate=config.learning_rate if config.d_learning_rate is None else config.d_learning_rate,
+            g_learning_rate=config.learning_rate if config.g_learning_rate is None else config.g_learning_rate,
         )
         if not config.run:
             config = dataclasses.replace(config, run=runs.run_name(config.to_dict(), PRESETS[arch]))
@@ -324,8 +331,9 @@ class RunConfig:
             raise UserError(f"--label_flip_prob must be in [0, 1], got {self.label_flip_prob}.")
         if self.c_dim not in (0, 1, 3):
             raise UserError(f"--c_dim must be 1 (grayscale), 3 (colour) or 0 (from the data), got {self.c_dim}.")
-        if not self.learning_rate > 0:
-            raise UserError(f"--learning_rate must be greater than 0, got {self.learning_rate}.")
+        for name in ("learning_rate", "d_learning_rate", "g_learning_rate"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"--{name} must be greater than 0, got {getattr(self, name)}.")
         if not 0 <= self.ema_decay < 1:
             raise UserError(f"--ema_decay must be in [0, 1) (0 turns the average off), got {self.ema_decay}.")
         if not self.r1_gamma >= 0:
@@ -335,6 +343,8 @@ class RunConfig:
                             f"at full weight from the start), got {self.r1_target}.")
         if not 0 <= self.beta1 < 1:
             raise UserError(f"--beta1 must be in [0, 1), got {self.beta1}.")
+        if not 0 < self.beta2 < 1:
+            raise UserError(f"--beta2 must be in (0, 1), got {self.beta2}.")
         if self.precision not in PRECISIONS:
             raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
         for name in ("sample_freq", "ckpt_freq"):

@@ -80,6 +80,10 @@ def test_create_returns_a_frozen_config():
     ({"learning_rate": float("nan")}, "--learning_rate"),
     ({"beta1": 1.0}, "--beta1"),
     ({"beta1": -0.1}, "--beta1"),
+    ({"beta2": 1.0}, "--beta2"),
+    ({"beta2": 0.0}, "--beta2"),
+    ({"d_learning_rate": 0}, "--d_learning_rate"),
+    ({"g_learning_rate": -1e-4}, "--g_learning_rate"),
     ({"z_dist": "bogus"}, "--z_dist"),
     ({"dataset": "a/b"}, "--dataset"),
     ({"dataset": "/abs"}, "--dataset"),
@@ -106,6 +110,9 @@ def test_bad_values_raise_user_error_naming_the_flag(values, flag):
     {"dataset": "my.data-set_2"},
     {"beta1": 0.0},
     {"beta1": 0.999},
+    {"beta2": 0.99},
+    {"d_learning_rate": 4e-4},
+    {"g_learning_rate": 1e-4, "learning_rate": 3e-4},
     {"c_dim": 0},
     {"c_dim": 1},
     {"c_dim": 3},
@@ -119,6 +126,14 @@ def test_good_values_are_accepted(values):
     config = RunConfig.create(**values)
     for name, value in values.items():
         assert getattr(config, name) == value
+
+
+def test_each_networks_learning_rate_defaults_to_learning_rate():
+    both = RunConfig.create(learning_rate=3e-4)
+    assert (both.d_learning_rate, both.g_learning_rate) == (3e-4, 3e-4)
+    only_d = RunConfig.create(learning_rate=3e-4, d_learning_rate=5e-4)
+    assert (only_d.d_learning_rate, only_d.g_learning_rate) == (5e-4, 3e-4)
+    assert RunConfig.create(recipe="original").g_learning_rate == 1e-4  # The recipe's rate when not given.
 
 
 def test_validate_checks_a_directly_built_config():

@@ -37,7 +37,8 @@ def test_fused_adam_matches_keras_adam_and_keeps_its_slots(tmp_path):
 
 
 def test_make_optimizer_wraps_for_float16_loss_scaling_only():
-    assert isinstance(optimizers.make_optimizer(2e-4, 0.5, "float32"), optimizers.FusedAdam)
-    assert isinstance(optimizers.make_optimizer(2e-4, 0.5, "mixed_float16"), keras.optimizers.LossScaleOptimizer)
-    optimizer = optimizers.make_optimizer(2e-4, 0.5, "mixed_bfloat16")
-    assert (float(optimizer.learning_rate), optimizer.beta_1) == (pytest.approx(2e-4), 0.5)
+    assert isinstance(optimizers.make_optimizer(2e-4, 0.5, 0.999, "float32"), optimizers.FusedAdam)
+    assert isinstance(optimizers.make_optimizer(2e-4, 0.5, 0.999, "mixed_float16"),
+                      keras.optimizers.LossScaleOptimizer)
+    optimizer = optimizers.make_optimizer(2e-4, 0.5, 0.99, "mixed_bfloat16")
+    assert (float(optimizer.learning_rate), optimizer.beta_1, optimizer.beta_2) == (pytest.approx(2e-4), 0.5, 0.99)

@@ -37,7 +37,9 @@ def test_simpsons_default_recipe_adds_diffaugment_faster_lr_g_average_and_adapti
             default.r1_target) == ("default", "color,translation,cutout", 2e-4, 0.999, 0.3, 0.85)
     assert (original.r1_gamma, original.r1_target) == (0.0, 0.0)
     changed = {f.name for f in dataclasses.fields(RunConfig) if getattr(default, f.name) != getattr(original, f.name)}
-    assert changed == {"recipe", "diffaug", "learning_rate", "ema_decay", "r1_gamma", "r1_target"}
+    assert changed == {"recipe", "diffaug", "learning_rate", "d_learning_rate", "g_learning_rate", "ema_decay",
+                       "r1_gamma", "r1_target"}
+    assert (default.d_learning_rate, default.g_learning_rate, original.g_learning_rate) == (2e-4, 2e-4, 1e-4)
     # Explicit flags override either recipe.
     mine = RunConfig.create(diffaug="", ema_decay=0.0, learning_rate=5e-5)
     assert (mine.diffaug, mine.ema_decay, mine.learning_rate) == ("", 0.0, 5e-5)

@@ -74,6 +74,20 @@ def test_adaptive_r1_weight_resumes_and_starts_at_0_from_a_checkpoint_without_it
     assert switched.resumed_from and float(switched.model.r1_weight.numpy()) == 0.0
 
 
+def test_each_network_gets_its_learning_rate_and_a_resume_takes_the_new_flags(workdir):
+    first = train.train(tiny_config(workdir, d_learning_rate=4e-4, g_learning_rate=1e-4, beta2=0.99), verbose=0)
+    model = first.run.model
+    assert (float(model.d_optimizer.learning_rate), float(model.g_optimizer.learning_rate)) == \
+           (pytest.approx(4e-4), pytest.approx(1e-4))
+    assert (model.d_optimizer.beta_2, model.g_optimizer.beta_2) == (0.99, 0.99)
+    saved = json.loads((workdir / "checkpoints" / first.run.config.run / "config.json").read_text())
+    assert (saved["d_learning_rate"], saved["g_learning_rate"], saved["beta2"]) == (4e-4, 1e-4, 0.99)
+    again = build.build_run(tiny_config(workdir, c_dim=3, epoch=2, learning_rate=3e-4))
+    assert again.resumed_from
+    assert (float(again.model.d_optimizer.learning_rate), float(again.model.g_optimizer.learning_rate)) == \
+           (pytest.approx(3e-4), pytest.approx(3e-4))
+
+
 def test_checkpoint_without_augmentation_state_still_restores(workdir):
     """Checkpoints written before DiffAugment existed lack its random state; they load, and it
     starts fresh."""
@@ -155,7 +169,7 @@ def test_divergence_stops_with_the_step_and_keeps_the_good_checkpoint(workdir):
     train.train(config, verbose=0)  # steps 1-2, ckpt-1 and ckpt-2, all finite
     # Resumed with an absurd learning rate (flags win over the checkpoint's), the weights overflow.
     with pytest.raises(UserError, match=r"diverged: .* at step (\d+).*Newest good checkpoint: .*ckpt-(\d+)") as info:
-        train.train(dataclasses.replace(config, epoch=50, learning_rate=1e38), verbose=0)
+        train.train(dataclasses.replace(config, epoch=50, d_learning_rate=1e38, g_learning_rate=1e38), verbose=0)
     import re
 
     bad_step, good = map(int, re.search(r"at step (\d+).*ckpt-(\d+)", str(info.value)).groups())

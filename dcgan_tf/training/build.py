@@ -57,8 +57,8 @@ def build_run(config: RunConfig) -> Run:
                   label_flip_prob=config.label_flip_prob, augment=augment.parse_policy(config.diffaug),
                   ema_generator=ema_generator, ema_decay=config.ema_decay, r1_gamma=config.r1_gamma,
                   r1_target=config.r1_target)
-    d_optimizer, g_optimizer = (optimizers.make_optimizer(config.learning_rate, config.beta1, config.precision)
-                                for _ in range(2))
+    d_optimizer, g_optimizer = (optimizers.make_optimizer(rate, config.beta1, config.beta2, config.precision)
+                                for rate in (config.d_learning_rate, config.g_learning_rate))
     model.compile(d_optimizer=d_optimizer, g_optimizer=g_optimizer,
                   jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
     model.build_optimizers()
@@ -71,8 +71,8 @@ def build_run(config: RunConfig) -> Run:
     if manager.checkpoints:
         run.resumed_from = restore(run, manager.checkpoints[::-1])
         # Optimizer hyper-parameters come from this invocation's flags, not from the checkpoint.
-        for optimizer in (model.d_optimizer, model.g_optimizer):
-            optimizer.learning_rate = config.learning_rate
+        model.d_optimizer.learning_rate = config.d_learning_rate
+        model.g_optimizer.learning_rate = config.g_learning_rate
     return run
 
 

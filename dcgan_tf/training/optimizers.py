@@ -36,10 +36,10 @@ def _handle(variable):
     return (variable.value if isinstance(variable, keras.Variable) else variable).handle
 
 
-def make_optimizer(learning_rate: float, beta1: float, precision: str) -> keras.optimizers.Optimizer:
+def make_optimizer(learning_rate: float, beta1: float, beta2: float, precision: str) -> keras.optimizers.Optimizer:
     """Adam with the run's settings; under mixed_float16 wrapped for dynamic loss scaling, so small
     float16 gradients do not underflow (bfloat16 has float32's range and needs none)."""
-    optimizer = FusedAdam(learning_rate, beta_1=beta1)
+    optimizer = FusedAdam(learning_rate, beta_1=beta1, beta_2=beta2)
     if precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
