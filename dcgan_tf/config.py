@@ -217,9 +217,12 @@ class RunConfig:
                                                   "labels; default: the preset's.")
     recipe: str = _opt("default", recipe_help(), choices=RECIPES)
     ema_decay: Optional[float] = _opt(None, "Keep an exponential moving average of G's weights with this decay "
-                                            "(ramped up from (1+step)/(10+step)); grids, test mode, --generate, "
+                                            "(ramped up, see --ema_rampup); grids, test mode, --generate, "
                                             "--visualize, --interpolate, --eval and --export use it. 0: off. "
                                             "Default: the recipe's.")
+    ema_rampup: float = _opt(1 / 9, "Ramp-up of the average: its window, 1/(1-decay) steps, grows as "
+                                    "1 + ema_rampup * (1 + step) until --ema_decay's is reached; 1/9 is "
+                                    "(1+step)/(10+step), TensorFlow's num_updates rule.")
     r1_gamma: Optional[float] = _opt(None, "Weight of the R1 penalty on D: gamma/2 times the mean squared "
                                            "norm of D's gradient at the (augmented) real images, added to "
                                            "D's loss; it keeps D from growing sharp around the few training "
@@ -336,6 +339,8 @@ class RunConfig:
                 raise UserError(f"--{name} must be greater than 0, got {getattr(self, name)}.")
         if not 0 <= self.ema_decay < 1:
             raise UserError(f"--ema_decay must be in [0, 1) (0 turns the average off), got {self.ema_decay}.")
+        if not self.ema_rampup > 0:
+            raise UserError(f"--ema_rampup must be greater than 0, got {self.ema_rampup}.")
         if not self.r1_gamma >= 0:
             raise UserError(f"--r1_gamma must be 0 (off) or more, got {self.r1_gamma}.")
         if not 0 <= self.r1_target < 1:

@@ -25,6 +25,13 @@ def test_decay_ramps_up_from_one_tenth_to_the_asked_decay(step, expected):
     assert float(ema.decay_at(step, 0.999)) == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.parametrize("rampup,step,window", [(1 / 3, 0, 4 / 3), (1 / 3, 299, 101), (1.0, 99, 101), (1 / 9, 989, 111)])
+def test_rampup_sets_how_fast_the_window_grows(rampup, step, window):
+    # The window 1 / (1 - decay) is 1 + rampup * (1 + step) steps, until the asked decay's.
+    assert 1 / (1 - float(ema.decay_at(step, 0.999, rampup))) == pytest.approx(window, rel=1e-4)
+    assert float(ema.decay_at(10**6, 0.999, rampup)) == pytest.approx(0.999)
+
+
 def test_decay_never_exceeds_the_asked_one():
     assert float(ema.decay_at(5000, 0.9)) == pytest.approx(0.9)
 
@@ -35,8 +42,10 @@ def test_move_towards_is_the_exponential_average():
     np.testing.assert_allclose(average.numpy(), 0.75 * np.array([1.0, -2.0, 4.0]) + 0.25 * np.array([3.0, 2.0, 4.0]))
 
 
-def test_train_step_averages_g_weights_and_tracks_the_average_s_own_batch_norm_statistics(workdir):
-    run = build.build_run(tiny_config(workdir, c_dim=3, ema_decay=0.999))
+# decay_at(0): with the default ramp-up the first update moves 90% of the way, with --ema_rampup 1 half.
+@pytest.mark.parametrize("rampup,decay", [(1 / 9, 0.1), (1.0, 0.5)])
+def test_train_step_averages_g_weights_and_tracks_the_average_s_own_batch_norm_statistics(workdir, rampup, decay):
+    run = build.build_run(tiny_config(workdir, c_dim=3, ema_decay=0.999, ema_rampup=rampup))
     model = run.model
     start = _numpy(model.generator.trainable_variables)
     # At the start the average is G itself.
@@ -46,7 +55,6 @@ def test_train_step_averages_g_weights_and_tracks_the_average_s_own_batch_norm_s
     model.train_step(images)
     after = _numpy(model.generator.trainable_variables)
     averaged = _numpy(model.ema_generator.trainable_variables)
-    decay = 0.1  # decay_at(0): the first update moves 90% of the way.
     for w0, w1, avg in zip(start, after, averaged):
         np.testing.assert_allclose(avg, decay * w0 + (1 - decay) * w1, rtol=1e-5, atol=1e-7)
     assert any(not np.allclose(w0, w1) for w0, w1 in zip(start, after))

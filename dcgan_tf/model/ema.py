@@ -5,9 +5,10 @@ training: the averaged generator makes better images than the live one once trai
 it is what grids, sampling, evaluation and export use by default (as in Progressive GAN, StyleGAN and
 BigGAN).
 
-Ramp-up: the decay in force after `step` updates is min(decay, (1 + step) / (10 + step)), the
-num_updates rule of TensorFlow's ExponentialMovingAverage. Early on it is small, so the average
-follows the live weights instead of keeping the random start for thousands of steps.
+Ramp-up: the average's window, 1 / (1 - decay) steps, grows with the steps so far, as
+1 + rampup * (1 + step), until it reaches the asked decay's. Early on it is short, so the average
+follows the live weights instead of keeping the random start for thousands of steps. rampup 1/9 (the
+default) is the num_updates rule of TensorFlow's ExponentialMovingAverage, (1 + step) / (10 + step).
 
 Batch norm: the averaged generator's moving mean and variance are not averaged. After each update
 the averaged generator runs once in training mode on the step's z, so its batch-norm layers track
@@ -20,10 +21,14 @@ from __future__ import annotations
 import tensorflow as tf
 
 
-def decay_at(step, decay: float):
-    """The decay used for the update after `step` (0, 1, ...) earlier updates, ramped up."""
+DEFAULT_RAMPUP = 1 / 9
+
+
+def decay_at(step, decay: float, rampup: float = DEFAULT_RAMPUP):
+    """The decay used for the update after `step` (0, 1, ...) earlier updates, ramped up:
+    min(decay, (1 + step) / (1 + step + 1 / rampup))."""
     step = tf.cast(step, tf.float32)
-    return tf.minimum(tf.constant(decay, tf.float32), (1.0 + step) / (10.0 + step))
+    return tf.minimum(tf.constant(decay, tf.float32), (1.0 + step) / (1.0 + step + 1.0 / rampup))
 
 
 def move_towards(averages, values, decay) -> None:

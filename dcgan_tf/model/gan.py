@@ -44,7 +44,7 @@ class DCGAN(keras.Model):
 
     def __init__(self, generator, discriminator, *, z_dim: int, z_dist: str = "uniform_signed",
                  g_steps: int = 2, seed=None, real_label_range=(1.0, 1.0), fake_label_range=(0.0, 0.0), label_flip_prob: float = 0.0,
-                 augment=(), ema_generator=None, ema_decay: float = 0.0, r1_gamma: float = 0.0, r1_target: float = 0.0, **kwargs):
+                 augment=(), ema_generator=None, ema_decay: float = 0.0, ema_rampup: float = ema.DEFAULT_RAMPUP, r1_gamma: float = 0.0, r1_target: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if g_steps < 1:
             raise ValueError(f"g_steps must be at least 1, got {g_steps}")
@@ -52,7 +52,7 @@ class DCGAN(keras.Model):
         self.discriminator = discriminator
         # The moving average of G's weights (None: off); same architecture, never trained directly.
         self.ema_generator = ema_generator if ema_decay > 0 else None
-        self.ema_decay = float(ema_decay)
+        self.ema_decay, self.ema_rampup = float(ema_decay), float(ema_rampup)
         if self.ema_generator is not None:
             ema.copy_weights(self.ema_generator, generator)
         self.z_dim, self.z_dist, self.g_steps = z_dim, z_dist, g_steps
@@ -190,7 +190,7 @@ class DCGAN(keras.Model):
                 g_loss = g_update()
 
         if self.ema_generator is not None:
-            ema.move_towards(self.ema_generator.trainable_variables, g_vars, ema.decay_at(self.step, self.ema_decay))
+            ema.move_towards(self.ema_generator.trainable_variables, g_vars, ema.decay_at(self.step, self.ema_decay, self.ema_rampup))
             # Batch norm's statistics follow the averaged weights' own activations (see ema.py).
             self.ema_generator(z, training=True)
         self.step.assign_add(1)
