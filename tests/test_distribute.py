@@ -31,7 +31,7 @@ from dcgan_tf.training import optimizers, train
 from dcgan_tf.config import RunConfig
 from dcgan_tf.errors import UserError
 
-optimizers.FusedAdam = lambda learning_rate, beta_1=None: keras.optimizers.SGD(learning_rate)
+optimizers.FusedAdam = lambda learning_rate, **adam_options: keras.optimizers.SGD(learning_rate)
 
 class Record(keras.callbacks.Callback):
     def __init__(self):
