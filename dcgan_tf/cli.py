@@ -30,7 +30,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         if field.name in flag_values:
             # absl.logging owns a --log_dir for log files it never writes here; ours is TensorBoard's.
             delattr(flag_values, field.name)
-        if kind is bool:
+        if kind in (bool, typing.Optional[bool]):
             flags.DEFINE_bool(field.name, field.default, help_text, flag_values=flag_values, **owner)
         elif "choices" in field.metadata:
             flags.DEFINE_enum(field.name, field.default, field.metadata["choices"], help_text,

@@ -32,7 +32,7 @@ AUGMENTATIONS = ("color", "translation", "cutout")
 # at None takes the preset's value; an explicit flag overrides it. Registry: dcgan_tf.model.nets.
 _NO_TRICKS = {"real_label_low": 1.0, "real_label_high": 1.0, "fake_label_low": 0.0, "fake_label_high": 0.0,
               "label_flip_prob": 0.0, "diffaug": "", "ema_decay": 0.0, "r1_gamma": 0.0,
-              "r1_target": 0.0}
+              "r1_target": 0.0, "mirror": False}
 PRESETS = {
     # The original Simpsons DCGAN (seed 002): 5 stride-2 layers of 5x5 kernels, no tricks.
     "simpsons": {"output_height": 128, "c_dim": 0, "z_dim": 100, "z_dist": "uniform_signed", "gf_dim": 64,
@@ -47,7 +47,7 @@ PRESETS = {
             "df_dim": 128, "hidden_dim": 256, "batch_size": 64, "learning_rate": 2e-4, "beta1": 0.5,
             "g_steps": 1, "real_label_low": 0.9, "real_label_high": 1.1, "fake_label_low": 0.0,
             "fake_label_high": 0.2, "label_flip_prob": 0.03, "diffaug": "", "ema_decay": 0.0, "r1_gamma": 0.0,
-            "r1_target": 0.0},
+            "r1_target": 0.0, "mirror": False},
     # Seed 003: the small MNIST / Fashion-MNIST DCGAN (TensorFlow tutorial settings).
     "mnist": {"output_height": 28, "c_dim": 1, "z_dim": 100, "z_dist": "normal01", "gf_dim": 64,
               "df_dim": 64, "hidden_dim": 512, "batch_size": 256, "learning_rate": 1e-4, "beta1": 0.9,
@@ -92,6 +92,7 @@ def presets_help() -> str:
                      f"g_steps {values['g_steps']}, labels real {values['real_label_low']:g}-"
                      f"{values['real_label_high']:g} fake {values['fake_label_low']:g}-"
                      f"{values['fake_label_high']:g} flip {values['label_flip_prob']:g}"
+                     + (", x-flips" if values["mirror"] else "")
                      + (f", DiffAugment {values['diffaug']}" if values["diffaug"] else "")
                      + (f", G average {values['ema_decay']:g}" if values["ema_decay"] else "")
                      + (f", R1 {values['r1_gamma']:g}" if values["r1_gamma"] else "")
@@ -240,6 +241,9 @@ class RunConfig:
                                         "applied to every image D sees, real and generated, in D's and G's "
                                         "updates; for small datasets (a few hundred to a few thousand images). "
                                         "Empty ('') turns it off. Default: the recipe's.")
+    mirror: Optional[bool] = _opt(None, "Show each training image flipped left-right in a random half of the epochs "
+                                        "(x-flips: twice the images for data that looks right mirrored, such "
+                                        "as faces); --nomirror turns it off. Default: the recipe's.")
     precision: str = _opt("auto", "Compute precision: auto (the machine's fastest: mixed_bfloat16 on CPUs with "
                                   "AVX-512 BF16 or AMX and on GPUs of compute capability 8.0 and up, "
                                   "mixed_float16 on 7.x GPUs, float32 elsewhere; a resumed run keeps its own), "

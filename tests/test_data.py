@@ -628,6 +628,43 @@ def test_make_dataset_order_is_fixed_by_seed_and_epoch():
     assert _order(other_seed, values) != _order(both[:6], values)
 
 
+def _numbered_asymmetric_images(count=40):
+    """Images whose left-right mirror differs from every image: image i holds i in its first pixel."""
+    images = np.zeros((count, 2, 3, 3), np.uint8)
+    images[:, :, 0] = np.arange(count, dtype=np.uint8)[:, None, None] * 5 + 50
+    return images
+
+
+def _seen(batches, images):
+    """(index, mirrored) of every image the batches show, in order."""
+    seen = []
+    for batch in batches:
+        for image in data.to_pixels(np.asarray(batch)):
+            index = [i for i, x in enumerate(images) if (x == image).all() or (x[:, ::-1] == image).all()]
+            assert len(index) == 1  # Each shown image is one of the images, as it is or mirrored.
+            seen.append((index[0], bool((images[index[0]] != image).any())))
+    return seen
+
+
+def test_make_dataset_mirror_flips_a_random_half_fixed_by_seed_and_epoch():
+    images = _numbered_asymmetric_images()
+    mirrored = [b.numpy() for b in data.make_dataset(images, batch_size=5, seed=7, last_epoch=4, mirror=True)]
+    plain = [b.numpy() for b in data.make_dataset(images, batch_size=5, seed=7, last_epoch=4)]
+    resumed = [b.numpy() for b in data.make_dataset(images, batch_size=5, seed=7, first_epoch=2, last_epoch=4,
+                                                    mirror=True)]
+    seen, seen_plain = _seen(mirrored, images), _seen(plain, images)
+
+    assert not any(flipped for _, flipped in seen_plain)  # Off by default.
+    assert [i for i, _ in seen] == [i for i, _ in seen_plain]  # Mirroring leaves the order alone.
+    flipped = [f for _, f in seen]
+    assert 0.35 < sum(flipped) / len(flipped) < 0.65  # 160 draws of a fair coin.
+    # An image is shown mirrored in some epochs and as it is in others.
+    per_image = {i: {f for j, f in seen if j == i} for i in range(len(images))}
+    assert sum(both == {True, False} for both in per_image.values()) > len(images) // 2
+    # A resumed run sees the flips an uninterrupted one saw.
+    assert _seen(resumed, images) == seen[80:]
+
+
 def test_make_dataset_without_last_epoch_is_endless():
     images, _ = _distinct_constant_images(count=4)
     batches = list(data.make_dataset(images, batch_size=2, seed=0).take(7))  # 3.5 epochs of 2 batches.

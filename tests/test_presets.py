@@ -75,6 +75,21 @@ def test_r1_penalty_is_only_in_the_simpsons_default_recipe(tmp_path):
         RunConfig.create(r1_target=1.0)
 
 
+def test_mirror_is_a_flag_saved_with_the_run(tmp_path):
+    from absl import flags
+
+    assert not any(RunConfig.create(arch=arch, recipe=recipe).mirror
+                   for arch in PRESETS for recipe in ("default", "original"))
+    saved = json.loads(open(RunConfig.create(seed=3, mirror=True).save(str(tmp_path))).read())
+    assert saved["mirror"] is True
+    flag_values = flags.FlagValues()
+    cli.define_flags(flag_values)
+    flag_values(["main.py", "--mirror"])
+    assert cli.config_from_flags(flag_values).mirror is True
+    flag_values(["main.py", "--nomirror"])
+    assert cli.config_from_flags(flag_values).mirror is False
+
+
 def test_presets_fill_defaults_and_flags_override_them():
     art = RunConfig.create(arch="art")
     assert (art.z_dim, art.z_dist, art.learning_rate, art.batch_size, art.g_steps, art.output_height) == \

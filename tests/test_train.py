@@ -31,18 +31,23 @@ def test_training_writes_checkpoints_samples_logs_and_config(workdir):
     assert len((run_dir / "metrics.csv").read_text().strip().splitlines()) == 1 + 2  # header + 2 epochs
 
 
-def test_resume_continues_counters_and_matches_an_uninterrupted_run(workdir):
-    """With DiffAugment on, so its random state is covered too; with it off the step runs the same
-    code minus the augmentation (test_gan checks it then draws nothing)."""
+def test_resume_continues_counters_and_matches_an_uninterrupted_run(workdir, monkeypatch):
+    """With DiffAugment and x-flips on, so their random draws are covered too; with DiffAugment off the
+    step runs the same code minus the augmentation (test_gan checks it then draws nothing)."""
     policy = "color,translation,cutout"
-    straight = train.train(tiny_config(workdir, epoch=2, diffaug=policy, checkpoint_dir=str(workdir / "a")),
-                           verbose=0)
+    pipelines = []
+    make_dataset = train.pipeline.make_dataset
+    monkeypatch.setattr(train.pipeline, "make_dataset",
+                        lambda *args, **kwargs: pipelines.append(kwargs) or make_dataset(*args, **kwargs))
+    straight = train.train(tiny_config(workdir, epoch=2, diffaug=policy, mirror=True,
+                                       checkpoint_dir=str(workdir / "a")), verbose=0)
 
-    first = train.train(tiny_config(workdir, epoch=1, diffaug=policy, checkpoint_dir=str(workdir / "b")),
-                        verbose=0)
+    first = train.train(tiny_config(workdir, epoch=1, diffaug=policy, mirror=True,
+                                    checkpoint_dir=str(workdir / "b")), verbose=0)
     sample_z = keras.ops.convert_to_numpy(first.run.sample_z)
-    second = train.train(tiny_config(workdir, epoch=2, diffaug=policy, checkpoint_dir=str(workdir / "b")),
-                         verbose=0)
+    second = train.train(tiny_config(workdir, epoch=2, diffaug=policy, mirror=True,
+                                     checkpoint_dir=str(workdir / "b")), verbose=0)
+    assert [p["mirror"] for p in pipelines] == [True] * 3
     model = second.run.model
     assert second.run.resumed_from.endswith("ckpt-2")
     assert second.steps_run == 2
@@ -51,7 +56,8 @@ def test_resume_continues_counters_and_matches_an_uninterrupted_run(workdir):
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(second.run.sample_z), sample_z)
     assert model.augment == ("color", "translation", "cutout")
     assert model.ema_generator is not None  # The default recipe: the average resumes exactly too.
-    assert json.loads((workdir / "b" / "faces_4_32_32_z8_gf4_df4" / "config.json").read_text())["diffaug"] == policy
+    saved = json.loads((workdir / "b" / "faces_4_32_32_z8_gf4_df4" / "config.json").read_text())
+    assert (saved["diffaug"], saved["mirror"]) == (policy, True)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.augment_seed.state),
                                   keras.ops.convert_to_numpy(straight.run.model.augment_seed.state))
     # Same data order, same z stream, same augmentation draws, same optimizer state: the same weights

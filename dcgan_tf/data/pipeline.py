@@ -292,11 +292,23 @@ def epoch_order(num_images: int, seed: int, epoch):
         tf.range(num_images), seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)]))
 
 
+def epoch_mirrors(num_images: int, seed: int, epoch):
+    """Which images `epoch` shows mirrored (left-right), each with probability 1/2: fixed by (seed,
+    epoch) like the order, and drawn independently of it."""
+    import tensorflow as tf
+
+    key = tf.random.experimental.stateless_fold_in(
+        tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)]), 1)  # Another stream than the order's.
+    return tf.random.stateless_uniform([num_images], seed=key) < 0.5
+
+
 def make_dataset(images: np.ndarray, batch_size: int, seed: int, first_epoch: int = 0,
-                 last_epoch: Optional[int] = None):
+                 last_epoch: Optional[int] = None, mirror: bool = False):
     """The training pipeline for epochs [first_epoch, last_epoch) (endless when last_epoch is None):
     each epoch is a fresh permutation of all images cut into full batches, scaled to [-1, 1] and
-    prefetched. Use with `fit(..., steps_per_epoch=len(images) // batch_size)`.
+    prefetched. Use with `fit(..., steps_per_epoch=len(images) // batch_size)`. With `mirror` each
+    image is flipped left-right in a random half of the epochs (x-flips, which double a small
+    dataset of faces as StyleGAN2-ADA's --mirror does; an epoch keeps its length).
 
     The images are already decoded in memory (the cache), so a batch costs one gather and one scale,
     run in parallel and prefetched while the model trains; the map keeps its input order, so batches
@@ -308,14 +320,20 @@ def make_dataset(images: np.ndarray, batch_size: int, seed: int, first_epoch: in
     count = len(images)
 
     def batches_of_epoch(epoch):
-        order = tf.data.Dataset.from_tensor_slices(epoch_order(count, seed, epoch))
-        return order.batch(batch_size, drop_remainder=True)
+        order = epoch_order(count, seed, epoch)
+        flips = tf.gather(epoch_mirrors(count, seed, epoch), order) if mirror else tf.zeros([count], tf.bool)
+        return tf.data.Dataset.from_tensor_slices((order, flips)).batch(batch_size, drop_remainder=True)
+
+    def batch_pixels(idx, flips):
+        batch = tf.gather(pixels, idx)
+        if mirror:
+            batch = tf.where(flips[:, None, None, None], tf.reverse(batch, axis=[2]), batch)
+        return to_model_range(batch)
 
     epochs = tf.data.Dataset.range(first_epoch, last_epoch) if last_epoch is not None else \
         tf.data.Dataset.range(first_epoch, 2**62)
     ds = epochs.flat_map(batches_of_epoch)
-    ds = ds.map(lambda idx: to_model_range(tf.gather(pixels, idx)), num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True)
+    ds = ds.map(batch_pixels, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -216,6 +216,7 @@ def load_trained(config: RunConfig, given: Optional[Collection[str]] = None) -> 
         merged.setdefault("ema_decay", 0.0)  # Runs saved before the moving average existed have none.
         merged.setdefault("r1_gamma", 0.0)  # Nor an R1 penalty, before it existed.
         merged.setdefault("r1_target", 0.0)  # Nor an adaptive one.
+        merged.setdefault("mirror", False)  # Nor x-flips.
         merged.setdefault("precision", "float32")  # Nor a precision, before the option existed.
         restored_config = RunConfig.create(**merged)
     try:

@@ -150,7 +150,8 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
     history = {}
     if start_epoch < config.epoch:
         dataset = distribute.distribute_batches(strategy, lambda: pipeline.make_dataset(
-            image_set.images, config.batch_size, config.seed, first_epoch=start_epoch, last_epoch=config.epoch))
+            image_set.images, config.batch_size, config.seed, first_epoch=start_epoch, last_epoch=config.epoch,
+            mirror=config.mirror))
         with _worker_errors(config, run):
             history = model.fit(dataset, epochs=config.epoch, initial_epoch=start_epoch, shuffle=False,
                                 steps_per_epoch=epoch_steps, callbacks=callbacks, verbose=int(terminal)).history
