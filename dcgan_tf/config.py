@@ -175,7 +175,8 @@ class RunConfig:
     dataset: str = _opt("simpsons_64", "Folder name under --data_dir (matched case-insensitively).")
     data_dir: str = _opt("data", "Folder that holds the dataset folders.")
     input_fname_pattern: str = _opt(
-        "*", "Glob pattern on file names (e.g. *.jpg); jpg/jpeg/png/bmp/gif are searched recursively.")
+        "*", "Glob pattern on file names (e.g. *.jpg); jpg/jpeg/png/bmp/gif/webp/tif/tiff files are searched "
+              "recursively.")
     crop: bool = _opt(False, "Centre-crop input_height x input_width before resizing to the output size.")
     input_height: int = _opt(64, "Height of the centre crop (with --crop).")
     input_width: Optional[int] = _opt(None, "Width of the centre crop; default: input_height.")

@@ -724,6 +724,15 @@ def test_webp_and_tiff_are_found_and_decoded(tmp_path, name, save_kwargs):
     np.testing.assert_array_equal(image_set.images[0], pixels)
 
 
+def test_pattern_help_names_every_format_read():
+    import dataclasses
+
+    from dcgan_tf.config import RunConfig
+
+    help_text = {f.name: f.metadata["help"] for f in dataclasses.fields(RunConfig)}["input_fname_pattern"]
+    assert "/".join(e[1:] for e in data.IMAGE_EXTENSIONS) in help_text
+
+
 def test_grayscale_16_bit_tiff_is_scaled_to_8_bits(tmp_path):
     save_image(np.full((4, 6), 65535, np.uint16), tmp_path / "deep.tif")
     image_set, _ = _run_warnings(tmp_path, c_dim=0)
