@@ -283,13 +283,19 @@ def check_batch_size(num_images: int, batch_size: int) -> None:
             f"use --batch_size {num_images} or fewer, or add images.")
 
 
+def _epoch_key(seed: int, epoch):
+    """The stateless random key of (seed, epoch): what fixes an epoch's draws across resumes."""
+    import tensorflow as tf
+
+    return tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
+
+
 def epoch_order(num_images: int, seed: int, epoch):
     """The order of the images in `epoch`: a permutation fixed by (seed, epoch), so a resumed run
     sees the same batches as an uninterrupted one."""
     import tensorflow as tf
 
-    return tf.random.experimental.stateless_shuffle(
-        tf.range(num_images), seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)]))
+    return tf.random.experimental.stateless_shuffle(tf.range(num_images), seed=_epoch_key(seed, epoch))
 
 
 def epoch_mirrors(num_images: int, seed: int, epoch):
@@ -297,8 +303,7 @@ def epoch_mirrors(num_images: int, seed: int, epoch):
     epoch) like the order, and drawn independently of it."""
     import tensorflow as tf
 
-    key = tf.random.experimental.stateless_fold_in(
-        tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)]), 1)  # Another stream than the order's.
+    key = tf.random.experimental.stateless_fold_in(_epoch_key(seed, epoch), 1)  # Another stream than the order's.
     return tf.random.stateless_uniform([num_images], seed=key) < 0.5
 
 
@@ -321,12 +326,13 @@ def make_dataset(images: np.ndarray, batch_size: int, seed: int, first_epoch: in
 
     def batches_of_epoch(epoch):
         order = epoch_order(count, seed, epoch)
-        flips = tf.gather(epoch_mirrors(count, seed, epoch), order) if mirror else tf.zeros([count], tf.bool)
-        return tf.data.Dataset.from_tensor_slices((order, flips)).batch(batch_size, drop_remainder=True)
+        # Without x-flips the elements are the indices alone, as before the option existed.
+        elements = (order, tf.gather(epoch_mirrors(count, seed, epoch), order)) if mirror else order
+        return tf.data.Dataset.from_tensor_slices(elements).batch(batch_size, drop_remainder=True)
 
-    def batch_pixels(idx, flips):
+    def batch_pixels(idx, flips=None):
         batch = tf.gather(pixels, idx)
-        if mirror:
+        if flips is not None:
             batch = tf.where(flips[:, None, None, None], tf.reverse(batch, axis=[2]), batch)
         return to_model_range(batch)
 
