@@ -243,3 +243,31 @@ def test_diffaug_augments_every_image_d_sees_from_its_own_random_state(tmp_path,
     # The z stream is the same with and without augmentation.
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(on.z_seed.state),
                                   keras.ops.convert_to_numpy(off.z_seed.state))
+
+
+def test_summaries_of_several_fits_in_one_process_do_not_warn_of_retracing(tmp_path):
+    """A process that trains several runs (bench/, tests) makes a Summaries for each; their compiled
+    writes are traced once each, which TensorFlow must not count as one function retracing."""
+    import logging
+
+    from dcgan_tf.training.summaries import Summaries
+
+    model = _model(tmp_path)
+    model.fit(_batches(count=1), epochs=1, verbose=0, shuffle=False)
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logging.getLogger("tensorflow").addHandler(handler)
+    try:
+        for i in range(7):
+            writer = tf.summary.create_file_writer(str(tmp_path / f"logs{i}"))
+            summaries = Summaries(writer, histogram_every=1)
+            summaries.set_model(model)
+            summaries.on_train_begin()
+            model.step.assign_add(1)  # One more step to write, as after a step of fit.
+            summaries.on_train_batch_end(0)
+            summaries.on_train_end()
+            writer.close()
+    finally:
+        logging.getLogger("tensorflow").removeHandler(handler)
+    assert not [m for m in messages if "retracing" in m], messages

@@ -11,6 +11,8 @@ tag order (capitals first): the names put eval and the losses before D's outputs
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import tensorflow as tf
 from tensorboard.plugins.scalar import metadata as scalar_metadata
@@ -45,8 +47,11 @@ class Summaries(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if self._write_rows is None:
-            self._write_rows = tf.function(self._rows)
-            self._write_histograms = tf.function(self._histograms, autograph=False)
+            # Partials, not bound methods: TensorFlow counts retracings per function's code, so each new
+            # Summaries (one per fit in a process that trains several runs) would add to one count and,
+            # from the fifth, warn of "excessive retracing"; a partial is counted by itself.
+            self._write_rows = tf.function(functools.partial(Summaries._rows, self))
+            self._write_histograms = tf.function(functools.partial(Summaries._histograms, self), autograph=False)
         self._written = self._started = self._step()
 
     def on_train_batch_end(self, batch, logs=None):
