@@ -160,18 +160,17 @@ def branch(source: str, step: int, work: str) -> None:
     metrics.csv rows up to that step (and the best checkpoint if it is not later) and the sample
     grids up to it. TensorBoard logs are not copied; the variant's start after `step`."""
     from dcgan_tf import runs as run_files
-    from dcgan_tf.quality.evaluate import REAL_FEATURES_FILE
-    from dcgan_tf.training.checkpoints import STATE_FILE, checkpoint_path, write_state_file
+    from dcgan_tf.training.checkpoints import checkpoint_path, write_state_file
 
     for folder in glob.glob(os.path.join(source, "checkpoints", "*", "")):
         folder = os.path.dirname(folder)
         target = os.path.join(work, "checkpoints", os.path.basename(folder))
         os.makedirs(target)
-        for name in [run_files.CONFIG_FILE, REAL_FEATURES_FILE] + [
+        for name in [run_files.CONFIG_FILE, run_files.REAL_FEATURES_FILE] + [
                 os.path.basename(p) for p in glob.glob(checkpoint_path(folder, step) + ".*")]:
             if os.path.exists(os.path.join(folder, name)):
                 shutil.copy2(os.path.join(folder, name), target)
-        write_state_file(os.path.join(target, STATE_FILE), [checkpoint_path(target, step)])
+        write_state_file(os.path.join(target, run_files.STATE_FILE), [checkpoint_path(target, step)])
         quality_file = os.path.join(folder, run_files.QUALITY_FILE)
         if os.path.exists(quality_file):
             with open(quality_file) as f:

@@ -147,18 +147,18 @@ class RunConfig:
                                "(TensorFlow Serving's layout; --live_weights: <run>/live/<step>).")
     # Using a trained model (from the run's newest checkpoint, or --saved_model).
     generate: int = _opt(0, "Write N generated images (one PNG each, or one grid with --grid) into "
-                            "--sample_dir/<run>; 0: off. --seed makes them repeatable.")
+                            "--sample_dir/<run>/step<N>/ (live/ in it with --live_weights); 0: off. --seed makes them repeatable.")
     grid: bool = _opt(False, "With --generate: write the images as one grid instead of one file each.")
     saved_model: str = _opt("", "Take the generator from this SavedModel folder (written by --export; "
                                 "export/<run> means its newest version) instead of the run's checkpoint, for "
-                                "--generate, --visualize, --interpolate, --eval and --tflite.")
+                                "test mode, --generate, --visualize, --interpolate, --eval and --tflite.")
     visualize: Optional[int] = _opt(
         None, "The original's visualize options: 0 one grid of random z; 1 sweep each z dimension over "
               "[-1, 1] across the batch, one PNG per dimension; 2 the sweep around a random z as one GIF per "
               "dimension; 3 the sweep of option 1 as one GIF per dimension; 4 one merged GIF of all dimensions.")
     visualize_dims: int = _opt(0, "z dimensions swept by --visualize 1-4 (the first N); 0 means all.")
     interpolate: int = _opt(0, "Slerp through K random z vectors (K >= 2; --seed makes them repeatable): a "
-                               "looping GIF and a strip PNG in --sample_dir/<run>; 0: off.")
+                               "looping GIF and a strip PNG in --sample_dir/<run>/step<N>/; 0: off.")
     interpolate_steps: int = _opt(8, "Images from one z vector to the next in --interpolate.")
     report: bool = _opt(False, "Pictures of the run's training in its checkpoint folder: losses.png (loss "
                                "curves) and training.gif (the sample grids over training). Also written "
@@ -192,8 +192,8 @@ class RunConfig:
                                        "preset's.", choices=Z_DISTRIBUTIONS)
     gf_dim: Optional[int] = _opt(None, "Generator width: filters of its narrowest layer; default: the preset's.")
     df_dim: Optional[int] = _opt(None, "Discriminator width: filters of its first layer; default: the preset's.")
-    hidden_dim: Optional[int] = _opt(None, "Units of each hidden layer of the mlp architecture; default: "
-                                           "the preset's.")
+    hidden_dim: Optional[int] = _opt(None, "Units of each hidden layer of the mlp architecture, and of D's "
+                                           "dense layer in the mnist one; default: the preset's.")
     g_leaky: bool = _opt(False, "classic architecture: LeakyReLU(0.2) instead of ReLU in the generator "
                                 "(version 2 of seed system 004, the classic DCGAN).")
     # Training.
@@ -434,10 +434,6 @@ class RunConfig:
     @property
     def run_log_dir(self) -> str:
         return os.path.join(self.log_dir, self.run_name)
-
-    @property
-    def run_export_dir(self) -> str:
-        return os.path.join(self.export_dir, self.run_name)
 
     @property
     def dataset_path(self) -> str:

@@ -158,7 +158,7 @@ def test_run_name_and_paths():
     assert config.run_checkpoint_dir == os.path.join("out", "ckpt", "celebA_16_32_48")
     assert config.run_sample_dir == os.path.join("smp", "celebA_16_32_48")
     assert config.run_log_dir == os.path.join("lg", "celebA_16_32_48")
-    assert config.run_export_dir == os.path.join("ex", "celebA_16_32_48")
+    assert runs.export_version_dir(config.export_dir, config.run_name, 7) == os.path.join("ex", "celebA_16_32_48", "7")
     assert config.dataset_path == os.path.join("images", "celebA")
 
 

@@ -237,11 +237,11 @@ def test_chief_is_worker_zero_unless_a_chief_is_named():
     from dcgan_tf.training import distribute
 
     two = {"worker": ["a:1", "b:1"]}
-    assert distribute.is_chief_task({"cluster": two, "task": {"type": "worker", "index": 0}})
-    assert not distribute.is_chief_task({"cluster": two, "task": {"type": "worker", "index": 1}})
+    assert distribute.is_chief_task("worker", 0, two)
+    assert not distribute.is_chief_task("worker", 1, two)
     named = {"chief": ["c:1"], **two}
-    assert distribute.is_chief_task({"cluster": named, "task": {"type": "chief", "index": 0}})
-    assert not distribute.is_chief_task({"cluster": named, "task": {"type": "worker", "index": 0}})
+    assert distribute.is_chief_task("chief", 0, named)
+    assert not distribute.is_chief_task("worker", 0, named)
 
 
 def test_global_batch_must_split_over_the_replicas():

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
+from dcgan_tf import runs
 from dcgan_tf.quality import evaluate
 from dcgan_tf.data.pipeline import to_model_range
 from dcgan_tf.errors import UserError
@@ -57,7 +58,7 @@ def test_real_features_are_cached_for_the_same_images_only(tmp_path):
     other = random_pixels(12, 1)
     evaluate.real_features(fn, other, str(tmp_path))
     assert calls == [12, 12]  # Other images: computed afresh, never the stale cache.
-    (tmp_path / evaluate.REAL_FEATURES_FILE).write_bytes(b"damaged")
+    (tmp_path / runs.REAL_FEATURES_FILE).write_bytes(b"damaged")
     assert np.allclose(evaluate.real_features(fn, other, str(tmp_path)), stats_features(other))
     assert calls == [12, 12, 12]
 
@@ -137,7 +138,7 @@ def test_training_measures_every_eval_freq_and_keeps_the_best(workdir, monkeypat
     best = min(records, key=lambda r: r["kid"])
     assert quality["best"]["step"] == best["step"] and quality["best"]["value"] == best["kid"]
     assert evaluate.best_checkpoint(folder).endswith(f"ckpt-{best['step']}")
-    assert os.path.exists(os.path.join(folder, evaluate.REAL_FEATURES_FILE))
+    assert os.path.exists(os.path.join(folder, runs.REAL_FEATURES_FILE))
     scalars = read_event_scalars(result.run.config.run_log_dir)
     steps, values = scalars["eval/kid"]
     assert list(steps) == [2, 4, 6] and np.allclose(values, [r["kid"] for r in records], rtol=1e-5)

@@ -6,7 +6,11 @@ import sys
 import numpy as np
 import pytest
 
+from PIL import Image
+
 from dcgan_tf import runs
+from dcgan_tf.data.images import make_grid
+from dcgan_tf.model.latent import z_numpy
 from dcgan_tf.use import export
 from dcgan_tf.training import build
 from tests.conftest import TINY_RUN, main_in, tiny_config
@@ -79,7 +83,7 @@ def test_savedmodel_works_with_saved_model_cli(exported, tmp_path):
 def test_export_metadata_and_replacement(exported):
     workdir, run, path = exported
     assert path == os.path.join(str(workdir), "export", run.config.run_name, "0")
-    meta = json.loads(open(os.path.join(path, export.METADATA_FILE)).read())
+    meta = json.loads(open(os.path.join(path, runs.EXPORT_METADATA_FILE)).read())
     assert meta["z_dim"] == 8 and meta["z_dist"] == "uniform_signed" and meta["c_dim"] == 3
     assert meta["step"] == 0 and meta["weights"] == "average"
     again = export.export_generator(run.model.generator, run.config, path, step=0)  # the same version: replaced
@@ -135,7 +139,7 @@ def test_keras_file_round_trip_in_a_fresh_process(exported, tmp_path, imports):
     """generator.keras beside the SavedModel loads with keras.saving.load_model (safe mode) in a new
     process once dcgan_tf is imported, before or after Keras, and makes the same images."""
     _, run, path = exported
-    keras_file = os.path.join(path, export.KERAS_FILE)
+    keras_file = os.path.join(path, runs.EXPORT_KERAS_FILE)
     assert os.path.isfile(keras_file)
     z = np.random.default_rng(11).uniform(-1, 1, (3, 8)).astype("float32")
     np.save(tmp_path / "z.npy", z)
@@ -278,7 +282,7 @@ def test_exports_of_each_step_and_of_the_live_weights_are_kept_apart(workdir, ca
     assert not np.allclose(_serve(base / "2", z), _serve(base / "4", z), atol=1e-3)
     assert not np.allclose(_serve(base / "4", z), _serve(base / "live" / "4", z), atol=1e-3)
     for folder, step, weights in (("2", 2, "average"), ("4", 4, "average"), ("live/4", 4, "live")):
-        meta = json.loads((base / folder / export.METADATA_FILE).read_text())
+        meta = json.loads((base / folder / runs.EXPORT_METADATA_FILE).read_text())
         assert (meta["step"], meta["weights"], meta["run_name"]) == (step, weights, TINY_RUN), folder
     capsys.readouterr()
 
@@ -295,6 +299,13 @@ def test_exports_of_each_step_and_of_the_live_weights_are_kept_apart(workdir, ca
     assert main_in(workdir, "--saved_model", str(base / "2"), "--generate", "1", "--seed", "3") == 0
     assert "taking its newest version" not in capsys.readouterr().out
     assert (workdir / "samples" / TINY_RUN / "step2" / "generate_s3" / "0000.png").exists()
+    # Test mode (no action) with --saved_model draws from that SavedModel, not the newest checkpoint.
+    assert main_in(workdir, "--saved_model", str(base / "2"), "--seed", "5", "--batch_size", "9") == 0
+    assert f"drawing from {base / '2'}" in capsys.readouterr().out
+    [test_grid] = [n for n in os.listdir(workdir / "samples" / TINY_RUN) if n.startswith("test_")]
+    z5 = z_numpy(9, config.z_dim, config.z_dist, seed=5)
+    np.testing.assert_array_equal(np.asarray(Image.open(workdir / "samples" / TINY_RUN / test_grid)),
+                                  make_grid(_serve(base / "2", z5)))
 
     # --tflite of the base folder converts its newest version, into that version's folder.
     assert main_in(workdir, "--saved_model", str(base), "--tflite") == 0
@@ -316,7 +327,7 @@ def test_exports_made_before_versions_still_load(workdir, capsys):
     _checkpoint_at(run, 2, seed=0)
     base = workdir / "export" / TINY_RUN
     export.export_generator(run.model.ema_generator, config, str(base))
-    meta_path = base / export.METADATA_FILE
+    meta_path = base / runs.EXPORT_METADATA_FILE
     meta = json.loads(meta_path.read_text())
     meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k not in ("step", "weights")}))
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dcgan_tf import runs
 from dcgan_tf.use import export
 from dcgan_tf.use import generate
 from dcgan_tf.training import build
@@ -76,7 +77,7 @@ def test_saved_model_source_matches_the_checkpoint(saved_run, tmp_path):
     via_config = generate.load_source(dataclasses.replace(config, saved_model=path))
     assert via_config.origin == path
 
-    meta = os.path.join(path, export.METADATA_FILE)
+    meta = os.path.join(path, runs.EXPORT_METADATA_FILE)
     with open(meta) as f:
         saved = json.load(f)
     with open(meta, "w") as f:
@@ -89,7 +90,7 @@ def test_saved_model_source_matches_the_checkpoint(saved_run, tmp_path):
     fake = tmp_path / "fake"
     fake.mkdir()
     (fake / "saved_model.pb").write_bytes(b"not a protobuf")
-    (fake / export.METADATA_FILE).write_text(json.dumps(saved))
+    (fake / runs.EXPORT_METADATA_FILE).write_text(json.dumps(saved))
     with pytest.raises(UserError, match="cannot be loaded as a generator"):
         generate.from_saved_model(str(fake))
 

@@ -21,10 +21,9 @@ import numpy as np
 from dcgan_tf.quality import metrics
 from dcgan_tf.data.pipeline import to_pixels
 from dcgan_tf.errors import UserError
-from dcgan_tf.runs import BEST_DIR, QUALITY_FILE, atomic_path, write_json
+from dcgan_tf.runs import BEST_DIR, QUALITY_FILE, REAL_FEATURES_FILE, atomic_path, write_json
 from dcgan_tf.model.latent import z_numpy
 
-REAL_FEATURES_FILE = "fid_real_features.npz"
 GENERATE_BATCH = 50
 
 # (images uint8 [n, H, W, C], label: what they are, for progress lines) -> features [n, d]

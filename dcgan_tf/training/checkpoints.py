@@ -12,11 +12,9 @@ import warnings
 import tensorflow as tf
 
 from dcgan_tf.errors import RunWarning, UserError
-from dcgan_tf.runs import write_text
+from dcgan_tf.runs import STATE_FILE, write_text
 
 
-# The checkpoint list file in a run's checkpoint folder, named as tf.train.CheckpointManager names it.
-STATE_FILE = "checkpoint"
 # A checkpoint is <folder>/ckpt-<step>.index and .data-* files: the manager's name prefix.
 CHECKPOINT_PREFIX = "ckpt"
 

@@ -58,10 +58,10 @@ def parse_tf_config(text) -> dict:
     return parsed
 
 
-def is_chief_task(tf_config: dict) -> bool:
-    """Whether the task of a parsed TF_CONFIG is the chief: "chief", or worker 0 when there is none."""
-    kind, index = tf_config["task"]["type"], tf_config["task"]["index"]
-    return kind == "chief" or (kind == "worker" and index == 0 and "chief" not in tf_config["cluster"])
+def is_chief_task(kind: str, index: int, jobs) -> bool:
+    """Whether task `kind` `index` of a cluster with these job names is the chief, the one process that
+    writes the run's files: "chief", or worker 0 when the cluster has none."""
+    return kind == "chief" or (kind == "worker" and index == 0 and "chief" not in jobs)
 
 
 def configure_cpu_devices(count: int) -> None:
@@ -127,16 +127,9 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     resolver = getattr(strategy, "cluster_resolver", None)
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
         return True
-    kind, index = resolver.task_type, resolver.task_id
-    if kind is None:
+    if resolver.task_type is None:
         return True
-    return kind == "chief" or (kind == "worker" and index == 0
-                               and "chief" not in resolver.cluster_spec().as_dict())
-
-
-def worker_index(strategy: tf.distribute.Strategy) -> int:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    return int(getattr(resolver, "task_id", 0) or 0)
+    return is_chief_task(resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict())
 
 
 def check_global_batch(batch_size: int, replicas: int) -> None:

@@ -13,13 +13,12 @@ import socket
 import time
 
 from dcgan_tf.errors import UserError
+from dcgan_tf.runs import LOCK_FILE
 
 try:
     import fcntl
 except ImportError:  # Not on POSIX: no lock (training still works; two writers are not detected).
     fcntl = None
-
-LOCK_FILE = ".lock"
 
 
 class RunLock:

@@ -201,7 +201,7 @@ def _periodic_eval(config: RunConfig, run: Run, real_images, features_fn, writer
     best_manager = None
     if config.keep_best != "none":
         best_manager = tf.train.CheckpointManager(
-            run.checkpoint, os.path.join(config.run_checkpoint_dir, evaluate.BEST_DIR), max_to_keep=1)
+            run.checkpoint, os.path.join(config.run_checkpoint_dir, runs.BEST_DIR), max_to_keep=1)
     return cbs.PeriodicEval(evaluator, config.eval_freq, config.run_checkpoint_dir, summary_writer=writer,
                             keep_best=config.keep_best, best_manager=best_manager, failure=failure,
                             verbose=verbose)

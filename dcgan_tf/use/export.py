@@ -20,10 +20,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from dcgan_tf.runs import atomic_path
-
-METADATA_FILE = "dcgan_tf.json"
-KERAS_FILE = "generator.keras"
+from dcgan_tf.runs import EXPORT_KERAS_FILE, EXPORT_METADATA_FILE, atomic_path
 
 
 class GeneratorExport(tf.Module):
@@ -70,9 +67,9 @@ def export_generator(generator, config, path: str, step: Optional[int] = None, w
                 "output_height": config.output_height, "output_width": config.output_width,
                 "c_dim": config.c_dim, "run_name": config.run_name,
                 "step": None if step is None else int(step), "weights": weights}
-    with open(os.path.join(tmp, METADATA_FILE), "w", encoding="utf-8") as f:
+    with open(os.path.join(tmp, EXPORT_METADATA_FILE), "w", encoding="utf-8") as f:
         json.dump(metadata, f, indent=2)
-    generator.save(os.path.join(tmp, KERAS_FILE))
+    generator.save(os.path.join(tmp, EXPORT_KERAS_FILE))
     if os.path.isdir(path):
         shutil.rmtree(old, ignore_errors=True)
         os.replace(path, old)

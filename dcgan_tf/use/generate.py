@@ -72,10 +72,8 @@ def resolve_saved_model(path: str) -> str:
 def from_saved_model(path: str) -> Source:
     """A Source of a SavedModel written by --export (`path` as resolve_saved_model takes it); its
     dcgan_tf.json says z_dim and z_dist, and the step and weights the pictures are filed under."""
-    from dcgan_tf.use.export import METADATA_FILE
-
     path = resolve_saved_model(path)
-    meta_path = os.path.join(path, METADATA_FILE)
+    meta_path = os.path.join(path, runs.EXPORT_METADATA_FILE)
     try:
         with open(meta_path, encoding="utf-8") as f:
             meta = json.load(f)
