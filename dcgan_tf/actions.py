@@ -11,7 +11,6 @@ import dataclasses
 import functools
 import os
 import sys
-import time
 from typing import Collection, Optional
 
 from dcgan_tf import runs
@@ -220,18 +219,16 @@ def report(command: Command) -> None:
 
 
 def test_grid(command: Command) -> None:
-    """No action flag: a grid from the run's newest checkpoint, as the original's test mode."""
-    from dcgan_tf.data import images
-    from dcgan_tf.model.gan import generated_images
-    from dcgan_tf.model.latent import z_tensor
+    """No action flag: the original's test mode, `--visualize 0` (a grid of --batch_size z drawn with
+    this invocation's --seed, fresh unless given) from the run's newest checkpoint or --saved_model,
+    written beside the run's training grids."""
+    from dcgan_tf.use import visualize as visualizing
 
-    run = command.run
-    # This invocation's --seed (fresh unless given), not the run's: each test grid is new.
-    z = z_tensor(run.config.batch_size, run.config.z_dim, run.config.z_dist, seed=command.config.seed)
-    stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
-    path = images.save_grid(generated_images(run.model.sampler(command.config.live_weights), z),
-                            os.path.join(run.config.run_sample_dir, f"test_{stamp}.png"))
-    print(f"dcgan_tf: wrote {path} from {run.resumed_from}")
+    config, source = command.config, command.source
+    batch_size = config.batch_size if config.saved_model else command.run.config.batch_size
+    [path] = visualizing.visualize(source, 0, os.path.join(config.sample_dir, source.name),
+                                   batch_size=batch_size, seed=config.seed)
+    print(f"dcgan_tf: wrote {path}")
 
 
 # The action flags, in the order their actions run; each entry is (RunConfig field, function).
