@@ -1,7 +1,7 @@
 """dcgan_tf: the Simpsons DCGAN (and friends) in Keras 3 / TensorFlow 2.
 
 `import dcgan_tf` registers the networks' classes with Keras (package "dcgan_tf"), so that
-`keras.saving.load_model("export/<run>/generator.keras")` reads an exported generator with safe mode
+`keras.saving.load_model("export/<run>/<step>/generator.keras")` reads an exported generator with safe mode
 on. Keras (and with it TensorFlow) is not imported here: when it is not loaded yet, the classes are
 registered as soon as it is, and `import dcgan_tf` (the command line's --help) stays instant.
 """

@@ -3,7 +3,7 @@
 Searched, in order: --data_dir/<name>/, the Keras cache (~/.keras/datasets, or $KERAS_HOME/datasets),
 Debian's dataset-fashion-mnist location (/usr/share/datasets/fashion-mnist), and only then keras's
 own download. The training images come back as uint8 [N, 28, 28, 1], for the same pipeline as image
-folders (data.make_dataset).
+folders (dcgan_tf.data.pipeline.make_dataset).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Counted: the multiply-adds of Dense, Conv2D and Conv2DTranspose layers (2 FLOPs each), which hold
 all but a few percent of the arithmetic (batch norm, activations, biases, DiffAugment, the losses and
-Adam are elementwise and memory-bound; tests/test_precision_auto.py checks the forward count against
+Adam are elementwise and memory-bound; tests/test_flops.py checks the forward count against
 TensorFlow's profiler, op by op). Per image:
 
 - Dense: inputs x units (x the input's other non-batch dimensions).

@@ -1,1 +1,2 @@
-"""Training: building a run and restoring it (train), the callbacks, checkpoints, tf.distribute, the run lock."""
+"""Training: the loop (train), building a run and restoring it (build), the callbacks (callbacks, summaries),
+checkpoints, the optimizers, the precision, tf.distribute (distribute) and the run lock (runlock)."""

@@ -1,4 +1,6 @@
-"""Behaviour added to `fit`: sample grids, checkpoints, the epoch counter, a clean stop on signals.
+"""Behaviour added to `fit`: the epoch counter, metrics.csv, sample grids, the non-finite loss guard,
+checkpoints, a clean stop on signals, the progress bar or plain epoch lines, and FID/KID every
+--eval_freq steps (TensorBoard's scalars: dcgan_tf/training/summaries.py).
 
 Each callback reads the step and epoch counters from the DCGAN model (`model.step`, `model.epoch`),
 so files written after a resume continue the same numbering.
