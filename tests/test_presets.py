@@ -161,7 +161,7 @@ def test_help_lists_the_presets_and_their_defaults(capsys):
 # Each network pair against its seed's description (at the seed's widths)
 # --------------------------------------------------------------------------------------------------
 def _build(**values):
-    config = RunConfig.create(**values)
+    config = RunConfig.create(**{"precision": "float32", **values})
     nets.check_config(config)
     generator, discriminator = nets.build_networks(config)
     images = generator(keras.random.normal((2, config.z_dim), seed=1))

@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 # The policy is parsed with the flags, before TensorFlow is imported: see config.py.
-from dcgan_tf.training import distribute
+from dcgan_tf.model import replicas
 from dcgan_tf.config import AUGMENTATIONS, parse_diffaug as parse_policy
 
 __all__ = ["AUGMENTATIONS", "parse_policy", "diff_augment", "brightness", "saturation", "contrast", "color",
@@ -28,7 +28,7 @@ def _global_draw(images, draw):
     """`draw(n)` ([n, ...] random values) for this replica's images: drawn for the global batch from the
     random state every replica shares, this replica's rows kept."""
     batch = tf.shape(images)[0]
-    return distribute.replica_slice(draw(batch * distribute.num_replicas()), batch)
+    return replicas.replica_slice(draw(batch * replicas.num_replicas()), batch)
 
 
 def _per_image(images, low: float, high: float, seed):

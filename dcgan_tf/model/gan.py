@@ -20,7 +20,7 @@ import keras
 import tensorflow as tf
 
 from dcgan_tf.model import augment as aug
-from dcgan_tf.training import distribute
+from dcgan_tf.model import replicas
 from dcgan_tf.model import ema
 from dcgan_tf.model import losses
 from dcgan_tf.model.latent import z_tensor
@@ -129,8 +129,8 @@ class DCGAN(keras.Model):
     def train_step(self, real_images):
         values, z, d_x, d_g_z = self._update_fn(real_images)
         # The global batch's values, on every replica (all must join the collectives).
-        values = distribute.all_mean(values)
-        d_x, d_g_z = distribute.all_gather(d_x), distribute.all_gather(d_g_z)
+        values = replicas.all_mean(values)
+        d_x, d_g_z = replicas.all_gather(d_x), replicas.all_gather(d_g_z)
         self._check_finite([values["d_loss"], values["g_loss"]] + self.discriminator.trainable_variables
                            + self.generator.trainable_variables)
         if self.r1_weight is not None:
@@ -141,16 +141,16 @@ class DCGAN(keras.Model):
         self.step_values.keep(step, values, z=z, d_x=d_x, d_g_z=d_g_z)
         for name, value in values.items():
             self.trackers[name].update_state(value)
-        return distribute.step_logs({name: tracker.result() for name, tracker in self.trackers.items()})
+        return replicas.step_logs({name: tracker.result() for name, tracker in self.trackers.items()})
 
     def _updates(self, real_images):
         """One D update and g_steps G updates; (metric values, z, D(x), D(G(z)))."""
         batch_size = tf.shape(real_images)[0]
-        replicas = distribute.num_replicas()
+        replica_count = replicas.num_replicas()
         # Every replica draws the global batch's z from the same random state and takes its own rows,
         # so several replicas see the z one device would.
-        global_z = z_tensor(batch_size * replicas, self.z_dim, self.z_dist, seed=self.z_seed)
-        z = distribute.replica_slice(global_z, batch_size)
+        global_z = z_tensor(batch_size * replica_count, self.z_dim, self.z_dist, seed=self.z_seed)
+        z = replicas.replica_slice(global_z, batch_size)
 
         # Discriminator: real images are 1, generated ones 0 (or soft / swapped labels, drawn per image
         # from the same random state as z, so they resume exactly too).
@@ -158,13 +158,13 @@ class DCGAN(keras.Model):
             fake_images = self.generator(z, training=True)
             real_logits, r1_penalty = self._discriminate_real(self._augment(real_images))
             fake_logits = self.discriminator(self._augment(fake_images), training=True)
-            real_labels, fake_labels = self._labels(batch_size, replicas)
+            real_labels, fake_labels = self._labels(batch_size, replica_count)
             d_loss_real, d_loss_fake = losses.discriminator_losses(real_logits, fake_logits, real_labels,
                                                                    fake_labels)
             d_loss = d_loss_real + d_loss_fake
             d_objective = d_loss if r1_penalty is None else d_loss + 0.5 * self._r1_gamma_now() * r1_penalty
             # This replica's share, loss-scaled (a LossScaleOptimizer under mixed_float16; else the identity).
-            scaled_d_loss = self.d_optimizer.scale_loss(_per_replica_share(d_objective, replicas))
+            scaled_d_loss = self.d_optimizer.scale_loss(_per_replica_share(d_objective, replica_count))
         d_vars = self.discriminator.trainable_variables
         self.d_optimizer.apply_gradients(zip(tape.gradient(scaled_d_loss, d_vars), d_vars))
 
@@ -175,11 +175,11 @@ class DCGAN(keras.Model):
             with tf.GradientTape() as tape:
                 g_loss = losses.generator_loss(
                     self.discriminator(self._augment(self.generator(z, training=True)), training=True))
-                scaled_g_loss = self.g_optimizer.scale_loss(_per_replica_share(g_loss, replicas))
+                scaled_g_loss = self.g_optimizer.scale_loss(_per_replica_share(g_loss, replica_count))
             self.g_optimizer.apply_gradients(zip(tape.gradient(scaled_g_loss, g_vars), g_vars))
             return g_loss
 
-        if self.g_steps > 1 and replicas == 1 and tf.inside_function():
+        if self.g_steps > 1 and replica_count == 1 and tf.inside_function():
             # A graph loop: its body is traced once, not g_steps times (tracing is most of the time
             # before the first step). Several replicas keep the Python loop: their optimizer updates
             # synchronise through merge_call, which a graph loop cannot hold.
@@ -214,7 +214,7 @@ class DCGAN(keras.Model):
         def penalty():
             return losses.r1_penalty(input_tape.gradient(logit_sum, images))
 
-        if self.r1_weight is None or not tf.inside_function() or distribute.num_replicas() > 1:
+        if self.r1_weight is None or not tf.inside_function() or replicas.num_replicas() > 1:
             # Several replicas always compute it: synchronized batch norm's collectives cannot sit
             # inside a tf.cond under a strategy.
             return logits, penalty()
@@ -224,12 +224,12 @@ class DCGAN(keras.Model):
         """R1's weight in this step: gamma, times the adaptive weight when there is one."""
         return self.r1_gamma if self.r1_weight is None else self.r1_gamma * self.r1_weight
 
-    def _labels(self, batch_size, replicas):
+    def _labels(self, batch_size, replica_count):
         """D's (real, fake) labels of this replica's rows, drawn for the global batch as z is."""
         labels = losses.discriminator_labels(
-            tf.stack([batch_size * replicas, 1]), self.real_label_range, self.fake_label_range,
+            tf.stack([batch_size * replica_count, 1]), self.real_label_range, self.fake_label_range,
             self.label_flip_prob, seed=self.z_seed)
-        return tuple(distribute.replica_slice(part, batch_size) for part in labels)
+        return tuple(replicas.replica_slice(part, batch_size) for part in labels)
 
     def _augment(self, images):
         """T(images) with fresh draws; the images themselves (no op at all) when the policy is empty."""
@@ -282,7 +282,7 @@ class StepValues:
         self.d_g_z.assign(d_g_z)
 
 
-def _per_replica_share(loss, replicas: int):
-    """A replica's part of the global loss: its mean over the local batch / replicas. The optimizer sums
-    the replicas' gradients, so the update is the one of the global batch's mean loss."""
-    return loss if replicas == 1 else loss / replicas
+def _per_replica_share(loss, replica_count: int):
+    """A replica's part of the global loss: its mean over the local batch / replica_count. The optimizer
+    sums the replicas' gradients, so the update is the one of the global batch's mean loss."""
+    return loss if replica_count == 1 else loss / replica_count

@@ -167,49 +167,6 @@ def distribute_batches(strategy: tf.distribute.Strategy, make_global_batches):
     return strategy.distribute_datasets_from_function(pipeline)
 
 
-def replica_slice(global_tensor, batch_size):
-    """This replica's rows [r * batch_size, (r + 1) * batch_size) of a tensor drawn for the global batch
-    (the whole tensor outside a distribution strategy)."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return global_tensor
-    start = tf.cast(context.replica_id_in_sync_group, tf.int32) * batch_size
-    return global_tensor[start:start + batch_size]
-
-
-def num_replicas() -> int:
-    """Replicas of the current replica context (1 outside a strategy)."""
-    context = tf.distribute.get_replica_context()
-    return 1 if context is None else context.num_replicas_in_sync
-
-
-def all_mean(values: dict) -> dict:
-    """The replicas' mean of each scalar in `values` (the values themselves on one replica). Every
-    replica (and worker) must call it, whether or not it writes summaries."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return values
-    names = sorted(values)
-    reduced = context.all_reduce(tf.distribute.ReduceOp.MEAN, [tf.cast(values[n], tf.float32) for n in names])
-    return dict(zip(names, reduced))
-
-
-def all_gather(tensor):
-    """The replicas' `tensor`s concatenated along axis 0 (the tensor itself on one replica)."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return tensor
-    return context.all_gather(tensor, axis=0)
-
-
-def step_logs(logs: dict) -> dict:
-    """A train step's logs as `fit` can reduce them: under MultiWorkerMirroredStrategy Keras averages
-    step outputs over axis 0 across workers, so scalars travel as [1]-vectors there."""
-    if not isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
-        return logs
-    return {name: tf.reshape(value, [1]) for name, value in logs.items()}
-
-
 class ScratchCheckpointManager:
     """What a non-chief worker saves checkpoints through: saving runs collectives that every worker
     must join, so it writes into a temporary folder and deletes it at once (the chief keeps the run's)."""

@@ -91,12 +91,12 @@ def build(arch: str, *, height: int, width: int, c_dim: int, z_dim: int, gf_dim:
 
 def build_networks(config, synchronized_bn: bool = False,
                    with_discriminator: bool = True) -> Tuple[keras.Model, Optional[keras.Model]]:
-    """build() for a validated RunConfig whose c_dim is known (the training run's adapter)."""
+    """build() for a validated RunConfig whose c_dim and precision are settled (the training run's
+    adapter; dcgan_tf/training/precision.py turns --precision auto into the machine's choice)."""
+    if config.precision == "auto":
+        raise ValueError("build_networks needs a settled precision; resolve --precision auto first "
+                         "(dcgan_tf.training.precision.resolve)")
     precision = config.precision
-    if precision == "auto":  # Settled when a run is trained; a direct call takes this machine's choice.
-        from dcgan_tf.training.precision import resolve
-
-        precision = resolve(precision).policy
     return build(config.arch, height=config.output_height, width=config.output_width, c_dim=config.c_dim,
                  z_dim=config.z_dim, gf_dim=config.gf_dim, df_dim=config.df_dim, hidden_dim=config.hidden_dim,
                  g_leaky=config.g_leaky, precision=precision, synchronized_bn=synchronized_bn,

@@ -1,0 +1,51 @@
+"""What the train step needs to run under a tf.distribute strategy, from inside the step: which rows
+of a globally drawn tensor are this replica's, and the cross-replica mean and gather of its values.
+Outside a strategy (one replica) each is the identity. Choosing and building the strategy is the
+training side's (dcgan_tf/training/distribute.py)."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def replica_slice(global_tensor, batch_size):
+    """This replica's rows [r * batch_size, (r + 1) * batch_size) of a tensor drawn for the global batch
+    (the whole tensor outside a distribution strategy)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return global_tensor
+    start = tf.cast(context.replica_id_in_sync_group, tf.int32) * batch_size
+    return global_tensor[start:start + batch_size]
+
+
+def num_replicas() -> int:
+    """Replicas of the current replica context (1 outside a strategy)."""
+    context = tf.distribute.get_replica_context()
+    return 1 if context is None else context.num_replicas_in_sync
+
+
+def all_mean(values: dict) -> dict:
+    """The replicas' mean of each scalar in `values` (the values themselves on one replica). Every
+    replica (and worker) must call it, whether or not it writes summaries."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return values
+    names = sorted(values)
+    reduced = context.all_reduce(tf.distribute.ReduceOp.MEAN, [tf.cast(values[n], tf.float32) for n in names])
+    return dict(zip(names, reduced))
+
+
+def all_gather(tensor):
+    """The replicas' `tensor`s concatenated along axis 0 (the tensor itself on one replica)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return tensor
+    return context.all_gather(tensor, axis=0)
+
+
+def step_logs(logs: dict) -> dict:
+    """A train step's logs as `fit` can reduce them: under MultiWorkerMirroredStrategy Keras averages
+    step outputs over axis 0 across workers, so scalars travel as [1]-vectors there."""
+    if not isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+        return logs
+    return {name: tf.reshape(value, [1]) for name, value in logs.items()}
