@@ -18,9 +18,15 @@ import functools
 import json
 import os
 import re
+import threading
 from typing import Dict, Iterator, List, Optional
 
 from dcgan_tf.errors import UserError
+
+try:
+    import fcntl
+except ImportError:  # Not on POSIX.
+    fcntl = None
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
@@ -50,17 +56,35 @@ NAME_FIELDS = ("batch_size",) + MODEL_FIELDS
 def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
     """A temporary path beside `path` to write; it replaces `path` in one step when the block ends
     without an error, so a kill never leaves half a file (and a failed write leaves the old one).
-    `suffix` keeps an extension that a writer insists on (np.savez adds .npz)."""
+    The name is the writer's own (process and thread), so two processes writing the same file never
+    write into one temporary file. `suffix` keeps an extension that a writer insists on (np.savez
+    adds .npz)."""
     folder = os.path.dirname(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp{suffix}"
+    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}{suffix}"
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextlib.contextmanager
+def exclusive(path: str) -> Iterator[None]:
+    """Holds an exclusive lock for a read-modify-write of `path` that several processes may do at once
+    (a training's --eval_freq and an --eval of the same run, say), so that no update is lost: a
+    `flock` on `<path>.lock`, released when the block ends or the process dies in any way."""
+    if fcntl is None:  # Not on POSIX: no lock (the update itself is still atomic).
+        yield
+        return
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    with open(f"{path}.lock", "a", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # Closing the file releases the lock.
 
 
 def write_text(path: str, text: str) -> str:

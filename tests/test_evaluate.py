@@ -102,6 +102,26 @@ def test_quality_file_appends_and_reports_damage(tmp_path):
         evaluate.read_quality(str(tmp_path))
 
 
+def test_concurrent_writers_of_quality_json_lose_no_record(tmp_path):
+    """A training's --eval_freq and an --eval of the same run may write quality.json at once: every
+    record of both stays (each update holds the file's lock), and no temporary file is left."""
+    import threading
+
+    def writer(name):
+        for i in range(60):
+            evaluate.append_evaluation(str(tmp_path), {"writer": name, "step": i})
+
+    threads = [threading.Thread(target=writer, args=(name,)) for name in ("train", "eval")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    records = evaluate.read_quality(str(tmp_path))["evaluations"]
+    for name in ("train", "eval"):
+        assert [r["step"] for r in records if r["writer"] == name] == list(range(60))
+    assert sorted(os.listdir(tmp_path)) == [runs.QUALITY_FILE, runs.QUALITY_FILE + ".lock"]
+
+
 def test_is_better():
     assert evaluate.is_better(5.0, None, "fid")
     assert evaluate.is_better(4.0, {"metric": "fid", "value": 5.0}, "fid")

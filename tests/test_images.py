@@ -128,7 +128,7 @@ def test_save_grid_grayscale(tmp_path):
         assert img.size == (10, 5)
         pixels = np.asarray(img)
     assert (pixels[:, :5] == 0).all() and (pixels[:, 5:] == 200).all()
-    assert not os.path.exists(path + ".tmp")
+    assert os.listdir(tmp_path) == ["gray.png"]  # No temporary file left behind.
 
 
 def test_save_png_replaces_an_existing_file(tmp_path):

@@ -21,7 +21,7 @@ import numpy as np
 from dcgan_tf.quality import metrics
 from dcgan_tf.data.pipeline import to_pixels
 from dcgan_tf.errors import UserError
-from dcgan_tf.runs import BEST_DIR, QUALITY_FILE, REAL_FEATURES_FILE, atomic_path, write_json
+from dcgan_tf.runs import BEST_DIR, QUALITY_FILE, REAL_FEATURES_FILE, atomic_path, exclusive, write_json
 from dcgan_tf.model.latent import z_numpy
 
 GENERATE_BATCH = 50
@@ -135,12 +135,20 @@ def write_quality(folder: str, quality: dict) -> str:
     return write_json(os.path.join(folder, QUALITY_FILE), quality)
 
 
+def update_quality(folder: str, change: Callable[[dict], None]) -> dict:
+    """Reads the folder's quality.json, lets `change` alter it and writes it back, holding the file's
+    lock throughout (a training and an --eval of the same run may both write it); returns the result."""
+    path = os.path.join(folder, QUALITY_FILE)
+    with exclusive(path):
+        quality = read_quality(folder)
+        change(quality)
+        write_quality(folder, quality)
+    return quality
+
+
 def append_evaluation(folder: str, record: dict) -> dict:
     """Adds one evaluation to the folder's quality.json; returns the whole record."""
-    quality = read_quality(folder)
-    quality["evaluations"].append(record)
-    write_quality(folder, quality)
-    return quality
+    return update_quality(folder, lambda quality: quality["evaluations"].append(record))
 
 
 def is_better(value: float, best: Optional[dict], metric: str) -> bool:

@@ -306,9 +306,9 @@ class PeriodicEval(keras.callbacks.Callback):
         if self.best_manager is not None and evaluate.is_better(record[self.keep_best], quality.get("best"),
                                                                 self.keep_best):
             path = self.best_manager.save(checkpoint_number=step)
-            quality["best"] = {"metric": self.keep_best, "value": record[self.keep_best], "step": step,
-                               "checkpoint": os.path.relpath(path, self.folder)}
-            evaluate.write_quality(self.folder, quality)
+            best_record = {"metric": self.keep_best, "value": record[self.keep_best], "step": step,
+                           "checkpoint": os.path.relpath(path, self.folder)}
+            evaluate.update_quality(self.folder, lambda saved: saved.update(best=best_record))
             best = f"; best {self.keep_best} so far, kept as {path}"
         if self.verbose:
             print(f"dcgan_tf: step {step}: {evaluate.describe(record)}{best}", flush=True)
