@@ -72,19 +72,27 @@ def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def exclusive(path: str) -> Iterator[None]:
-    """Holds an exclusive lock for a read-modify-write of `path` that several processes may do at once
-    (a training's --eval_freq and an --eval of the same run, say), so that no update is lost: a
-    `flock` on `<path>.lock`, released when the block ends or the process dies in any way."""
-    if fcntl is None:  # Not on POSIX: no lock (the update itself is still atomic).
+def exclusive(folder: str) -> Iterator[None]:
+    """Holds an exclusive lock on `folder` for changes to it that several processes may make at once
+    (a training's --eval_freq and an --eval of the same run both updating quality.json, two exports
+    of one checkpoint swapping its folder), so that no update is lost: a `flock` on the folder itself
+    (no lock file to leave behind), released when the block ends or the process dies in any way.
+    It is not the run lock (training/runlock.py locks the file .lock in a run's folder, not the
+    folder). Where the system has no flock, or none for folders, the block runs unlocked; each
+    write is still atomic."""
+    os.makedirs(folder or ".", exist_ok=True)
+    if fcntl is None:
         yield
         return
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    with open(f"{path}.lock", "a", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield  # Closing the file releases the lock.
+    descriptor = os.open(folder or ".", os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(descriptor)  # Closing releases the lock.
 
 
 def write_text(path: str, text: str) -> str:
@@ -143,7 +151,7 @@ def export_version_dir(export_dir: str, run: str, step: int, live: bool = False)
 
 def export_versions(folder: str) -> List[int]:
     """The versions of an export base folder, lowest first: its integer-named subfolders that hold a
-    SavedModel (a `<N>.partial` being written, or anything else, is not one)."""
+    SavedModel (a `<N>.partial-<pid>` being written, or anything else, is not one)."""
     if not os.path.isdir(folder):
         return []
     return sorted(int(name) for name in os.listdir(folder)

@@ -88,7 +88,7 @@ def test_export_metadata_and_replacement(exported):
     assert meta["step"] == 0 and meta["weights"] == "average"
     again = export.export_generator(run.model.generator, run.config, path, step=0)  # the same version: replaced
     assert again == path and os.path.exists(os.path.join(path, "saved_model.pb"))
-    assert not os.path.exists(path + ".partial") and not os.path.exists(path + ".replaced")
+    assert sorted(os.listdir(os.path.dirname(path))) == [os.path.basename(path)]  # no .partial-*, .replaced
 
 
 def test_savedmodel_serves_through_keras_tfsmlayer_and_tflite(exported, tmp_path):
@@ -342,7 +342,7 @@ def test_exports_made_before_versions_still_load(workdir, capsys):
     assert "taking its newest version, 2" in capsys.readouterr().out
     assert (workdir / "samples" / TINY_RUN / "step2" / "generate_s4" / "0000.png").exists()
 
-    (workdir / "empty" / "7.partial").mkdir(parents=True)
+    (workdir / "empty" / "7.partial-4242").mkdir(parents=True)
     assert main_in(workdir, "--saved_model", str(workdir / "empty"), "--generate", "1") == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("dcgan_tf: error:")]
     assert len(errors) == 1 and "is not a SavedModel folder" in errors[0] and "version folder" in errors[0], errors
@@ -350,10 +350,10 @@ def test_exports_made_before_versions_still_load(workdir, capsys):
 
 def test_version_folders(tmp_path):
     """runs.export_version_dir names them; runs.export_versions finds those that hold a SavedModel,
-    not one being written (<N>.partial), live/ or a numbered folder without saved_model.pb."""
+    not one being written (<N>.partial-<pid>), live/ or a numbered folder without saved_model.pb."""
     assert runs.export_version_dir("export", "r", 12) == os.path.join("export", "r", "12")
     assert runs.export_version_dir("export", "r", 12, live=True) == os.path.join("export", "r", "live", "12")
-    for name in ("2", "10", "9", "11.partial", "live", "7"):
+    for name in ("2", "10", "9", "11.partial-4242", "live", "7"):
         (tmp_path / name).mkdir()
         if name != "7":
             (tmp_path / name / "saved_model.pb").write_bytes(b"")

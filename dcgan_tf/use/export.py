@@ -20,7 +20,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from dcgan_tf.runs import EXPORT_KERAS_FILE, EXPORT_METADATA_FILE, atomic_path
+from dcgan_tf.runs import EXPORT_KERAS_FILE, EXPORT_METADATA_FILE, atomic_path, exclusive
 
 
 class GeneratorExport(tf.Module):
@@ -57,10 +57,11 @@ def export_generator(generator, config, path: str, step: Optional[int] = None, w
 
     An earlier export at `path` (the same checkpoint exported again) is replaced in one swap: the new
     one is written beside it first, so a failed or killed export leaves the earlier one in place (or,
-    killed between the two renames, in `<path>.replaced`)."""
+    killed between the two renames, in `<path>.replaced`). Two processes exporting the same checkpoint
+    each write their own `<path>.partial-<pid>` and swap in turn, holding the base folder's lock."""
     module = GeneratorExport(generator, config.z_dim)
     path = path.rstrip("/\\")
-    tmp, old = path + ".partial", path + ".replaced"
+    tmp, old = f"{path}.partial-{os.getpid()}", path + ".replaced"
     shutil.rmtree(tmp, ignore_errors=True)
     tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
     metadata = {"z_dim": config.z_dim, "z_dist": config.z_dist, "arch": config.arch,
@@ -70,11 +71,12 @@ def export_generator(generator, config, path: str, step: Optional[int] = None, w
     with open(os.path.join(tmp, EXPORT_METADATA_FILE), "w", encoding="utf-8") as f:
         json.dump(metadata, f, indent=2)
     generator.save(os.path.join(tmp, EXPORT_KERAS_FILE))
-    if os.path.isdir(path):
+    with exclusive(os.path.dirname(path)):
+        if os.path.isdir(path):
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
     return path
 
 
