@@ -56,6 +56,15 @@ def test_runs_by_name(workdir, capsys):
     assert main_in(workdir, "--run", TINY_RUN, "--generate", "1", "--gf_dim", "8") == 2
     assert f"run {TINY_RUN} was trained with --gf_dim 4, not 8" in _error(capsys)
 
+    # --train of a named run takes its images too: another --dataset is refused, nothing rewritten.
+    os.makedirs(workdir / "data" / "other")
+    for name in os.listdir(workdir / "data" / "faces"):
+        os.link(workdir / "data" / "faces" / name, workdir / "data" / "other" / name)
+    saved = (workdir / "checkpoints" / TINY_RUN / "config.json").read_text()
+    assert main_in(workdir, "--run", TINY_RUN, "--train", "--epoch", "2", "--dataset", "other") == 2
+    assert f"run {TINY_RUN} was trained with --dataset faces, not other" in _error(capsys)
+    assert (workdir / "checkpoints" / TINY_RUN / "config.json").read_text() == saved
+
     # --runs lists both with their progress.
     capsys.readouterr()
     assert main_in(workdir, "--runs") == 0

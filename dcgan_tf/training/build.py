@@ -116,13 +116,16 @@ def _readable_config(folder: str) -> Optional[dict]:
 
 
 def _saved_model_options(config: RunConfig, saved: dict, given: Collection[str]) -> RunConfig:
-    """`config` with the model options (and batch size) of a run's saved config.json; a flag the user
-    gave that disagrees is refused with the run's value."""
+    """`config` with the model options, batch size and dataset of a run's saved config.json; a flag the
+    user gave that disagrees is refused with the run's value (a named run never continues on other
+    images, nor rewrites its record of the ones it was trained on)."""
     values = {}
-    for name in runs.NAME_FIELDS:
+    for name in runs.NAME_FIELDS + ("dataset",):
         if name not in saved or (name == "c_dim" and not saved[name]):
             continue
-        if name in given and getattr(config, name) != saved[name]:
+        differs = (str(config.dataset).lower() != str(saved[name]).lower() if name == "dataset"
+                   else getattr(config, name) != saved[name])
+        if name in given and differs:
             raise UserError(f"run {config.run} was trained with --{name} {saved[name]}, not "
                             f"{getattr(config, name)}; drop --{name} (the run's own value is used), or pick "
                             f"another run with --run NAME (--runs lists them).")
