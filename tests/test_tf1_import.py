@@ -151,6 +151,14 @@ def test_foreign_or_missing_checkpoints_and_existing_runs_are_refused(tf1_checkp
     import_tf1_checkpoint(tf1_checkpoint[0], _config(tmp_path))
     with pytest.raises(UserError, match="already holds checkpoints"):
         import_tf1_checkpoint(tf1_checkpoint[0], _config(tmp_path))
+    # A run that a --train holds (starting afresh, no checkpoint yet) is not imported into.
+    from dcgan_tf.training.runlock import RunLock
+
+    held = _config(tmp_path / "held")
+    with RunLock(held.run_checkpoint_dir, held.run_name):
+        with pytest.raises(UserError, match="is being trained by"):
+            import_tf1_checkpoint(tf1_checkpoint[0], held)
+    assert tf.train.latest_checkpoint(held.run_checkpoint_dir) is None
 
 
 def test_import_then_generate_interpolate_and_visualize_through_main(tf1_checkpoint, tmp_path):

@@ -3,7 +3,8 @@
 The lock is an advisory `flock` on `<run checkpoint folder>/.lock`, held through an open file. The
 kernel releases it when the process ends in any way, SIGKILL included, so a crash never leaves a
 stale lock to clean up. The file keeps the holder's PID and host so that a second `--train` can say
-who holds the run. Read-only actions (test grid, --generate, --eval, --export, --report) never take it.
+who holds the run. --import_tf1, which writes a new run's first checkpoint, holds it too. Read-only
+actions (test grid, --generate, --eval, --export, --report) never take it.
 """
 
 from __future__ import annotations

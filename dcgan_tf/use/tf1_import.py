@@ -145,9 +145,7 @@ def import_tf1_checkpoint(path: str, config) -> str:
     """Copies the original program's checkpoint at `path` (prefix or folder) into a new checkpoint of
     the run `config` names (models built from its flags; --c_dim 0 takes the checkpoint's) and
     returns that checkpoint's path. Refuses to overwrite a run that already has checkpoints."""
-    import tensorflow as tf
-
-    from dcgan_tf.training import build
+    from dcgan_tf.training.runlock import RunLock
 
     if config.arch != "simpsons":
         raise UserError(f"--import_tf1 reads checkpoints of the original Simpsons program, whose networks are "
@@ -156,6 +154,17 @@ def import_tf1_checkpoint(path: str, config) -> str:
     reader = _read(prefix)
     if config.c_dim == 0:
         config = dataclasses.replace(config, c_dim=infer_c_dim(reader))
+    # The import writes the run's first checkpoint: it holds the run as a training does, so a --train
+    # of the same run starting meanwhile is refused (and this import, if one is training it).
+    with RunLock(config.run_checkpoint_dir, config.run_name):
+        return _import_into_new_run(reader, prefix, config)
+
+
+def _import_into_new_run(reader, prefix: str, config) -> str:
+    import tensorflow as tf
+
+    from dcgan_tf.training import build
+
     if tf.train.latest_checkpoint(config.run_checkpoint_dir):
         raise UserError(f"{config.run_checkpoint_dir} already holds checkpoints; import into another "
                         f"--checkpoint_dir (or delete that run) so that nothing is overwritten.")
