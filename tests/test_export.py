@@ -86,6 +86,8 @@ def test_export_metadata_and_replacement(exported):
     meta = json.loads(open(os.path.join(path, runs.EXPORT_METADATA_FILE)).read())
     assert meta["z_dim"] == 8 and meta["z_dist"] == "uniform_signed" and meta["c_dim"] == 3
     assert meta["step"] == 0 and meta["weights"] == "average"
+    # A killed export's partial folder (its process gone) is cleared by the next export of that version.
+    os.makedirs(path + ".partial-999999999")
     again = export.export_generator(run.model.generator, run.config, path, step=0)  # the same version: replaced
     assert again == path and os.path.exists(os.path.join(path, "saved_model.pb"))
     assert sorted(os.listdir(os.path.dirname(path))) == [os.path.basename(path)]  # no .partial-*, .replaced

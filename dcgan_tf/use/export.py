@@ -72,12 +72,28 @@ def export_generator(generator, config, path: str, step: Optional[int] = None, w
         json.dump(metadata, f, indent=2)
     generator.save(os.path.join(tmp, EXPORT_KERAS_FILE))
     with exclusive(os.path.dirname(path)):
+        _remove_partials_of_dead_processes(path)
         if os.path.isdir(path):
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
         os.replace(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def _remove_partials_of_dead_processes(path: str) -> None:
+    """Deletes `<path>.partial-<pid>` folders that a killed export of this host left behind."""
+    folder, prefix = os.path.dirname(path) or ".", os.path.basename(path) + ".partial-"
+    for name in os.listdir(folder):
+        pid = name[len(prefix):]
+        if not (name.startswith(prefix) and pid.isdigit()) or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+        except OSError:
+            pass  # Alive (another user's process): leave it.
 
 
 TFLITE_FILE = "model.tflite"
