@@ -136,8 +136,9 @@ def write_quality(folder: str, quality: dict) -> str:
 
 
 def update_quality(folder: str, change: Callable[[dict], None]) -> dict:
-    """Reads the folder's quality.json, lets `change` alter it and writes it back, holding the file's
-    lock throughout (a training and an --eval of the same run may both write it); returns the result."""
+    """Reads the folder's quality.json, lets `change` alter it and writes it back, holding the folder's
+    lock throughout (runs.exclusive: a training and an --eval of the same run may both write it);
+    returns the result."""
     with exclusive(folder):
         quality = read_quality(folder)
         change(quality)
