@@ -451,10 +451,8 @@ class RunConfig:
 def check_same_precision(config: RunConfig, saved: dict, folder: str) -> None:
     """float32 and mixed_bfloat16 checkpoints are interchangeable (float32 weights, plain Adam);
     mixed_float16 adds loss-scale state to both optimizers, so it cannot be switched to or from.
-    `auto` continues the saved run's own precision, so it never conflicts."""
+    `config.precision` is settled (build.continue_saved_run gives `auto` the run's own)."""
     before = saved.get("precision", "float32")
-    if config.precision == "auto":
-        return
     if "mixed_float16" in (before, config.precision) and before != config.precision:
         raise UserError(
             f"the checkpoints in {folder} were made with --precision {before}, not {config.precision}; "

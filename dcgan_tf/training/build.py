@@ -40,9 +40,9 @@ class Run:
 
 def build_run(config: RunConfig) -> Run:
     """Models, optimizers, fixed sample z and checkpoint manager for a config whose c_dim is known;
-    restores the newest checkpoint of the run if there is one. `--precision auto` not settled yet
-    (train() settles it, see precision.settle) becomes the machine's choice here."""
-    config = dataclasses.replace(config, precision=precision.resolve(config.precision).policy)
+    restores the newest checkpoint of the run if there is one. A library call's `--precision auto`
+    (train() settles it before, see precision.settle) becomes the machine's choice here."""
+    config, _ = precision.settle(config, config.precision)
     keras.utils.set_random_seed(config.seed)
     # Inside a strategy's scope with several replicas, batch norm works on the global batch.
     several_replicas = tf.distribute.get_strategy().num_replicas_in_sync > 1
@@ -148,9 +148,9 @@ def continue_saved_run(config: RunConfig) -> RunConfig:
     if saved is None:
         return config
     check_same_model(config, saved, config.run_checkpoint_dir)
-    if config.precision == precision.AUTO:  # A run continues in its own precision (saved before: float32).
-        own = saved.get("precision") or "float32"
-        config = config if own == precision.AUTO else dataclasses.replace(config, precision=own)
+    # `auto` continues the run in its own precision (float32 for runs saved before the option).
+    config = dataclasses.replace(config, precision=precision.resolve(
+        config.precision, saved.get("precision") or "float32").policy)
     check_same_precision(config, saved, config.run_checkpoint_dir)
     if config.c_dim == 0 and saved.get("c_dim") in (1, 3):
         config = dataclasses.replace(config, c_dim=saved["c_dim"])

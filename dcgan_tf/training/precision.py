@@ -120,12 +120,8 @@ def describe(requested: str, choice: Choice) -> str:
 
 
 def settle(config, requested: str):
-    """(config with a concrete precision, the start line's words for it) once the run's saved options
-    have been read (build.continue_saved_run gives `auto` the run's own precision): a fresh `auto`
-    becomes the machine's choice. `requested`: the precision the command asked for."""
-    if config.precision == AUTO:
-        choice = machine_choice()
-        config = dataclasses.replace(config, precision=choice.policy)
-    else:
-        choice = resolve(requested, config.precision)
-    return config, describe(requested, choice)
+    """(config with a concrete precision, the start line's words for it): the one place a run's
+    precision is decided, by resolve(). `requested`: the precision the command asked for;
+    `config.precision`: the same, or, continuing a saved run, that run's own (build.continue_saved_run)."""
+    choice = resolve(requested, config.precision)
+    return dataclasses.replace(config, precision=choice.policy), describe(requested, choice)
