@@ -143,6 +143,11 @@ class RunConfig:
                              "KID) and stop.")
     # What to do.
     train: bool = _opt(False, "Train (otherwise: load the latest checkpoint and write a test grid).")
+    init_from: str = _opt("", "With --train: start a new run from the networks of this trained run (its name "
+                              "under --checkpoint_dir, or its folder): G, D and G's average from its newest "
+                              "checkpoint (--from_best: its best), e.g. to fine-tune on other images. The model "
+                              "options are that run's; optimizers, step count and sample z start afresh. The "
+                              "new run's config.json records the checkpoint it started from.")
     export: bool = _opt(False, "Export the generator as a TensorFlow SavedModel into --export_dir/<run>/<step> "
                                "(TensorFlow Serving's layout; --live_weights: <run>/live/<step>).")
     # Using a trained model (from the run's newest checkpoint, or --saved_model).
@@ -399,9 +404,14 @@ class RunConfig:
             raise UserError("--live_weights picks a checkpoint's weights; an export holds one set (its "
                             "dcgan_tf.json says which): give the folder of an export made with --export "
                             "--live_weights (export/<run>/live/<step>) and drop --live_weights.")
-        if self.from_best and (self.saved_model or self.train):
+        if self.init_from and not self.train:
+            raise UserError("--init_from starts a training run from another run's networks; add --train.")
+        if self.init_from and self.import_tf1:
+            raise UserError("--init_from and --import_tf1 both give a new run its first weights; use one of them.")
+        if self.from_best and (self.saved_model or (self.train and not self.init_from)):
             raise UserError("--from_best picks a run's best checkpoint; it cannot be combined with "
-                            + ("--saved_model." if self.saved_model else "--train (training resumes from the newest)."))
+                            + ("--saved_model." if self.saved_model else "--train (training resumes from the newest; "
+                               "--init_from RUN --from_best starts a new run from RUN's best)."))
         parse_diffaug(self.diffaug)
         if self.strategy not in STRATEGIES:
             raise UserError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}.")

@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 
 from dcgan_tf import runs
-from dcgan_tf.config import RunConfig, check_same_model, check_same_precision
+from dcgan_tf.config import PRESETS, RunConfig, check_same_model, check_same_precision
 from dcgan_tf.data import pipeline
 from dcgan_tf.errors import RunWarning, UserError
 from dcgan_tf.model import augment, nets
@@ -36,6 +36,7 @@ class Run:
     checkpoint: tf.train.Checkpoint
     manager: tf.train.CheckpointManager
     resumed_from: Optional[str] = None
+    initialised_from: Optional[str] = None  # another run's checkpoint (--init_from) a new run began with
 
 
 def build_run(config: RunConfig) -> Run:
@@ -74,6 +75,9 @@ def build_run(config: RunConfig) -> Run:
         # Optimizer hyper-parameters come from this invocation's flags, not from the checkpoint.
         model.d_optimizer.learning_rate = config.d_learning_rate
         model.g_optimizer.learning_rate = config.g_learning_rate
+    elif config.init_from:
+        checkpoints.restore_networks(model, config.init_from)
+        run.initialised_from = config.init_from
     return run
 
 
@@ -92,7 +96,11 @@ def restore(run: Run, paths_newest_first) -> str:
 def training_run(config: RunConfig, given: Collection[str]) -> RunConfig:
     """The run `--train` trains: `--run NAME` of a trained run takes its model options from its
     config.json (flags given must agree); otherwise the run these options name, or the folder of the
-    same model trained under the original's plain name before names had suffixes."""
+    same model trained under the original's plain name before names had suffixes. With --init_from,
+    a new run with the source run's model options (see initialised_run)."""
+    if config.init_from:
+        config = initialised_run(config, given)
+        given = {*given, "run"}  # Its name is settled now.
     if "run" in given:
         name = runs.match_entry(config.checkpoint_dir, config.run) or config.run
         config = dataclasses.replace(config, run=name)
@@ -106,6 +114,58 @@ def training_run(config: RunConfig, given: Collection[str]) -> RunConfig:
         if legacy:
             config = dataclasses.replace(config, run=legacy)
     return config
+
+
+def initialised_run(config: RunConfig, given: Collection[str]) -> RunConfig:
+    """`--train --init_from SOURCE`: `config` with SOURCE's model options (flags given must agree) and
+    `init_from` resolved to the checkpoint the new run starts from (SOURCE's newest, or its best with
+    --from_best). The run trained is named as usual (or by --run) and must not be SOURCE itself; once
+    it has checkpoints of its own it continues from them, keeping the record of where it began."""
+    root, name = config.checkpoint_dir, config.init_from
+    if os.sep in name.rstrip(os.sep) or (os.altsep and os.altsep in name):  # A run folder rather than a name.
+        root, name = os.path.split(os.path.normpath(name))
+    source = runs.find_run(root, config.dataset, name, {}, preferred="")
+    if source.config is None:
+        raise UserError(f"--init_from {config.init_from}: run {source.name} has no readable config.json, so its "
+                        f"model options are unknown; continue it once with --train --run {source.name} (which "
+                        f"rebuilds the file), then start from it.")
+    if config.from_best:
+        from dcgan_tf.quality.evaluate import best_checkpoint
+
+        start = best_checkpoint(source.folder)
+        if start is None:
+            raise UserError(f"--init_from {config.init_from} --from_best: run {source.name} kept no best checkpoint "
+                            f"(--keep_best); drop --from_best to start from its newest.")
+    else:
+        start = tf.train.latest_checkpoint(source.folder)
+        if start is None:
+            raise UserError(f"--init_from {config.init_from}: run {source.name} has no checkpoint yet; train it "
+                            f"first, or start from another run.")
+    values = {}
+    for field in runs.MODEL_FIELDS:
+        if field not in source.config or (field == "c_dim" and not source.config[field]):
+            continue
+        # A flag given must agree; so must --arch, whose preset decides the recipe's other defaults.
+        if getattr(config, field) != source.config[field] and (field in given or field == "arch"):
+            raise UserError(f"--init_from {config.init_from}: run {source.name} was trained with --{field} "
+                            f"{source.config[field]}, not {getattr(config, field)}; use --{field} "
+                            f"{source.config[field]} (a new run has its source's networks), or start from another run.")
+        values[field] = source.config[field]
+    config = dataclasses.replace(config, **values, init_from=start)
+    if "run" not in given:
+        config = dataclasses.replace(config, run=runs.run_name(config.to_dict(), PRESETS[config.arch]))
+    name = runs.match_entry(config.checkpoint_dir, config.run) or config.run
+    folder = os.path.join(config.checkpoint_dir, name)
+    if os.path.realpath(folder) == os.path.realpath(source.folder):
+        raise UserError(f"--init_from {config.init_from}: that is run {name}, the one this command would train; "
+                        f"name the new run with --run NAME.")
+    if runs.has_checkpoint(folder):
+        saved = _readable_config(folder) or {}
+        if not saved.get("init_from"):
+            raise UserError(f"run {name} already has checkpoints of its own; --init_from only starts a new run: "
+                            f"drop --init_from to continue {name}, or name a new run with --run NAME.")
+        config = dataclasses.replace(config, init_from=saved["init_from"])  # Where it began, as recorded.
+    return dataclasses.replace(config, run=name)
 
 
 def _readable_config(folder: str) -> Optional[dict]:
@@ -194,7 +254,7 @@ def find_trained(config: RunConfig, given: Optional[Collection[str]] = None) -> 
 
 # This invocation's values that a trained run does not decide: where outputs go, and what to do.
 _INVOCATION_FIELDS = ("checkpoint_dir", "sample_dir", "log_dir", "export_dir", "data_dir", "train", "export",
-                      "live_weights", "from_best")
+                      "live_weights", "from_best", "init_from")
 
 
 def load_trained(config: RunConfig, given: Optional[Collection[str]] = None) -> Run:

@@ -125,6 +125,22 @@ def restore_newest(checkpoint: tf.train.Checkpoint, paths_newest_first, sample_z
     raise UserError(why if why.startswith("checkpoint ") else f"checkpoint {path} cannot be read ({why}).")
 
 
+def restore_networks(model, path: str) -> None:
+    """G, D and G's moving average from the checkpoint at `path` (another run's, --init_from), nothing
+    else: optimizers, counters, random states and sample z stay fresh. Without an average in the file
+    (or in the model) the model's average starts from the restored G."""
+    parts = {"generator": model.generator, "discriminator": model.discriminator}
+    try:
+        with_average = model.ema_generator is not None and holds_part(path, "ema_generator")
+    except (tf.errors.OpError, ValueError):
+        with_average = False  # An unreadable file: restore() below says so.
+    if with_average:
+        parts["ema_generator"] = model.ema_generator
+    restore(tf.train.Checkpoint(**parts), path, partial=True)
+    if model.ema_generator is not None and not with_average:
+        model.reset_ema()
+
+
 def _first_line(error: Exception) -> str:
     text = str(error).strip()
     return (text.splitlines()[0] if text else type(error).__name__)[:300]

@@ -116,8 +116,9 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
         print(f"dcgan_tf: {len(image_set.images)} images from {image_set.source or config.dataset_path}"
               f" at {config.output_height}x{config.output_width}x{config.c_dim}; run {config.run_name}; "
               f"precision {precision_text or config.precision}; "
-              + (f"resumed from {run.resumed_from} (epoch {start_epoch}, step {start_step})"
-                 if run.resumed_from else "starting afresh"), flush=True)
+              + (f"resumed from {run.resumed_from} (epoch {start_epoch}, step {start_step})" if run.resumed_from
+                 else f"starting from the networks of {run.initialised_from}" if run.initialised_from
+                 else "starting afresh"), flush=True)
     failure = cbs.OutputFailure()
     samples = cbs.SampleGrid(run.sample_z, config.run_sample_dir, config.sample_freq, summary_writer=writer,
                              failure=failure)
