@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 
@@ -93,6 +94,18 @@ def test_the_new_runs_networks_are_the_sources_and_the_rest_starts_afresh(workdi
             np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
     assert int(run.model.step.numpy()) == 0 and int(source.model.step.numpy()) == 2
     assert int(run.model.g_optimizer.iterations.numpy()) == 0
+    # --from_best: the source's best checkpoint (kept by --keep_best in best/).
+    from dcgan_tf.training import checkpoints
+
+    best = workdir / "checkpoints" / TINY_RUN / "best"
+    os.makedirs(best)
+    for name in os.listdir(workdir / "checkpoints" / TINY_RUN):
+        if name.startswith("ckpt-2."):
+            shutil.copy(workdir / "checkpoints" / TINY_RUN / name, best / name)
+    checkpoints.write_state_file(str(best / "checkpoint"), [str(best / "ckpt-2")])
+    config = build.training_run(tiny_config(workdir, train=True, init_from=TINY_RUN, run="from_best",
+                                            from_best=True), given={"init_from", "run"})
+    assert config.init_from == str(best / "ckpt-2")
 
     # A source without a moving average: the new run's average starts from the source's G.
     assert _train(workdir, *TINY_FLAGS, "--run", "plain", "--ema_decay", "0") == 0
