@@ -43,7 +43,7 @@ def main(argv=None):
     folder = os.path.abspath(args.run_folder)
     saved = runs.read_config(folder)
     config = RunConfig.create(**{**saved, "run": os.path.basename(folder), "checkpoint_dir": os.path.dirname(folder), "train": False,
-                                 "from_best": args.from_best, "eval_samples": args.eval_samples})
+                                 "init_from": "", "from_best": args.from_best, "eval_samples": args.eval_samples})
     run = build.load_trained(config)
     model = run.model
     if model.ema_generator is None:

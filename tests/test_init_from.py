@@ -49,6 +49,9 @@ def test_a_new_run_starts_from_another_runs_networks_resumes_and_is_refused_wher
                   "--epoch", "2") == 0
     assert "resumed from" in capsys.readouterr().out
     assert _config(workdir, NEW_RUN)["init_from"] == source_checkpoint
+    # Continued by name alone, it keeps the record too.
+    assert _train(workdir, "--run", NEW_RUN, "--dataset", "cartoons", "--epoch", "2") == 0
+    assert _config(workdir, NEW_RUN)["init_from"] == source_checkpoint
 
     # Refusals, each leaving every run as it was.
     capsys.readouterr()
@@ -63,7 +66,7 @@ def test_a_new_run_starts_from_another_runs_networks_resumes_and_is_refused_wher
     assert f"run {TINY_RUN} was trained with --gf_dim 4, not 8; use --gf_dim 4" in _error(capsys)
     # No such run; a run without a best checkpoint with --from_best.
     assert _train(workdir, "--init_from", "nothing_here", "--run", "x") == 2
-    assert "no run named nothing_here" in _error(capsys)
+    assert "no run named nothing_here" in (line := _error(capsys)) and "runs there:" in line and TINY_RUN in line
     assert _train(workdir, "--init_from", TINY_RUN, "--run", "x", "--from_best") == 2
     assert "kept no best checkpoint" in _error(capsys)
     # A run with checkpoints of its own is never overwritten by another's networks.
@@ -73,8 +76,16 @@ def test_a_new_run_starts_from_another_runs_networks_resumes_and_is_refused_wher
     assert _train(workdir, "--init_from", TINY_RUN, "--run", "mine") == 2
     assert "run mine already has checkpoints of its own" in _error(capsys)
     assert (workdir / "checkpoints" / "mine" / "config.json").read_text() == mine
+    # A run that began from another source is not continued from this one.
+    assert _train(workdir, "--init_from", "mine", "--run", NEW_RUN, "--epoch", "2") == 2
+    assert f"run {NEW_RUN} began from {source_checkpoint}, not from run mine" in _error(capsys)
     assert sorted(os.listdir(workdir / "checkpoints" / TINY_RUN)) == source_files
     assert not os.path.exists(workdir / "checkpoints" / "wide") and not os.path.exists(workdir / "checkpoints" / "x")
+
+    # Once it has checkpoints, a named run continues without its source (moved away here).
+    os.rename(workdir / "checkpoints" / TINY_RUN, workdir / "elsewhere")
+    assert _train(workdir, "--init_from", TINY_RUN, "--run", NEW_RUN, "--dataset", "cartoons", "--epoch", "2") == 0
+    assert "resumed from" in capsys.readouterr().out
 
 
 def test_the_new_runs_networks_are_the_sources_and_the_rest_starts_afresh(workdir):

@@ -99,8 +99,7 @@ def training_run(config: RunConfig, given: Collection[str]) -> RunConfig:
     same model trained under the original's plain name before names had suffixes. With --init_from,
     a new run with the source run's model options (see initialised_run)."""
     if config.init_from:
-        config = initialised_run(config, given)
-        given = {*given, "run"}  # Its name is settled now.
+        return initialised_run(config, given)
     if "run" in given:
         name = runs.match_entry(config.checkpoint_dir, config.run) or config.run
         config = dataclasses.replace(config, run=name)
@@ -116,56 +115,108 @@ def training_run(config: RunConfig, given: Collection[str]) -> RunConfig:
     return config
 
 
+# Options a new run takes from the run it starts from: its networks' shapes and their input.
+_INITIAL_FIELDS = runs.MODEL_FIELDS + ("z_dist",)
+
+
 def initialised_run(config: RunConfig, given: Collection[str]) -> RunConfig:
     """`--train --init_from SOURCE`: `config` with SOURCE's model options (flags given must agree) and
-    `init_from` resolved to the checkpoint the new run starts from (SOURCE's newest, or its best with
-    --from_best). The run trained is named as usual (or by --run) and must not be SOURCE itself; once
-    it has checkpoints of its own it continues from them, keeping the record of where it began."""
-    root, name = config.checkpoint_dir, config.init_from
-    if os.sep in name.rstrip(os.sep) or (os.altsep and os.altsep in name):  # A run folder rather than a name.
-        root, name = os.path.split(os.path.normpath(name))
-    source = runs.find_run(root, config.dataset, name, {}, preferred="")
+    `init_from` resolved to the absolute path of the checkpoint the new run starts from (SOURCE's
+    newest, or its best with --from_best). The run trained is named as usual (or by --run) and is not
+    SOURCE itself. Once it has checkpoints of its own it continues from them (SOURCE need not exist
+    then), if it began from SOURCE; a run that began otherwise is refused."""
+    typed = config.init_from
+    location = os.path.normpath(typed)
+    root, name = (os.path.split(location) if os.sep in location or (os.altsep and os.altsep in location)
+                  else (config.checkpoint_dir, location))  # A run folder, or a run's name.
+    source_folder = os.path.join(root, runs.match_entry(root, name) or name)
+    if "run" in given:  # Named: a run that has checkpoints continues without looking at the source.
+        config = dataclasses.replace(config, run=runs.match_entry(config.checkpoint_dir, config.run) or config.run)
+        _check_not_the_source(config, typed, source_folder)
+        resumed = _resumed_initialised_run(config, typed, source_folder, given)
+        if resumed:
+            return resumed
+    source = _source_run(typed, root, name)
+    values = {}
+    for field in _INITIAL_FIELDS:
+        if field not in source.config or (field == "c_dim" and not source.config[field]):
+            continue
+        mine, theirs = getattr(config, field), source.config[field]
+        # A flag given must agree; so must --arch, whose preset decides the recipe's other defaults.
+        if mine != theirs and (field in given or field == "arch") and not (field == "c_dim" and not mine):
+            raise UserError(f"--init_from {typed}: run {source.name} was trained with --{field} {theirs}, not "
+                            f"{mine}; use --{field} {theirs} (a new run has its source's networks), or start "
+                            f"from another run.")
+        values[field] = theirs
+    config = dataclasses.replace(config, **values, init_from=_start_checkpoint(config, typed, source))
+    if "run" not in given:
+        derived = runs.run_name(config.to_dict(), PRESETS[config.arch])
+        config = dataclasses.replace(config, run=runs.match_entry(config.checkpoint_dir, derived) or derived)
+        _check_not_the_source(config, typed, source.folder)
+        resumed = _resumed_initialised_run(config, typed, source.folder, given)
+        if resumed:
+            return resumed
+    return config
+
+
+def _check_not_the_source(config: RunConfig, typed: str, source_folder: str) -> None:
+    if os.path.realpath(config.run_checkpoint_dir) == os.path.realpath(source_folder):
+        raise UserError(f"--init_from {typed}: that is run {config.run}, the one this command would train; name "
+                        f"the new run with --run NAME.")
+
+
+def _source_run(typed: str, root: str, name: str) -> runs.RunInfo:
+    """The run --init_from names (`name` under `root`), with a readable config.json."""
+    found = [info for info in runs.list_runs(root) if info.name == runs.match_entry(root, name)]
+    if not found:
+        there = ", ".join(info.name for info in runs.list_runs(root)) or "none"
+        raise UserError(f"--init_from {typed}: no run named {name} in {root} (runs there: {there}); give the name "
+                        f"of a trained run under --checkpoint_dir, or its folder.")
+    source = found[0]
     if source.config is None:
-        raise UserError(f"--init_from {config.init_from}: run {source.name} has no readable config.json, so its "
-                        f"model options are unknown; continue it once with --train --run {source.name} (which "
-                        f"rebuilds the file), then start from it.")
+        raise UserError(f"--init_from {typed}: run {source.name} has no readable config.json, so its model options "
+                        f"are unknown; let a test grid of it rebuild the file first (python main.py --run "
+                        f"{source.name} --checkpoint_dir {root} and the model flags it was trained with), then "
+                        f"start from it.")
+    return source
+
+
+def _start_checkpoint(config: RunConfig, typed: str, source: runs.RunInfo) -> str:
+    """The absolute path of the checkpoint of `source` a new run starts from."""
     if config.from_best:
         from dcgan_tf.quality.evaluate import best_checkpoint
 
         start = best_checkpoint(source.folder)
         if start is None:
-            raise UserError(f"--init_from {config.init_from} --from_best: run {source.name} kept no best checkpoint "
+            raise UserError(f"--init_from {typed} --from_best: run {source.name} kept no best checkpoint "
                             f"(--keep_best); drop --from_best to start from its newest.")
     else:
-        start = tf.train.latest_checkpoint(source.folder)
+        start = checkpoints.newest(source.folder)
         if start is None:
-            raise UserError(f"--init_from {config.init_from}: run {source.name} has no checkpoint yet; train it "
-                            f"first, or start from another run.")
-    values = {}
-    for field in runs.MODEL_FIELDS:
-        if field not in source.config or (field == "c_dim" and not source.config[field]):
-            continue
-        # A flag given must agree; so must --arch, whose preset decides the recipe's other defaults.
-        if getattr(config, field) != source.config[field] and (field in given or field == "arch"):
-            raise UserError(f"--init_from {config.init_from}: run {source.name} was trained with --{field} "
-                            f"{source.config[field]}, not {getattr(config, field)}; use --{field} "
-                            f"{source.config[field]} (a new run has its source's networks), or start from another run.")
-        values[field] = source.config[field]
-    config = dataclasses.replace(config, **values, init_from=start)
-    if "run" not in given:
-        config = dataclasses.replace(config, run=runs.run_name(config.to_dict(), PRESETS[config.arch]))
-    name = runs.match_entry(config.checkpoint_dir, config.run) or config.run
-    folder = os.path.join(config.checkpoint_dir, name)
-    if os.path.realpath(folder) == os.path.realpath(source.folder):
-        raise UserError(f"--init_from {config.init_from}: that is run {name}, the one this command would train; "
-                        f"name the new run with --run NAME.")
-    if runs.has_checkpoint(folder):
-        saved = _readable_config(folder) or {}
-        if not saved.get("init_from"):
-            raise UserError(f"run {name} already has checkpoints of its own; --init_from only starts a new run: "
-                            f"drop --init_from to continue {name}, or name a new run with --run NAME.")
-        config = dataclasses.replace(config, init_from=saved["init_from"])  # Where it began, as recorded.
-    return dataclasses.replace(config, run=name)
+            raise UserError(f"--init_from {typed}: run {source.name} has no checkpoint yet; train it first, or "
+                            f"start from another run.")
+    return os.path.abspath(start)
+
+
+def _resumed_initialised_run(config: RunConfig, typed: str, source_folder: str,
+                             given: Collection[str]) -> Optional[RunConfig]:
+    """`config` continuing its run when that has checkpoints (None when it has none): the run must have
+    begun from a checkpoint of `source_folder`; its own record of that checkpoint is kept."""
+    if not runs.has_checkpoint(config.run_checkpoint_dir):
+        return None
+    saved = _readable_config(config.run_checkpoint_dir) or {}
+    began = saved.get("init_from")
+    if not began:
+        raise UserError(f"run {config.run} already has checkpoints of its own; --init_from only starts a new run: "
+                        f"to continue {config.run}, drop --init_from and give --run {config.run}; or name a new "
+                        f"run with --run NAME.")
+    began_in = os.path.dirname(began)
+    if os.path.basename(began_in) == runs.BEST_DIR:
+        began_in = os.path.dirname(began_in)
+    if os.path.realpath(began_in) != os.path.realpath(source_folder):
+        raise UserError(f"run {config.run} began from {began}, not from run {typed}; to continue it, drop "
+                        f"--init_from and give --run {config.run}; or name a new run with --run NAME.")
+    return _saved_model_options(dataclasses.replace(config, init_from=began), saved, given)
 
 
 def _readable_config(folder: str) -> Optional[dict]:
@@ -190,6 +241,8 @@ def _saved_model_options(config: RunConfig, saved: dict, given: Collection[str])
                             f"{getattr(config, name)}; drop --{name} (the run's own value is used), or pick "
                             f"another run with --run NAME (--runs lists them).")
         values[name] = saved[name]
+    if "sample_num" not in given and isinstance(saved.get("sample_num"), int):
+        values["sample_num"] = saved["sample_num"]  # Its checkpoints' sample z (the default follows the batch).
     return dataclasses.replace(config, **values)
 
 
@@ -216,6 +269,8 @@ def continue_saved_run(config: RunConfig) -> RunConfig:
         config = dataclasses.replace(config, c_dim=saved["c_dim"])
     if isinstance(saved.get("seed"), int):
         config = dataclasses.replace(config, seed=saved["seed"])
+    if saved.get("init_from") and not config.init_from:  # Where the run began stays in its record.
+        config = dataclasses.replace(config, init_from=saved["init_from"])
     return config
 
 

@@ -69,8 +69,7 @@ def make_manager(checkpoint: tf.train.Checkpoint, folder: str, max_to_keep: int)
     never restarted from scratch over its own checkpoints."""
     remove_unfinished_writes(folder)
     manager = tf.train.CheckpointManager(checkpoint, folder, max_to_keep=max_to_keep, checkpoint_name=CHECKPOINT_PREFIX)
-    found = sorted((p[:-len(".index")] for p in glob.glob(checkpoint_path(folder, "*") + ".index")),
-                   key=lambda p: int(p.rsplit("-", 1)[1]))
+    found = _checkpoint_files(folder)
     if manager.checkpoints or not found:
         return manager
     state = os.path.join(folder, STATE_FILE)
@@ -83,6 +82,21 @@ def make_manager(checkpoint: tf.train.Checkpoint, folder: str, max_to_keep: int)
     warnings.warn(RunWarning(f"the checkpoint list {state} {note}; rebuilt the list from the "
                              f"{len(found)} ckpt-N files found."), stacklevel=2)
     return tf.train.CheckpointManager(checkpoint, folder, max_to_keep=max_to_keep, checkpoint_name=CHECKPOINT_PREFIX)
+
+
+def _checkpoint_files(folder: str) -> list:
+    """The ckpt-N checkpoints (paths without .index) in `folder`, oldest first, by their files."""
+    return sorted((p[:-len(".index")] for p in glob.glob(checkpoint_path(folder, "*") + ".index")),
+                  key=lambda p: int(p.rsplit("-", 1)[1]))
+
+
+def newest(folder: str):
+    """The path of the newest checkpoint in `folder` (from its list, else from its files), or None."""
+    found = tf.train.latest_checkpoint(folder) if os.path.isdir(folder) else None
+    if found is None:
+        files = _checkpoint_files(folder)
+        found = files[-1] if files else None
+    return found
 
 
 def write_state_file(state: str, prefixes) -> None:
@@ -129,6 +143,9 @@ def restore_networks(model, path: str) -> None:
     """G, D and G's moving average from the checkpoint at `path` (another run's, --init_from), nothing
     else: optimizers, counters, random states and sample z stay fresh. Without an average in the file
     (or in the model) the model's average starts from the restored G."""
+    if not os.path.exists(path + ".index"):
+        raise UserError(f"the checkpoint {path} that --init_from starts from is gone (its run may be training "
+                        f"and have replaced it by a newer one); run the command again.")
     parts = {"generator": model.generator, "discriminator": model.discriminator}
     try:
         with_average = model.ema_generator is not None and holds_part(path, "ema_generator")

@@ -176,5 +176,5 @@ def _import_into_new_run(reader, prefix: str, config) -> str:
     run.model.reset_ema()  # The average of G (if the recipe keeps one) starts from the imported weights.
     step = _step_of(prefix)
     run.model.step.assign(step)
-    config.save(config.run_checkpoint_dir)
+    run.config.save(config.run_checkpoint_dir)  # build_run settled `--precision auto`: the run's own from now
     return run.manager.save(checkpoint_number=step)
