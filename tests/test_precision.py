@@ -95,6 +95,8 @@ def test_float32_and_bfloat16_checkpoints_are_interchangeable_but_float16_ones_a
         config_module.check_same_precision(tiny_config(root, precision="float32"), {"precision": "mixed_float16"},
                                            "f")
     config_module.check_same_precision(tiny_config(root), {}, "f")  # configs saved before the option
+    # An unsettled "auto" saved by an earlier --import_tf1 says nothing about the checkpoint.
+    config_module.check_same_precision(tiny_config(root, precision="mixed_float16"), {"precision": "auto"}, "f")
 
 
 def test_a_bfloat16_run_exports_a_float32_savedmodel(root, tmp_path):

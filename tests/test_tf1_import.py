@@ -2,6 +2,7 @@
 with tf.compat.v1 variables under the original's names, at tiny sizes."""
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from dcgan_tf.training import build
+from dcgan_tf.training import build, precision
 from dcgan_tf.data.pipeline import to_pixels
 from dcgan_tf.errors import UserError
 from dcgan_tf.model.latent import z_numpy
@@ -71,8 +72,10 @@ def _config(root, **overrides):
 
 def test_every_variable_is_copied_exactly_and_saved_as_a_checkpoint(tf1_checkpoint, tmp_path):
     prefix, values = tf1_checkpoint
-    saved = import_tf1_checkpoint(os.path.dirname(prefix), _config(tmp_path))  # the folder works too
+    saved = import_tf1_checkpoint(os.path.dirname(prefix), _config(tmp_path, precision="auto"))  # folder works too
     assert saved.endswith("ckpt-1234")  # the original kept its step in the file name
+    with open(os.path.join(os.path.dirname(saved), "config.json")) as f:  # the concrete precision, not "auto"
+        assert json.load(f)["precision"] == precision.machine_choice().policy
     run = build.load_trained(_config(tmp_path))  # what test mode and --generate do
     assert run.config.c_dim == 3 and int(run.model.step.numpy()) == 1234
     g, d = run.model.generator, run.model.discriminator
