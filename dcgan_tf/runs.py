@@ -294,6 +294,11 @@ def describe_run(info: RunInfo) -> str:
         c = info.config
         what = (f"{c.get('dataset')}, {c.get('arch')} {c.get('output_height')}x{c.get('output_width')}, "
                 f"batch {c.get('batch_size')}, widths {c.get('gf_dim')}/{c.get('df_dim')}, z {c.get('z_dim')}")
+        if c.get("init_from"):  # --init_from: which run's checkpoint it began from
+            folder, checkpoint = os.path.split(str(c["init_from"]))
+            best = os.path.basename(folder) == BEST_DIR
+            source = os.path.basename(os.path.dirname(folder) if best else folder)
+            what += f", from {source}'s {'best ' if best else ''}{checkpoint}"
     step, epoch, kid = info.progress
     progress = ", ".join(part for part in (
         f"step {step}" if step is not None else "",

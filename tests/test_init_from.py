@@ -49,6 +49,10 @@ def test_a_new_run_starts_from_another_runs_networks_resumes_and_is_refused_wher
                   "--epoch", "2") == 0
     assert "resumed from" in capsys.readouterr().out
     assert _config(workdir, NEW_RUN)["init_from"] == source_checkpoint
+    capsys.readouterr()
+    assert main_in(workdir, "--runs") == 0
+    assert f"{NEW_RUN}: cartoons, simpsons 32x32, batch 4, widths 4/4, z 8, from {TINY_RUN}'s ckpt-2" in (
+        capsys.readouterr().out)
     # Continued by name alone, it keeps the record too.
     assert _train(workdir, "--run", NEW_RUN, "--dataset", "cartoons", "--epoch", "2") == 0
     assert _config(workdir, NEW_RUN)["init_from"] == source_checkpoint
