@@ -92,28 +92,9 @@ def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResul
     if chief:
         check_writable([config.run_checkpoint_dir, config.run_sample_dir, config.run_log_dir])
     # One writer per run: held until training ends; a second --train of the run stops here.
-    with (RunLock(config.run_checkpoint_dir, config.run_name) if chief else contextlib.nullcontext()), \
-            _graph_optimizer_off_on_cpus():
+    with (RunLock(config.run_checkpoint_dir, config.run_name) if chief else contextlib.nullcontext()):
         return _train_held(config, strategy, chief, image_set, epoch_steps, verbose, extra_callbacks,
                            precision_text=precision_text)
-
-
-@contextlib.contextmanager
-def _graph_optimizer_off_on_cpus():
-    """TensorFlow's graph optimiser (grappler) buys nothing for the train step on a CPU, where
-    oneDNN's own rewrite does the fusions, and costs 0.4-0.7 s of the step's first call (docs/speed.md,
-    "Start-up"; the FID network runs as fast and computes the same features without it). So it is off
-    while training on a machine without GPUs (they need its layout pass), and as it was afterwards."""
-    if tf.config.list_physical_devices("GPU"):
-        yield
-        return
-    before = tf.config.optimizer.get_experimental_options()
-    tf.config.optimizer.set_experimental_options({**before, "disable_meta_optimizer": True})
-    try:
-        yield
-    finally:
-        tf.config.optimizer.set_experimental_options(
-            {**before, "disable_meta_optimizer": before.get("disable_meta_optimizer", False)})
 
 
 def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps: int, verbose: int,
