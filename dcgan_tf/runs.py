@@ -19,7 +19,7 @@ import json
 import os
 import re
 import threading
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from dcgan_tf.errors import UserError
 
@@ -219,6 +219,15 @@ def keep_damaged_config(folder: str) -> str:
     return kept
 
 
+def run_folder_of(checkpoint: str) -> Tuple[str, bool]:
+    """(the run folder a checkpoint path lies in, whether it is the run's best): a run keeps its
+    checkpoints in its folder, its best in <folder>/best/."""
+    folder = os.path.dirname(checkpoint)
+    if os.path.basename(folder) == BEST_DIR:
+        return os.path.dirname(folder), True
+    return folder, False
+
+
 def has_checkpoint(folder: str) -> bool:
     """Whether a run folder holds a checkpoint (TensorFlow's index files), without TensorFlow."""
     return os.path.isdir(folder) and any(name.endswith(".index") for name in os.listdir(folder))
@@ -295,10 +304,8 @@ def describe_run(info: RunInfo) -> str:
         what = (f"{c.get('dataset')}, {c.get('arch')} {c.get('output_height')}x{c.get('output_width')}, "
                 f"batch {c.get('batch_size')}, widths {c.get('gf_dim')}/{c.get('df_dim')}, z {c.get('z_dim')}")
         if c.get("init_from"):  # --init_from: which run's checkpoint it began from
-            folder, checkpoint = os.path.split(str(c["init_from"]))
-            best = os.path.basename(folder) == BEST_DIR
-            source = os.path.basename(os.path.dirname(folder) if best else folder)
-            what += f", from {source}'s {'best ' if best else ''}{checkpoint}"
+            source, best = run_folder_of(str(c["init_from"]))
+            what += f", from {os.path.basename(source)}'s {'best ' if best else ''}{os.path.basename(c['init_from'])}"
     step, epoch, kid = info.progress
     progress = ", ".join(part for part in (
         f"step {step}" if step is not None else "",

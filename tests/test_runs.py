@@ -124,3 +124,8 @@ def test_damaged_config_is_kept_aside(tmp_path):
     assert open(kept).read() == "{cut" and not (tmp_path / "config.json").exists()
     (tmp_path / "config.json").write_text("{again")
     assert runs.keep_damaged_config(str(tmp_path)) != kept  # The first kept copy is never overwritten.
+
+
+def test_run_folder_of_a_checkpoint_and_of_a_best_one():
+    assert runs.run_folder_of(os.path.join("ck", "faces", "ckpt-4")) == (os.path.join("ck", "faces"), False)
+    assert runs.run_folder_of(os.path.join("ck", "faces", runs.BEST_DIR, "ckpt-2")) == (os.path.join("ck", "faces"), True)

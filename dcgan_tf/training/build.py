@@ -167,9 +167,10 @@ def _check_not_the_source(config: RunConfig, typed: str, source_folder: str) -> 
 
 def _source_run(typed: str, root: str, name: str) -> runs.RunInfo:
     """The run --init_from names (`name` under `root`), with a readable config.json."""
-    found = [info for info in runs.list_runs(root) if info.name == runs.match_entry(root, name)]
+    listed, wanted = runs.list_runs(root), runs.match_entry(root, name)
+    found = [info for info in listed if info.name == wanted]
     if not found:
-        there = ", ".join(info.name for info in runs.list_runs(root)) or "none"
+        there = ", ".join(info.name for info in listed) or "none"
         raise UserError(f"--init_from {typed}: no run named {name} in {root} (runs there: {there}); give the name "
                         f"of a trained run under --checkpoint_dir, or its folder.")
     source = found[0]
@@ -210,10 +211,7 @@ def _resumed_initialised_run(config: RunConfig, typed: str, source_folder: str,
         raise UserError(f"run {config.run} already has checkpoints of its own; --init_from only starts a new run: "
                         f"to continue {config.run}, drop --init_from and give --run {config.run}; or name a new "
                         f"run with --run NAME.")
-    began_in = os.path.dirname(began)
-    if os.path.basename(began_in) == runs.BEST_DIR:
-        began_in = os.path.dirname(began_in)
-    if os.path.realpath(began_in) != os.path.realpath(source_folder):
+    if os.path.realpath(runs.run_folder_of(began)[0]) != os.path.realpath(source_folder):
         raise UserError(f"run {config.run} began from {began}, not from run {typed}; to continue it, drop "
                         f"--init_from and give --run {config.run}; or name a new run with --run NAME.")
     return _saved_model_options(dataclasses.replace(config, init_from=began), saved, given)
