@@ -99,10 +99,10 @@ def import_tf1(command: Command) -> None:
 
 
 def train(command: Command) -> None:
-    from dcgan_tf.training import build, train as training
+    from dcgan_tf.training import run_options, train as training
     from dcgan_tf.use import visualize
 
-    config = build.training_run(command.config, command.given or ())
+    config = run_options.training_run(command.config, command.given or ())
     result = training.train(config)
     run = command.__dict__["run"] = result.run  # Later actions of this command use the trained run.
     step = int(run.model.step.numpy())
@@ -199,14 +199,14 @@ def interpolate(command: Command) -> None:
 
 
 def report(command: Command) -> None:
-    from dcgan_tf.training import build
+    from dcgan_tf.training import run_options
     from dcgan_tf.use import visualize as visualizing
 
     if command.config.train:
         return  # --train writes its report when it ends.
     config = command.config
     try:
-        config = dataclasses.replace(config, run=build.find_trained(config, command.given).name)
+        config = dataclasses.replace(config, run=run_options.find_trained(config, command.given).name)
     except UserError:
         # A run with pictures but no checkpoint yet: its own name, as any of its folders spells it.
         for root in (config.checkpoint_dir, config.sample_dir, config.log_dir):

@@ -461,7 +461,7 @@ class RunConfig:
 def check_same_precision(config: RunConfig, saved: dict, folder: str) -> None:
     """float32 and mixed_bfloat16 checkpoints are interchangeable (float32 weights, plain Adam);
     mixed_float16 adds loss-scale state to both optimizers, so it cannot be switched to or from.
-    `config.precision` is settled (build.continue_saved_run gives `auto` the run's own). A saved `auto`
+    `config.precision` is settled (run_options.continue_saved_run gives `auto` the run's own). A saved `auto`
     (imports before the choice was saved) says nothing, so it never conflicts."""
     before = saved.get("precision", "float32")
     if before == "auto":

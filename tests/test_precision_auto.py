@@ -10,7 +10,7 @@ import pytest
 
 from dcgan_tf import cli
 from dcgan_tf import config as config_module
-from dcgan_tf.training import build
+from dcgan_tf.training import run_options
 from dcgan_tf.training import precision
 from tests.conftest import TINY_FLAGS, tiny_config, write_images
 
@@ -101,7 +101,7 @@ def test_auto_resumes_in_the_saved_runs_precision_never_refusing(tmp_path, saved
     os.makedirs(before.run_checkpoint_dir)
     with open(os.path.join(before.run_checkpoint_dir, "config.json"), "w") as f:
         json.dump(values, f)
-    resumed = build.continue_saved_run(tiny_config(tmp_path, c_dim=3, precision="auto"))
+    resumed = run_options.continue_saved_run(tiny_config(tmp_path, c_dim=3, precision="auto"))
     assert resumed.precision == (saved or "float32")
     config, text = precision.settle(resumed, "auto")
     assert config.precision == (saved or "float32")

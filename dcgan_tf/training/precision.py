@@ -122,6 +122,6 @@ def describe(requested: str, choice: Choice) -> str:
 def settle(config, requested: str):
     """(config with a concrete precision, the start line's words for it): the one place a run's
     precision is decided, by resolve(). `requested`: the precision the command asked for;
-    `config.precision`: the same, or, continuing a saved run, that run's own (build.continue_saved_run)."""
+    `config.precision`: the same, or, continuing a saved run, that run's own (run_options.continue_saved_run)."""
     choice = resolve(requested, config.precision)
     return dataclasses.replace(config, precision=choice.policy), describe(requested, choice)
