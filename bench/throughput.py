@@ -56,7 +56,7 @@ from dcgan_tf.use import export
 from dcgan_tf.use import generate
 from dcgan_tf.model import losses
 from dcgan_tf.model import nets
-from dcgan_tf.training import build, optimizers, train  # noqa: E402
+from dcgan_tf.training import optimizers, train  # noqa: E402
 from dcgan_tf.training import precision as auto_precision  # noqa: E402
 from dcgan_tf.model import flops as flop_count  # noqa: E402
 from dcgan_tf.config import PRECISIONS, PRESETS, RunConfig  # noqa: E402
