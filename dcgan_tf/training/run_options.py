@@ -215,8 +215,7 @@ def find_trained(config: RunConfig, given: Optional[Collection[str]] = None) -> 
 
 # This invocation's values that a trained run does not decide: where outputs go, and what to do.
 INVOCATION_FIELDS = ("checkpoint_dir", "sample_dir", "log_dir", "export_dir", "data_dir", "train", "export",
-                      "live_weights", "from_best", "init_from")
-
+                     "live_weights", "from_best", "init_from")
 
 
 def trained_options(config: RunConfig, info: runs.RunInfo, given: Optional[Collection[str]]) -> RunConfig:
