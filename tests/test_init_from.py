@@ -98,7 +98,7 @@ def test_the_new_runs_networks_are_the_sources_and_the_rest_starts_afresh(workdi
     assert _train(workdir, *TINY_FLAGS, "--ema_decay", "0.9") == 0
     source = build.load_trained(tiny_config(workdir, ema_decay=0.9))
     config = run_options.training_run(tiny_config(workdir, train=True, init_from=TINY_RUN, run="tuned", ema_decay=0.9),
-                                given={"init_from", "run"})
+                                      given={"init_from", "run"})
     assert config.init_from.endswith(os.path.join(TINY_RUN, "ckpt-2")) and config.run == "tuned"
     run = build.build_run(config)
     assert run.resumed_from is None and run.initialised_from == config.init_from
@@ -119,14 +119,14 @@ def test_the_new_runs_networks_are_the_sources_and_the_rest_starts_afresh(workdi
             shutil.copy(workdir / "checkpoints" / TINY_RUN / name, best / name)
     checkpoints.write_state_file(str(best / "checkpoint"), [str(best / "ckpt-2")])
     config = run_options.training_run(tiny_config(workdir, train=True, init_from=TINY_RUN, run="from_best",
-                                            from_best=True), given={"init_from", "run"})
+                                                  from_best=True), given={"init_from", "run"})
     assert config.init_from == str(best / "ckpt-2")
 
     # A source without a moving average: the new run's average starts from the source's G.
     assert _train(workdir, *TINY_FLAGS, "--run", "plain", "--ema_decay", "0") == 0
     plain = build.load_trained(tiny_config(workdir, run="plain", ema_decay=0.0))
     config = run_options.training_run(tiny_config(workdir, train=True, init_from=str(workdir / "checkpoints" / "plain"), run="averaged", ema_decay=0.9),
-                                given={"init_from", "run"})
+                                      given={"init_from", "run"})
     averaged = build.build_run(config)
     for a, b in zip(averaged.model.ema_generator.weights, plain.model.generator.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)

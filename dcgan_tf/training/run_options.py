@@ -20,8 +20,9 @@ from dcgan_tf.training import checkpoints, precision
 def training_run(config: RunConfig, given: Collection[str]) -> RunConfig:
     """The run `--train` trains: `--run NAME` of a trained run takes its model options from its
     config.json (flags given must agree); otherwise the run these options name, or the folder of the
-    same model trained under the original's plain name before names had suffixes. With --init_from,
-    a new run with the source run's model options (see initialised_run)."""
+    same model trained under the original's plain name before names had suffixes. Either way a run
+    that exists keeps its own --sample_num unless one is given. With --init_from, a new run with the
+    source run's model options (see initialised_run)."""
     if config.init_from:
         return initialised_run(config, given)
     if "run" in given:
