@@ -32,7 +32,7 @@ AUGMENTATIONS = ("color", "translation", "cutout")
 # at None takes the preset's value; an explicit flag overrides it. Registry: dcgan_tf.model.nets.
 _NO_TRICKS = {"real_label_low": 1.0, "real_label_high": 1.0, "fake_label_low": 0.0, "fake_label_high": 0.0,
               "label_flip_prob": 0.0, "diffaug": "", "ema_decay": 0.0, "r1_gamma": 0.0,
-              "r1_target": 0.0, "mirror": False}
+              "r1_target": 0.0, "lecam_weight": 0.0, "mirror": False}
 PRESETS = {
     # The original Simpsons DCGAN (seed 002): 5 stride-2 layers of 5x5 kernels, no tricks.
     "simpsons": {"output_height": 128, "c_dim": 0, "z_dim": 100, "z_dist": "uniform_signed", "gf_dim": 64,
@@ -47,7 +47,7 @@ PRESETS = {
             "df_dim": 128, "hidden_dim": 256, "batch_size": 64, "learning_rate": 2e-4, "beta1": 0.5,
             "g_steps": 1, "real_label_low": 0.9, "real_label_high": 1.1, "fake_label_low": 0.0,
             "fake_label_high": 0.2, "label_flip_prob": 0.03, "diffaug": "", "ema_decay": 0.0, "r1_gamma": 0.0,
-            "r1_target": 0.0, "mirror": False},
+            "r1_target": 0.0, "lecam_weight": 0.0, "mirror": False},
     # Seed 003: the small MNIST / Fashion-MNIST DCGAN (TensorFlow tutorial settings).
     "mnist": {"output_height": 28, "c_dim": 1, "z_dim": 100, "z_dist": "normal01", "gf_dim": 64,
               "df_dim": 64, "hidden_dim": 512, "batch_size": 256, "learning_rate": 1e-4, "beta1": 0.9,
@@ -239,6 +239,11 @@ class RunConfig:
                                             "is above this target and falls while below (0 to 1 in 500 steps), "
                                             "so it acts only once D begins to memorise the training images. "
                                             "0: --r1_gamma at full weight from the first step. Default: the recipe's.")
+    lecam_weight: Optional[float] = _opt(None, "Weight of the LeCam penalty on D (Tseng et al. 2021, for GANs on "
+                                               "little data): D's logits for the real images are pulled towards "
+                                               "the moving average of its logits for generated ones, and the "
+                                               "generated ones' towards the real ones'. 0: off. Default: the "
+                                               "recipe's.")
     live_weights: bool = _opt(False, "Use G's live weights instead of their moving average (--ema_decay) for "
                                      "test mode, --generate, --visualize, --interpolate, --eval and --export.")
     seed: Optional[int] = _opt(None, "Random seed; default: a fresh one, recorded in the run's config.json.")
@@ -356,6 +361,8 @@ class RunConfig:
         if not 0 <= self.r1_target < 1:
             raise UserError(f"--r1_target must be in [0, 1) (a probability D gives the real images; 0: R1 "
                             f"at full weight from the start), got {self.r1_target}.")
+        if not self.lecam_weight >= 0:
+            raise UserError(f"--lecam_weight must be 0 (off) or more, got {self.lecam_weight}.")
         if not 0 <= self.beta1 < 1:
             raise UserError(f"--beta1 must be in [0, 1), got {self.beta1}.")
         if not 0 < self.beta2 < 1:

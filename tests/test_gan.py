@@ -176,6 +176,27 @@ def test_adaptive_r1_acts_only_once_d_x_passes_the_target(tmp_path):
     assert any(not np.allclose(a, b, atol=1e-7) for a, b in zip(plain_d, above_d) if a.ndim > 1)
 
 
+def test_lecam_penalty_changes_d_update_not_the_reported_loss_and_moves_its_anchors(tmp_path):
+    def one_step(**options):
+        model = _model_with_labels(tmp_path, run_eagerly=True, **options)
+        logs = model.fit(_batches(count=1), epochs=1, verbose=0, shuffle=False).history
+        return model, logs, _values(model.discriminator.trainable_variables)
+
+    plain, plain_logs, plain_d = one_step()
+    assert plain.lecam_anchors is None
+    lecam, logs, lecam_d = one_step(lecam_weight=10.0)
+    # Same logged values (the cross-entropy alone; the penalty only steers D's gradient), another D.
+    assert set(logs) == set(plain_logs) and logs["d_loss"][0] == pytest.approx(plain_logs["d_loss"][0], rel=1e-6)
+    assert any(not np.allclose(a, b, atol=1e-7) for a, b in zip(plain_d, lecam_d) if a.ndim > 1)
+    # The anchors moved from 0 one hundredth of the way to the step's mean logits (from D's probabilities).
+    def mean_logit(p):
+        p = getattr(lecam.step_values, p).numpy().astype("float64")
+        return np.mean(np.log(p / (1 - p)))
+
+    np.testing.assert_allclose(lecam.lecam_anchors.numpy(), [0.01 * mean_logit("d_x"), 0.01 * mean_logit("d_g_z")],
+                               rtol=1e-3, atol=1e-7)
+
+
 def test_adaptive_r1_weight_is_a_scalar_of_every_step(tmp_path):
     from tensorboard.backend.event_processing import event_accumulator
     from tensorboard.util import tensor_util

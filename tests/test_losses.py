@@ -104,3 +104,23 @@ def test_adaptive_r1_weight_steps_towards_the_side_of_the_target_and_stays_in_0_
     for _ in range(10):
         weight = after(weight, 0.95, adjust_steps=10)
     assert weight == pytest.approx(1.0)  # adjust_steps steps on one side take it from 0 to 1.
+
+
+def test_lecam_penalty_is_one_sided_and_squared_against_the_other_sides_anchor():
+    real = tf.constant([[2.0], [0.0]])
+    fake = tf.constant([[-1.0], [1.0]])
+    # Real logits above the fake anchor (-0.5) count: (2.5^2 + 0.5^2) / 2; fake logits below the real
+    # anchor (0.5) count: (1.5^2 + 0) / 2.
+    expected = (2.5 ** 2 + 0.5 ** 2) / 2 + 1.5 ** 2 / 2
+    assert float(losses.lecam_penalty(real, fake, 0.5, -0.5)) == pytest.approx(expected)
+    # Reals at or below where the fakes have been and fakes at or above where the reals have been: nothing.
+    assert float(losses.lecam_penalty(tf.constant([[-1.0]]), tf.constant([[1.0]]), 0.5, -0.5)) == 0.0
+
+
+def test_lecam_anchors_move_one_hundredth_of_the_way_to_the_steps_mean_logits():
+    anchors = losses.moved_anchors(tf.constant([1.0, -1.0]), 3.0, -5.0)
+    np.testing.assert_allclose(anchors.numpy(), [1.0 + 0.01 * 2.0, -1.0 + 0.01 * -4.0], rtol=1e-6)
+    anchors = tf.zeros([2])
+    for _ in range(1000):
+        anchors = losses.moved_anchors(anchors, 2.0, -1.0)
+    np.testing.assert_allclose(anchors.numpy(), [2.0, -1.0], rtol=1e-4)

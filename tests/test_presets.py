@@ -75,6 +75,15 @@ def test_r1_penalty_is_only_in_the_simpsons_default_recipe(tmp_path):
         RunConfig.create(r1_target=1.0)
 
 
+def test_lecam_is_a_flag_off_in_every_recipe_and_saved_with_the_run(tmp_path):
+    assert not any(RunConfig.create(arch=arch, recipe=recipe).lecam_weight
+                   for arch in PRESETS for recipe in ("default", "original"))
+    saved = json.loads(open(RunConfig.create(seed=3, lecam_weight=0.1).save(str(tmp_path))).read())
+    assert saved["lecam_weight"] == 0.1
+    with pytest.raises(UserError, match=r"--lecam_weight must be 0 \(off\) or more, got -0.1"):
+        RunConfig.create(lecam_weight=-0.1)
+
+
 def test_mirror_is_a_flag_saved_with_the_run(tmp_path):
     from absl import flags
 

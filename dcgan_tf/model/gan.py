@@ -9,7 +9,9 @@ D(T(G(z))) in every G update, each call with fresh random draws. With `r1_gamma`
 has the R1 penalty gamma/2 * E[|grad_x D(T(x))|^2] at the real images (losses.r1_penalty); with an
 `r1_target` > 0 the penalty is adaptive: its weight (0 to 1, times gamma) rises while D calls the real
 images real with a mean probability above the target and falls while below (losses.adapted_r1_weight),
-so it acts only once D begins to memorise the training images, and costs nothing before. With an
+so it acts only once D begins to memorise the training images, and costs nothing before. With a
+`lecam_weight` > 0, D's loss also has the LeCam penalty (losses.lecam_penalty) against moving averages of
+its own mean logits (the anchors, kept in checkpoints). With an
 `ema_generator`, every step ends by moving its weights towards G's (dcgan_tf/model/ema.py); that average is what `sampler` returns.
 Each step leaves its values in `step_values` for TensorBoard (written by dcgan_tf/training/summaries.py).
 """
@@ -44,7 +46,8 @@ class DCGAN(keras.Model):
 
     def __init__(self, generator, discriminator, *, z_dim: int, z_dist: str = "uniform_signed",
                  g_steps: int = 2, seed=None, real_label_range=(1.0, 1.0), fake_label_range=(0.0, 0.0), label_flip_prob: float = 0.0,
-                 augment=(), ema_generator=None, ema_decay: float = 0.0, ema_rampup: float = ema.DEFAULT_RAMPUP, r1_gamma: float = 0.0, r1_target: float = 0.0, **kwargs):
+                 augment=(), ema_generator=None, ema_decay: float = 0.0, ema_rampup: float = ema.DEFAULT_RAMPUP,
+                 r1_gamma: float = 0.0, r1_target: float = 0.0, lecam_weight: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if g_steps < 1:
             raise ValueError(f"g_steps must be at least 1, got {g_steps}")
@@ -77,6 +80,12 @@ class DCGAN(keras.Model):
         self.r1_weight = (self.add_weight(name="r1_weight", shape=(), dtype="float32", initializer="zeros",
                                           trainable=False, aggregation="only_first_replica")
                           if self.r1_target > 0 else None)
+        # LeCam's anchors [a_real, a_fake] (only with lecam_weight > 0): moving averages of D's mean logits.
+        self.lecam_weight = float(lecam_weight)
+        self.lecam_anchors = (self.add_weight(name="lecam_anchors", shape=(2,), dtype="float32",
+                                              initializer="zeros", trainable=False,
+                                              aggregation="only_first_replica")
+                              if self.lecam_weight > 0 else None)
         self.metric_names = METRIC_NAMES + (("r1_weight",) if self.r1_weight is not None else ())
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
 
@@ -137,6 +146,10 @@ class DCGAN(keras.Model):
             # Set from the global batch's D(x), so every replica holds the same weight.
             values["r1_weight"] = self.r1_weight.assign(
                 losses.adapted_r1_weight(self.r1_weight, values["d_x"], self.r1_target))
+        # Not metrics: the global batch's mean logits, which move LeCam's anchors (alike on every replica).
+        real_logit, fake_logit = values.pop("real_logit", None), values.pop("fake_logit", None)
+        if self.lecam_anchors is not None:
+            self.lecam_anchors.assign(losses.moved_anchors(self.lecam_anchors, real_logit, fake_logit))
         step = self.step.value if hasattr(self.step, "value") else self.step
         self.step_values.keep(step, values, z=z, d_x=d_x, d_g_z=d_g_z)
         for name, value in values.items():
@@ -163,6 +176,9 @@ class DCGAN(keras.Model):
                                                                    fake_labels)
             d_loss = d_loss_real + d_loss_fake
             d_objective = d_loss if r1_penalty is None else d_loss + 0.5 * self._r1_gamma_now() * r1_penalty
+            if self.lecam_anchors is not None:
+                d_objective += self.lecam_weight * losses.lecam_penalty(
+                    real_logits, fake_logits, self.lecam_anchors[0], self.lecam_anchors[1])
             # This replica's share, loss-scaled (a LossScaleOptimizer under mixed_float16; else the identity).
             scaled_d_loss = self.d_optimizer.scale_loss(_per_replica_share(d_objective, replica_count))
         d_vars = self.discriminator.trainable_variables
@@ -198,6 +214,9 @@ class DCGAN(keras.Model):
         d_g_z = tf.sigmoid(tf.cast(fake_logits, tf.float32))
         values = {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake,
                   "g_loss": g_loss, "d_x": tf.reduce_mean(d_x), "d_g_z": tf.reduce_mean(d_g_z)}
+        if self.lecam_anchors is not None:
+            values["real_logit"] = tf.reduce_mean(tf.cast(real_logits, tf.float32))
+            values["fake_logit"] = tf.reduce_mean(tf.cast(fake_logits, tf.float32))
         return values, global_z, d_x, d_g_z
 
     def _discriminate_real(self, images):

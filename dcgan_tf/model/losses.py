@@ -78,3 +78,25 @@ def adapted_r1_weight(weight, d_x_mean, target: float, adjust_steps: int = R1_AD
     StyleGAN2-ADA steers its augmentation by), one down when below, kept in [0, 1]."""
     direction = tf.sign(tf.cast(d_x_mean, tf.float32) - target)
     return tf.clip_by_value(tf.convert_to_tensor(weight, tf.float32) + direction / adjust_steps, 0.0, 1.0)
+
+
+# Decay of the LeCam anchors: moving averages of D's mean logits over about the last 100 steps.
+LECAM_DECAY = 0.99
+
+
+def lecam_penalty(real_logits, fake_logits, real_anchor, fake_anchor):
+    """LeCam (Tseng et al. 2021): E[relu(D(x) - a_fake)^2] + E[relu(a_real - D(G(z)))^2] on logits, where
+    a_real and a_fake are moving averages of D's mean logits for real and generated images. It pulls
+    D's outputs for the real images towards where the fakes have been, and the fakes' towards where the
+    reals have been, so that D cannot grow ever surer of a few training images; the caller weights it."""
+    real_logits = tf.cast(real_logits, tf.float32)
+    fake_logits = tf.cast(fake_logits, tf.float32)
+    return (tf.reduce_mean(tf.square(tf.nn.relu(real_logits - fake_anchor)))
+            + tf.reduce_mean(tf.square(tf.nn.relu(real_anchor - fake_logits))))
+
+
+def moved_anchors(anchors, real_logit_mean, fake_logit_mean, decay: float = LECAM_DECAY):
+    """The LeCam anchors [a_real, a_fake] after a step whose mean logits were the given ones."""
+    means = tf.stack([tf.cast(real_logit_mean, tf.float32), tf.cast(fake_logit_mean, tf.float32)])
+    anchors = tf.convert_to_tensor(anchors, tf.float32)
+    return anchors + (1.0 - decay) * (means - anchors)

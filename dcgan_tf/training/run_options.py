@@ -234,6 +234,7 @@ def trained_options(config: RunConfig, info: runs.RunInfo, given: Optional[Colle
     merged.setdefault("ema_decay", 0.0)  # Runs saved before the moving average existed have none.
     merged.setdefault("r1_gamma", 0.0)  # Nor an R1 penalty, before it existed.
     merged.setdefault("r1_target", 0.0)  # Nor an adaptive one.
+    merged.setdefault("lecam_weight", 0.0)  # Nor a LeCam penalty.
     merged.setdefault("mirror", False)  # Nor x-flips.
     merged.setdefault("precision", "float32")  # Nor a precision, before the option existed.
     return RunConfig.create(**merged)
