@@ -2,6 +2,7 @@ import os
 import signal
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from dcgan_tf.training import callbacks
@@ -34,14 +35,28 @@ def test_sigint_stops_after_the_step_and_saves(workdir):
     assert signal.getsignal(signal.SIGINT) is before  # handler given back
 
 
-def test_sigterm_also_stops_cleanly_and_resume_continues(workdir):
+def test_sigterm_mid_epoch_resumes_exactly_where_it_stopped(workdir):
+    before = signal.getsignal(signal.SIGTERM)
+    straight = train.train(tiny_config(workdir, epoch=2, checkpoint_dir=str(workdir / "a"),
+                                       sample_dir=str(workdir / "a_samples")), verbose=0)
     config = tiny_config(workdir, epoch=2, ckpt_freq=100, sample_freq=100)
     stopped = train.train(config, verbose=0, extra_callbacks=[SignalAt(signal.SIGTERM, 0)])
     assert stopped.stopped_by == "SIGTERM"
+    assert (int(stopped.run.model.epoch.numpy()), int(stopped.run.model.epoch_step.numpy())) == (0, 1)
     resumed = train.train(config, verbose=0)
-    # The interrupted epoch is redone from its start; the step count carries on from 1.
-    assert int(resumed.run.model.step.numpy()) == 1 + 4
-    assert int(resumed.run.model.epoch.numpy()) == 2
+    model = resumed.run.model
+    # The interrupted epoch's second batch, then the next epoch: 2 epochs of 2 steps, as without the stop.
+    assert resumed.steps_run == 3 and resumed.stopped_by is None
+    assert (int(model.step.numpy()), int(model.epoch.numpy()), int(model.epoch_step.numpy())) == (4, 2, 0)
+    assert len(resumed.history["d_loss"]) == 2  # one line for the rest of epoch 1, one for epoch 2
+    # The end-of-training actions ran once, at the end: no checkpoint or grid where the short epoch ended.
+    assert sorted(f for f in os.listdir(config.run_checkpoint_dir) if f.endswith(".index")) == [
+        "ckpt-1.index", "ckpt-4.index"]
+    assert sorted(os.listdir(config.run_sample_dir)) == ["train_00_0001.png", "train_01_0004.png"]
+    for a, b in zip(straight.run.model.generator.weights + straight.run.model.discriminator.weights,
+                    model.generator.weights + model.discriminator.weights):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), rtol=1e-4, atol=1e-5)
+    assert signal.getsignal(signal.SIGTERM) is before  # handler given back once, after both parts
 
 
 def test_sample_grid_names_use_epoch_and_step(workdir):
@@ -62,6 +77,7 @@ def _epoch_counter(steps_per_epoch):
     """An EpochCounter on a stand-in model that has only the epoch counter; (counter, model)."""
     class FakeModel:
         epoch = tf.Variable(0, dtype=tf.int64)
+        epoch_step = tf.Variable(0, dtype=tf.int64)
 
     counter = callbacks.EpochCounter()
     counter.set_model(FakeModel())
@@ -74,9 +90,11 @@ def test_epoch_counter_counts_only_full_epochs():
     for batches in (3, 1):
         counter.on_epoch_begin(0)
         for b in range(batches):
+            model.epoch_step.assign_add(1)  # as the train step does
             counter.on_train_batch_end(b)
         counter.on_epoch_end(0)
-    assert int(model.epoch.numpy()) == 1
+    # The full epoch counted and set the steps into the epoch back to 0; the cut-short one left 1.
+    assert (int(model.epoch.numpy()), int(model.epoch_step.numpy())) == (1, 1)
 
 
 def test_epoch_counter_with_several_steps_per_execution():

@@ -626,6 +626,9 @@ def test_make_dataset_order_is_fixed_by_seed_and_epoch():
     # A run resumed at epoch 1 sees the batches an uninterrupted run saw in its second epoch.
     assert _order(resumed, values) == _order(both[6:], values)
     assert _order(other_seed, values) != _order(both[:6], values)
+    # Resumed 4 batches into epoch 0: the rest of that epoch, then epoch 1, as uninterrupted.
+    mid_epoch = [b.numpy() for b in data.make_dataset(images, batch_size=5, seed=11, last_epoch=2, skip_batches=4)]
+    assert _order(mid_epoch, values) == _order(both[4:], values)
 
 
 def _numbered_asymmetric_images(count=40):

@@ -308,8 +308,9 @@ def epoch_mirrors(num_images: int, seed: int, epoch):
 
 
 def make_dataset(images: np.ndarray, batch_size: int, seed: int, first_epoch: int = 0,
-                 last_epoch: Optional[int] = None, mirror: bool = False):
-    """The training pipeline for epochs [first_epoch, last_epoch) (endless when last_epoch is None):
+                 last_epoch: Optional[int] = None, mirror: bool = False, skip_batches: int = 0):
+    """The training pipeline for epochs [first_epoch, last_epoch) (endless when last_epoch is None),
+    without the first `skip_batches` batches of first_epoch (those a resumed run had trained on):
     each epoch is a fresh permutation of all images cut into full batches, scaled to [-1, 1] and
     prefetched. Use with `fit(..., steps_per_epoch=len(images) // batch_size)`. With `mirror` each
     image is flipped left-right in a random half of the epochs (x-flips, which double a small
@@ -338,7 +339,7 @@ def make_dataset(images: np.ndarray, batch_size: int, seed: int, first_epoch: in
 
     epochs = tf.data.Dataset.range(first_epoch, last_epoch) if last_epoch is not None else \
         tf.data.Dataset.range(first_epoch, 2**62)
-    ds = epochs.flat_map(batches_of_epoch)
+    ds = epochs.flat_map(batches_of_epoch).skip(skip_batches)
     ds = ds.map(batch_pixels, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
 

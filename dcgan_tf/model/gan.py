@@ -74,6 +74,9 @@ class DCGAN(keras.Model):
         # Counters live in checkpoints so that a resumed run continues them.
         self.step = self._add_counter("step")
         self.epoch = self._add_counter("epoch")
+        # Steps done in the epoch under way (the epoch counter's callback sets it back to 0 at each
+        # epoch's end): a run resumed from a checkpoint saved mid-epoch finishes that epoch's batches.
+        self.epoch_step = self._add_counter("epoch_step")
         # The first step after which a loss or a weight was NaN or Inf (0: none yet).
         self.nonfinite_step = self._add_counter("nonfinite_step")
         # The adaptive R1 penalty's weight (only with r1_target > 0): starts off, kept in checkpoints.
@@ -210,6 +213,7 @@ class DCGAN(keras.Model):
             # Batch norm's statistics follow the averaged weights' own activations (see ema.py).
             self.ema_generator(z, training=True)
         self.step.assign_add(1)
+        self.epoch_step.assign_add(1)
         d_x = tf.sigmoid(tf.cast(real_logits, tf.float32))
         d_g_z = tf.sigmoid(tf.cast(fake_logits, tf.float32))
         values = {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake,

@@ -47,7 +47,8 @@ class OutputFailure:
 
 class EpochCounter(keras.callbacks.Callback):
     """Counts completed epochs in `model.epoch`, right after an epoch's last step (so a checkpoint
-    saved at that step already counts it); an epoch cut short by a stop does not count.
+    saved at that step already counts it), and sets the steps into the epoch (`model.epoch_step`)
+    back to 0; an epoch cut short by a stop does not count, and its steps done stay on record.
 
     `batch` is the index of the last step run: with steps_per_execution N, Keras calls this once
     per N steps, with the index of the N-th."""
@@ -55,6 +56,7 @@ class EpochCounter(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if batch + 1 == self.params.get("steps"):
             self.model.epoch.assign_add(1)
+            self.model.epoch_step.assign(0)
 
 
 class MetricsLog(keras.callbacks.Callback):
@@ -315,3 +317,31 @@ class PeriodicEval(keras.callbacks.Callback):
         self._evaluated_step = step
         self.records.append(record)
         return record
+
+
+class TrainingCallbacks(keras.callbacks.CallbackList):
+    """The callbacks of one training across the `fit` calls it takes: a run resumed in the middle of
+    an epoch first finishes that epoch's remaining steps (a `fit` of one shorter epoch), then trains
+    whole epochs. The callbacks see one training: one on_train_begin, and one on_train_end, after the
+    last part or after a part that stopped (a signal, a non-finite value)."""
+
+    def __init__(self, callbacks, model, verbose: int):
+        super().__init__(callbacks, add_history=True, model=model)
+        self.verbose = verbose
+        self._begun = False
+        self._last_part = True
+
+    def part(self, epochs: int, steps: int, last: bool) -> "TrainingCallbacks":
+        """Ready for the `fit` of the part that trains up to epoch `epochs`, `steps` steps an epoch."""
+        self.set_params({"verbose": self.verbose, "epochs": epochs, "steps": steps})
+        self._last_part = last
+        return self
+
+    def on_train_begin(self, logs=None):
+        if not self._begun:
+            self._begun = True
+            super().on_train_begin(logs)
+
+    def on_train_end(self, logs=None):
+        if self._last_part or self.model.stop_training:
+            super().on_train_end(logs)

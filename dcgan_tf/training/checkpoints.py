@@ -26,12 +26,12 @@ def checkpoint_path(folder: str, step) -> str:
 # What make_checkpoint saves; the parts in _ADDED_PARTS are missing from checkpoints of earlier
 # versions, which restore without them (those parts keep their fresh state).
 _PARTS = ("generator", "discriminator", "d_optimizer", "g_optimizer", "step", "epoch", "z_seed",
-          "augment_seed", "sample_z", "ema_generator", "r1_weight", "lecam_anchors")
-_ADDED_PARTS = ("augment_seed", "ema_generator", "r1_weight", "lecam_anchors")
+          "augment_seed", "sample_z", "ema_generator", "r1_weight", "lecam_anchors", "epoch_step")
+_ADDED_PARTS = ("augment_seed", "ema_generator", "r1_weight", "lecam_anchors", "epoch_step")
 
 
 def make_checkpoint(model, sample_z) -> tf.train.Checkpoint:
-    """Both networks, both optimizers, the step and epoch counters, the random states of z and of
+    """Both networks, both optimizers, the step and epoch counters (and the steps into the epoch), the random states of z and of
     DiffAugment, the fixed sample z, the moving average of G, the adaptive R1 weight and LeCam's anchors
     (when the run keeps them): everything an exact resume needs."""
     extra = {} if model.ema_generator is None else {"ema_generator": model.ema_generator}
@@ -42,7 +42,7 @@ def make_checkpoint(model, sample_z) -> tf.train.Checkpoint:
     return tf.train.Checkpoint(
         generator=model.generator, discriminator=model.discriminator,
         d_optimizer=model.d_optimizer, g_optimizer=model.g_optimizer,
-        step=model.step, epoch=model.epoch, z_seed=model.z_seed.state,
+        step=model.step, epoch=model.epoch, epoch_step=model.epoch_step, z_seed=model.z_seed.state,
         augment_seed=model.augment_seed.state, sample_z=sample_z, **extra)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import sys
@@ -150,12 +151,9 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
     started = time.time()
     history = {}
     if start_epoch < config.epoch:
-        dataset = distribute.distribute_batches(strategy, lambda: pipeline.make_dataset(
-            image_set.images, config.batch_size, config.seed, first_epoch=start_epoch, last_epoch=config.epoch,
-            mirror=config.mirror))
         with _worker_errors(config, run):
-            history = model.fit(dataset, epochs=config.epoch, initial_epoch=start_epoch, shuffle=False,
-                                steps_per_epoch=epoch_steps, callbacks=callbacks, verbose=int(terminal)).history
+            history = _fit(model, config, strategy, image_set.images, epoch_steps,
+                           cbs.TrainingCallbacks(callbacks, model, verbose=int(terminal)), terminal)
     elif verbose:
         print(f"dcgan_tf: the run already finished {start_epoch} epochs; raise --epoch to train more.")
     if writer is not None:
@@ -174,6 +172,29 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
     return TrainResult(run=run, history=history, stopped_by=stop.received,
                        steps_run=int(model.step.numpy()) - start_step, seconds=time.time() - started,
                        samples=samples.written, chief=chief)
+
+
+def _fit(model: DCGAN, config: RunConfig, strategy, images, epoch_steps: int, callbacks, terminal: bool) -> dict:
+    """Trains from the model's epoch to config.epoch; `fit`'s history. A run saved in the middle of an
+    epoch (model.epoch_step steps into it) first trains that epoch's remaining batches, in their order,
+    so the resume is the same as an uninterrupted run."""
+    start_epoch = int(model.epoch.numpy())
+    done = int(model.epoch_step.numpy())
+    # Steps into the epoch that no longer fit it (the data changed size) start the epoch afresh.
+    parts = [(start_epoch, epoch_steps - done, done)] if 0 < done < epoch_steps else []
+    if start_epoch + len(parts) < config.epoch:
+        parts.append((start_epoch + len(parts), epoch_steps, 0))
+    for first_epoch, steps, skip in parts:
+        last_epoch = first_epoch + 1 if skip else config.epoch
+        dataset = distribute.distribute_batches(strategy, functools.partial(
+            pipeline.make_dataset, images, config.batch_size, config.seed, first_epoch=first_epoch,
+            last_epoch=last_epoch, mirror=config.mirror, skip_batches=skip))
+        model.fit(dataset, epochs=last_epoch, initial_epoch=first_epoch, shuffle=False, steps_per_epoch=steps,
+                  callbacks=callbacks.part(last_epoch, steps, last=last_epoch == config.epoch),
+                  verbose=int(terminal))
+        if model.stop_training:
+            break
+    return model.history.history
 
 
 def _worker_errors(config: RunConfig, run: Optional[Run] = None):
