@@ -2,7 +2,6 @@ import os
 import signal
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from dcgan_tf.training import callbacks
@@ -35,10 +34,9 @@ def test_sigint_stops_after_the_step_and_saves(workdir):
     assert signal.getsignal(signal.SIGINT) is before  # handler given back
 
 
-def test_sigterm_mid_epoch_resumes_exactly_where_it_stopped(workdir):
+def test_sigterm_mid_epoch_resumes_where_it_stopped_and_ends_once(workdir):
+    # (test_train checks that such a resume trains the weights an uninterrupted run does.)
     before = signal.getsignal(signal.SIGTERM)
-    straight = train.train(tiny_config(workdir, epoch=2, checkpoint_dir=str(workdir / "a"),
-                                       sample_dir=str(workdir / "a_samples")), verbose=0)
     config = tiny_config(workdir, epoch=2, ckpt_freq=100, sample_freq=100)
     stopped = train.train(config, verbose=0, extra_callbacks=[SignalAt(signal.SIGTERM, 0)])
     assert stopped.stopped_by == "SIGTERM"
@@ -53,9 +51,6 @@ def test_sigterm_mid_epoch_resumes_exactly_where_it_stopped(workdir):
     assert sorted(f for f in os.listdir(config.run_checkpoint_dir) if f.endswith(".index")) == [
         "ckpt-1.index", "ckpt-4.index"]
     assert sorted(os.listdir(config.run_sample_dir)) == ["train_00_0001.png", "train_01_0004.png"]
-    for a, b in zip(straight.run.model.generator.weights + straight.run.model.discriminator.weights,
-                    model.generator.weights + model.discriminator.weights):
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), rtol=1e-4, atol=1e-5)
     assert signal.getsignal(signal.SIGTERM) is before  # handler given back once, after both parts
 
 

@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+import signal
 
 import keras
 import numpy as np
@@ -31,7 +32,17 @@ def test_training_writes_checkpoints_samples_logs_and_config(workdir):
     assert len((run_dir / "metrics.csv").read_text().strip().splitlines()) == 1 + 2  # header + 2 epochs
 
 
-def test_resume_continues_counters_and_matches_an_uninterrupted_run(workdir, monkeypatch):
+class _SignalAfterStep(keras.callbacks.Callback):
+    def __init__(self, sig, step):
+        super().__init__()
+        self.sig, self.step = sig, step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.step.numpy()) == self.step:
+            os.kill(os.getpid(), self.sig)
+
+
+def test_resume_mid_epoch_continues_counters_and_matches_an_uninterrupted_run(workdir, monkeypatch):
     """With DiffAugment and x-flips on, so their random draws are covered too; with DiffAugment off the
     step runs the same code minus the augmentation (test_gan checks it then draws nothing)."""
     policy = "color,translation,cutout"
@@ -42,15 +53,19 @@ def test_resume_continues_counters_and_matches_an_uninterrupted_run(workdir, mon
     straight = train.train(tiny_config(workdir, epoch=2, diffaug=policy, mirror=True,
                                        checkpoint_dir=str(workdir / "a")), verbose=0)
 
-    first = train.train(tiny_config(workdir, epoch=1, diffaug=policy, mirror=True,
-                                    checkpoint_dir=str(workdir / "b")), verbose=0)
+    # Stopped by SIGTERM after step 3, the first step of the second epoch (2 steps an epoch).
+    first = train.train(tiny_config(workdir, epoch=2, diffaug=policy, mirror=True, checkpoint_dir=str(workdir / "b")),
+                        verbose=0, extra_callbacks=[_SignalAfterStep(signal.SIGTERM, 3)])
+    assert first.stopped_by == "SIGTERM"
     sample_z = keras.ops.convert_to_numpy(first.run.sample_z)
     second = train.train(tiny_config(workdir, epoch=2, diffaug=policy, mirror=True,
                                      checkpoint_dir=str(workdir / "b")), verbose=0)
     assert [p["mirror"] for p in pipelines] == [True] * 3
+    # The resume trained the second epoch's other batch alone (skipping the one trained before the stop).
+    assert [(p["first_epoch"], p["skip_batches"]) for p in pipelines] == [(0, 0), (0, 0), (1, 1)]
     model = second.run.model
-    assert second.run.resumed_from.endswith("ckpt-2")
-    assert second.steps_run == 2
+    assert second.run.resumed_from.endswith("ckpt-3")
+    assert second.steps_run == 1
     assert int(model.step.numpy()) == 4 and int(model.epoch.numpy()) == 2
     assert int(model.d_optimizer.iterations.numpy()) == 4 and int(model.g_optimizer.iterations.numpy()) == 8
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(second.run.sample_z), sample_z)
