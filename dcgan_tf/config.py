@@ -26,6 +26,8 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 QUALITY_METRICS = ("fid", "kid")
 # DiffAugment's augmentations (dcgan_tf/model/augment.py), in the paper's order.
 AUGMENTATIONS = ("color", "translation", "cutout")
+# The moving average's default ramp-up (dcgan_tf/model/ema.py): TensorFlow's (1 + step) / (10 + step).
+EMA_RAMPUP = 1 / 9
 
 
 # Architecture presets (--arch): each seed system's defaults, as plain data. A RunConfig field left
@@ -227,7 +229,7 @@ class RunConfig:
                                             "(ramped up, see --ema_rampup); grids, test mode, --generate, "
                                             "--visualize, --interpolate, --eval and --export use it. 0: off. "
                                             "Default: the recipe's.")
-    ema_rampup: float = _opt(1 / 9, "Ramp-up of the average: its window, 1/(1-decay) steps, grows as "
+    ema_rampup: float = _opt(EMA_RAMPUP, "Ramp-up of the average: its window, 1/(1-decay) steps, grows as "
                                     "1 + ema_rampup * (1 + step) until --ema_decay's is reached; 1/9 is "
                                     "(1+step)/(10+step), TensorFlow's num_updates rule.")
     r1_gamma: Optional[float] = _opt(None, "Weight of the R1 penalty on D: gamma/2 times the mean squared "

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-
-DEFAULT_RAMPUP = 1 / 9
+from dcgan_tf.config import EMA_RAMPUP as DEFAULT_RAMPUP
 
 
 def decay_at(step, decay: float, rampup: float = DEFAULT_RAMPUP):
