@@ -325,15 +325,15 @@ class TrainingCallbacks(keras.callbacks.CallbackList):
     whole epochs. The callbacks see one training: one on_train_begin, and one on_train_end, after the
     last part or after a part that stopped (a signal, a non-finite value)."""
 
-    def __init__(self, callbacks, model, verbose: int):
+    def __init__(self, callbacks, model, epochs: int, verbose: int):
         super().__init__(callbacks, add_history=True, model=model)
-        self.verbose = verbose
+        self.epochs, self.verbose = epochs, verbose  # The training's last epoch, as the progress bar shows it.
         self._begun = False
         self._last_part = True
 
-    def part(self, epochs: int, steps: int, last: bool) -> "TrainingCallbacks":
-        """Ready for the `fit` of the part that trains up to epoch `epochs`, `steps` steps an epoch."""
-        self.set_params({"verbose": self.verbose, "epochs": epochs, "steps": steps})
+    def part(self, steps: int, last: bool) -> "TrainingCallbacks":
+        """Ready for the `fit` of a part of `steps` steps an epoch (`last`: the training ends with it)."""
+        self.set_params({"verbose": self.verbose, "epochs": self.epochs, "steps": steps})
         self._last_part = last
         return self
 

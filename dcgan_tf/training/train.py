@@ -153,7 +153,7 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
     if start_epoch < config.epoch:
         with _worker_errors(config, run):
             history = _fit(model, config, strategy, image_set.images, epoch_steps,
-                           cbs.TrainingCallbacks(callbacks, model, verbose=int(terminal)), terminal)
+                           cbs.TrainingCallbacks(callbacks, model, config.epoch, verbose=int(terminal)), terminal)
     elif verbose:
         print(f"dcgan_tf: the run already finished {start_epoch} epochs; raise --epoch to train more.")
     if writer is not None:
@@ -190,7 +190,7 @@ def _fit(model: DCGAN, config: RunConfig, strategy, images, epoch_steps: int, ca
             pipeline.make_dataset, images, config.batch_size, config.seed, first_epoch=first_epoch,
             last_epoch=last_epoch, mirror=config.mirror, skip_batches=skip))
         model.fit(dataset, epochs=last_epoch, initial_epoch=first_epoch, shuffle=False, steps_per_epoch=steps,
-                  callbacks=callbacks.part(last_epoch, steps, last=last_epoch == config.epoch),
+                  callbacks=callbacks.part(steps, last=last_epoch == config.epoch),
                   verbose=int(terminal))
         if model.stop_training:
             break
