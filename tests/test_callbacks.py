@@ -1,5 +1,6 @@
 import os
 import signal
+import time
 
 import keras
 import tensorflow as tf
@@ -152,6 +153,25 @@ def test_epoch_lines_are_plain(capsys):
     out = capsys.readouterr().out
     assert out.startswith("Epoch 1/3: step 4, d_loss 1.2500, g_loss 0.5000 (") and out.endswith(" s/step)\n")
     assert "\x1b" not in out and out.count("\n") == 1
+
+
+def test_epoch_lines_count_the_steps_time_not_a_slow_callback_after_them(capsys):
+    class Slow(keras.callbacks.Callback):  # a measurement of FID and KID, say
+        def on_train_batch_end(self, batch, logs=None):
+            time.sleep(0.3)
+
+    clock = callbacks.StepClock()
+    model = _Model()
+    hooks = keras.callbacks.CallbackList([clock, Slow(), callbacks.EpochLines(epochs=1, clock=clock)], model=model)
+    hooks.on_epoch_begin(0)
+    for batch in range(2):
+        hooks.on_train_batch_begin(batch)
+        time.sleep(0.05)  # the step
+        model.step.assign_add(1)
+        hooks.on_train_batch_end(batch)
+    hooks.on_epoch_end(0, {"d_loss": 1.0})
+    seconds = float(capsys.readouterr().out.rsplit("(", 1)[1].split(" s/step")[0])
+    assert 0.04 < seconds < 0.2 and 0.1 < clock.seconds < 0.4
 
 
 def test_the_final_grid_is_named_by_the_epoch_of_its_step(workdir):

@@ -233,16 +233,38 @@ class ProgressBar(keras.callbacks.ProgbarLogger):
         super().on_epoch_end(epoch, logs)
 
 
-class EpochLines(keras.callbacks.Callback):
-    """One plain line per epoch, for logs and pipes: no bar, no terminal codes."""
+class StepClock(keras.callbacks.Callback):
+    """The seconds spent in train steps: first in the callback list, its hooks run right before and
+    right after each step, so what the later callbacks do between steps (FID/KID, grids,
+    checkpoints) is not counted."""
 
-    def __init__(self, epochs: int, every: int = 1, stream=None):
+    def __init__(self):
         super().__init__()
-        self.epochs, self.every, self.stream = epochs, max(1, every), stream
+        self.seconds = 0.0
+        self._began = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._began = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seconds += time.perf_counter() - self._began
+
+
+class EpochLines(keras.callbacks.Callback):
+    """One plain line per epoch, for logs and pipes: no bar, no terminal codes. Its seconds a step are
+    the steps' own when a StepClock is given (a measurement of FID and KID in the epoch, which prints
+    its own time, does not count), else the epoch's wall-clock time."""
+
+    def __init__(self, epochs: int, every: int = 1, stream=None, clock: StepClock = None):
+        super().__init__()
+        self.epochs, self.every, self.stream, self.clock = epochs, max(1, every), stream, clock
         self._started = None
 
+    def _seconds(self) -> float:
+        return self.clock.seconds if self.clock is not None else time.time()
+
     def on_epoch_begin(self, epoch, logs=None):
-        self._started = time.time()
+        self._started = self._seconds()
         self._step_at_start = _counter(self.model.step)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -251,7 +273,7 @@ class EpochLines(keras.callbacks.Callback):
             return
         values = ", ".join(f"{name} {float(value):.4f}" for name, value in sorted((logs or {}).items()))
         print(f"Epoch {epoch + 1}/{self.epochs}: step {_counter(self.model.step)}, {values} "
-              f"({(time.time() - self._started) / steps:.3f} s/step)", file=self.stream or sys.stdout, flush=True)
+              f"({(self._seconds() - self._started) / steps:.3f} s/step)", file=self.stream or sys.stdout, flush=True)
 
 
 class PeriodicEval(keras.callbacks.Callback):

@@ -127,8 +127,10 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
     guard = cbs.NonFiniteGuard()
     # Order matters: the epoch counter moves before the checkpoint of an epoch's last step is saved,
     # so that checkpoint already counts the epoch it completed.
+    clock = cbs.StepClock()
     callbacks = [
-        stop,  # First: a step counts as done for it before any grid or checkpoint shows that step.
+        clock,  # First: it times the steps alone, not what the others do between them.
+        stop,  # Next: a step counts as done for it before any grid or checkpoint shows that step.
         guard,
         *([Summaries(writer, config.sample_freq)] if writer is not None else []),
         samples,
@@ -147,7 +149,7 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
     # A progress bar on a terminal; plain lines, one per epoch, in logs and pipes.
     terminal = bool(verbose) and sys.stdout.isatty()
     if verbose:
-        callbacks.append(cbs.ProgressBar() if terminal else cbs.EpochLines(config.epoch))
+        callbacks.append(cbs.ProgressBar() if terminal else cbs.EpochLines(config.epoch, clock=clock))
     started = time.time()
     history = {}
     if start_epoch < config.epoch:
