@@ -47,9 +47,8 @@ PRESETS = {
     # Seed 001: the art DCGAN, 4x4 kernels, Gaussian z of 200, soft and swapped labels.
     "art": {"output_height": 64, "c_dim": 0, "z_dim": 200, "z_dist": "normal01", "gf_dim": 128,
             "df_dim": 128, "hidden_dim": 256, "batch_size": 64, "learning_rate": 2e-4, "beta1": 0.5,
-            "g_steps": 1, "real_label_low": 0.9, "real_label_high": 1.1, "fake_label_low": 0.0,
-            "fake_label_high": 0.2, "label_flip_prob": 0.03, "diffaug": "", "ema_decay": 0.0, "r1_gamma": 0.0,
-            "r1_target": 0.0, "lecam_weight": 0.0, "mirror": False},
+            "g_steps": 1, **_NO_TRICKS, "real_label_low": 0.9, "real_label_high": 1.1, "fake_label_low": 0.0,
+            "fake_label_high": 0.2, "label_flip_prob": 0.03},
     # Seed 003: the small MNIST / Fashion-MNIST DCGAN (TensorFlow tutorial settings).
     "mnist": {"output_height": 28, "c_dim": 1, "z_dim": 100, "z_dist": "normal01", "gf_dim": 64,
               "df_dim": 64, "hidden_dim": 512, "batch_size": 256, "learning_rate": 1e-4, "beta1": 0.9,

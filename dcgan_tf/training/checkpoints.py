@@ -31,9 +31,9 @@ _ADDED_PARTS = ("augment_seed", "ema_generator", "r1_weight", "lecam_anchors", "
 
 
 def make_checkpoint(model, sample_z) -> tf.train.Checkpoint:
-    """Both networks, both optimizers, the step and epoch counters (and the steps into the epoch), the random states of z and of
-    DiffAugment, the fixed sample z, the moving average of G, the adaptive R1 weight and LeCam's anchors
-    (when the run keeps them): everything an exact resume needs."""
+    """Both networks, both optimizers, the step and epoch counters (and the steps into the epoch), the
+    random states of z and of DiffAugment, the fixed sample z, the moving average of G, the adaptive R1
+    weight and LeCam's anchors (when the run keeps them): everything an exact resume needs."""
     extra = {} if model.ema_generator is None else {"ema_generator": model.ema_generator}
     if model.r1_weight is not None:
         extra["r1_weight"] = model.r1_weight
