@@ -78,6 +78,18 @@ def tiny_config(workdir, **overrides):
     return RunConfig.create(**values)
 
 
+def signal_after_step(sig, step):
+    """A callback that sends `sig` to this process once the model's step counter reaches `step`."""
+    import keras
+
+    class SignalAfterStep(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.step.numpy()) == step:
+                os.kill(os.getpid(), sig)
+
+    return SignalAfterStep()
+
+
 def run_main(args, cwd, timeout=300, env=None):
     """Runs main.py in `cwd`; returns the CompletedProcess (text output)."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}

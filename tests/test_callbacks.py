@@ -7,26 +7,14 @@ import tensorflow as tf
 
 from dcgan_tf.training import callbacks
 from dcgan_tf.training import train
-from tests.conftest import tiny_config
-
-
-class SignalAt(keras.callbacks.Callback):
-    """Sends `sig` to this process after batch `batch` of the first epoch."""
-
-    def __init__(self, sig, batch):
-        super().__init__()
-        self.sig, self.batch = sig, batch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if batch == self.batch and int(self.model.step.numpy()) == self.batch + 1:
-            os.kill(os.getpid(), self.sig)
+from tests.conftest import signal_after_step, tiny_config
 
 
 def test_sigint_stops_after_the_step_and_saves(workdir):
     config = tiny_config(workdir, epoch=5, ckpt_freq=100, sample_freq=100)
     # Usually default_int_handler; SIG_IGN when the suite runs as a background job of a shell.
     before = signal.getsignal(signal.SIGINT)
-    result = train.train(config, verbose=0, extra_callbacks=[SignalAt(signal.SIGINT, 0)])
+    result = train.train(config, verbose=0, extra_callbacks=[signal_after_step(signal.SIGINT, 1)])
     assert result.stopped_by == "SIGINT"
     assert int(result.run.model.step.numpy()) == 1
     assert int(result.run.model.epoch.numpy()) == 0  # the cut-short epoch does not count
@@ -39,7 +27,7 @@ def test_sigterm_mid_epoch_resumes_where_it_stopped_and_ends_once(workdir):
     # (test_train checks that such a resume trains the weights an uninterrupted run does.)
     before = signal.getsignal(signal.SIGTERM)
     config = tiny_config(workdir, epoch=2, ckpt_freq=100, sample_freq=100)
-    stopped = train.train(config, verbose=0, extra_callbacks=[SignalAt(signal.SIGTERM, 0)])
+    stopped = train.train(config, verbose=0, extra_callbacks=[signal_after_step(signal.SIGTERM, 1)])
     assert stopped.stopped_by == "SIGTERM"
     assert (int(stopped.run.model.epoch.numpy()), int(stopped.run.model.epoch_step.numpy())) == (0, 1)
     resumed = train.train(config, verbose=0)
@@ -190,7 +178,7 @@ def test_a_stopped_command_runs_nothing_after_the_stop(workdir, monkeypatch, cap
 
     stopping = train.train
     monkeypatch.setattr(train, "train", lambda config: stopping(
-        config, verbose=0, extra_callbacks=[SignalAt(signal.SIGTERM, 0)]))
+        config, verbose=0, extra_callbacks=[signal_after_step(signal.SIGTERM, 1)]))
     config = tiny_config(workdir, epoch=2, ckpt_freq=100, sample_freq=100, train=True, export=True)
     assert actions.run_actions(config) == 0
     out = capsys.readouterr().out

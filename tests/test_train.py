@@ -10,7 +10,7 @@ import pytest
 from dcgan_tf.training import train
 from dcgan_tf.training import build
 from dcgan_tf.errors import UserError
-from tests.conftest import tiny_config, write_images
+from tests.conftest import signal_after_step, tiny_config, write_images
 
 
 def _weights(model):
@@ -32,16 +32,6 @@ def test_training_writes_checkpoints_samples_logs_and_config(workdir):
     assert len((run_dir / "metrics.csv").read_text().strip().splitlines()) == 1 + 2  # header + 2 epochs
 
 
-class _SignalAfterStep(keras.callbacks.Callback):
-    def __init__(self, sig, step):
-        super().__init__()
-        self.sig, self.step = sig, step
-
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.step.numpy()) == self.step:
-            os.kill(os.getpid(), self.sig)
-
-
 def test_resume_mid_epoch_continues_counters_and_matches_an_uninterrupted_run(workdir, monkeypatch):
     """With DiffAugment and x-flips on, so their random draws are covered too; with DiffAugment off the
     step runs the same code minus the augmentation (test_gan checks it then draws nothing)."""
@@ -55,7 +45,7 @@ def test_resume_mid_epoch_continues_counters_and_matches_an_uninterrupted_run(wo
 
     # Stopped by SIGTERM after step 3, the first step of the second epoch (2 steps an epoch).
     first = train.train(tiny_config(workdir, epoch=2, diffaug=policy, mirror=True, checkpoint_dir=str(workdir / "b")),
-                        verbose=0, extra_callbacks=[_SignalAfterStep(signal.SIGTERM, 3)])
+                        verbose=0, extra_callbacks=[signal_after_step(signal.SIGTERM, 3)])
     assert first.stopped_by == "SIGTERM"
     sample_z = keras.ops.convert_to_numpy(first.run.sample_z)
     second = train.train(tiny_config(workdir, epoch=2, diffaug=policy, mirror=True,
