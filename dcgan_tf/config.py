@@ -26,8 +26,10 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 QUALITY_METRICS = ("fid", "kid")
 # DiffAugment's augmentations (dcgan_tf/model/augment.py), in the paper's order.
 AUGMENTATIONS = ("color", "translation", "cutout")
-# The moving average's default ramp-up (dcgan_tf/model/ema.py): TensorFlow's (1 + step) / (10 + step).
-EMA_RAMPUP = 1 / 9
+# The moving average's default ramp-up (dcgan_tf/model/ema.py): StyleGAN2-ADA's 0.05, a window of
+# 1 + 0.05 (1 + step) steps. Measured against TensorFlow's 1/9 in docs/quality.md: better at 1000
+# steps, level to 10000.
+EMA_RAMPUP = 0.05
 
 
 # Architecture presets (--arch): each seed system's defaults, as plain data. A RunConfig field left
@@ -229,8 +231,9 @@ class RunConfig:
                                             "--visualize, --interpolate, --eval and --export use it. 0: off. "
                                             "Default: the recipe's.")
     ema_rampup: float = _opt(EMA_RAMPUP, "Ramp-up of the average: its window, 1/(1-decay) steps, grows as "
-                                    "1 + ema_rampup * (1 + step) until --ema_decay's is reached; 1/9 is "
-                                    "(1+step)/(10+step), TensorFlow's num_updates rule.")
+                                    "1 + ema_rampup * (1 + step) until --ema_decay's is reached (0.999: after "
+                                    "about 20000 steps); 1/9 is (1+step)/(10+step), TensorFlow's "
+                                    "num_updates rule.")
     r1_gamma: Optional[float] = _opt(None, "Weight of the R1 penalty on D: gamma/2 times the mean squared "
                                            "norm of D's gradient at the (augmented) real images, added to "
                                            "D's loss; it keeps D from growing sharp around the few training "

@@ -21,8 +21,14 @@ def _numpy(variables):
 
 
 @pytest.mark.parametrize("step,expected", [(0, 0.1), (8, 0.5), (90, 0.91), (990, 0.991), (10**6, 0.999)])
-def test_decay_ramps_up_from_one_tenth_to_the_asked_decay(step, expected):
-    assert float(ema.decay_at(step, 0.999)) == pytest.approx(expected, rel=1e-6)
+def test_rampup_one_ninth_is_tensorflow_s_num_updates_rule(step, expected):
+    assert float(ema.decay_at(step, 0.999, 1 / 9)) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("step,window", [(0, 1.05), (999, 51), (9999, 501), (19979, 1000), (10**6, 1000)])
+def test_default_rampup_grows_the_window_by_one_step_in_twenty(step, window):
+    # StyleGAN2-ADA's 0.05: the window is 1 + 0.05 (1 + step) steps, reaching decay 0.999's 1000 at 19979.
+    assert 1 / (1 - float(ema.decay_at(step, 0.999))) == pytest.approx(window, rel=1e-4)
 
 
 @pytest.mark.parametrize("rampup,step,window", [(1 / 3, 0, 4 / 3), (1 / 3, 299, 101), (1.0, 99, 101), (1 / 9, 989, 111)])
@@ -42,7 +48,7 @@ def test_move_towards_is_the_exponential_average():
     np.testing.assert_allclose(average.numpy(), 0.75 * np.array([1.0, -2.0, 4.0]) + 0.25 * np.array([3.0, 2.0, 4.0]))
 
 
-# decay_at(0): with the default ramp-up the first update moves 90% of the way, with --ema_rampup 1 half.
+# decay_at(0): with --ema_rampup 1/9 the first update moves 90% of the way, with --ema_rampup 1 half.
 @pytest.mark.parametrize("rampup,decay", [(1 / 9, 0.1), (1.0, 0.5)])
 def test_train_step_averages_g_weights_and_tracks_the_average_s_own_batch_norm_statistics(workdir, rampup, decay):
     run = build.build_run(tiny_config(workdir, c_dim=3, ema_decay=0.999, ema_rampup=rampup))

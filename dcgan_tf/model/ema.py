@@ -7,8 +7,9 @@ BigGAN).
 
 Ramp-up: the average's window, 1 / (1 - decay) steps, grows with the steps so far, as
 1 + rampup * (1 + step), until it reaches the asked decay's. Early on it is short, so the average
-follows the live weights instead of keeping the random start for thousands of steps. rampup 1/9 (the
-default) is the num_updates rule of TensorFlow's ExponentialMovingAverage, (1 + step) / (10 + step).
+follows the live weights instead of keeping the random start for thousands of steps. The default,
+0.05, is StyleGAN2-ADA's; 1/9 is the num_updates rule of TensorFlow's ExponentialMovingAverage,
+(1 + step) / (10 + step).
 
 Batch norm: the averaged generator's moving mean and variance are not averaged. After each update
 the averaged generator runs once in training mode on the step's z, so its batch-norm layers track
