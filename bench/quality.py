@@ -156,9 +156,11 @@ def parse_start(text: str):
 
 def branch(source: str, step: int, work: str) -> None:
     """Makes `work` a copy of the benchmark run `source` as it was at `step`: the checkpoint of that
-    step as its only one, config.json, the real images' FID features, the measurements and
+    step as its only one, the real images' FID features, the measurements and
     metrics.csv rows up to that step (and the best checkpoint if it is not later) and the sample
-    grids up to it. TensorBoard logs are not copied; the variant's start after `step`."""
+    grids up to it. TensorBoard logs are not copied; the variant's start after `step`. Nor is config.json:
+    a run with checkpoints continues only with its own training options, and a branch trains with
+    other ones; its first start writes its own."""
     from dcgan_tf import runs as run_files
     from dcgan_tf.training.checkpoints import checkpoint_path, write_state_file
 
@@ -166,7 +168,7 @@ def branch(source: str, step: int, work: str) -> None:
         folder = os.path.dirname(folder)
         target = os.path.join(work, "checkpoints", os.path.basename(folder))
         os.makedirs(target)
-        for name in [run_files.CONFIG_FILE, run_files.REAL_FEATURES_FILE] + [
+        for name in [run_files.REAL_FEATURES_FILE] + [
                 os.path.basename(p) for p in glob.glob(checkpoint_path(folder, step) + ".*")]:
             if os.path.exists(os.path.join(folder, name)):
                 shutil.copy2(os.path.join(folder, name), target)

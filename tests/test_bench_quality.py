@@ -92,7 +92,7 @@ def test_start_from_copies_a_run_as_it_was_at_that_step(tmp_path):
     quality.branch(src, step, str(tmp_path / "runs" / "r1_s1"))
     copy = tmp_path / "runs" / "r1_s1" / "checkpoints" / "frames_25_64_64"
     assert sorted(p.name for p in copy.iterdir()) == ["best", "checkpoint", "ckpt-2000.data-00000-of-00001",
-                                                      "ckpt-2000.index", "config.json", "metrics.csv", "quality.json"]
+                                                      "ckpt-2000.index", "metrics.csv", "quality.json"]
     assert 'model_checkpoint_path: "ckpt-2000"' in (copy / "checkpoint").read_text()
     copied = json.loads((copy / "quality.json").read_text())
     assert [r["step"] for r in copied["evaluations"]] == [1000, 2000] and copied["best"]["step"] == 1000

@@ -5,6 +5,7 @@ and test_init_from.py)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -44,3 +45,49 @@ def test_a_continued_run_keeps_its_seed_and_channels(workdir):
     # This command: the same run (by name), its channels left to the data, another seed.
     config = run_options.continue_saved_run(dataclasses.replace(saved, seed=1, c_dim=0))
     assert (config.seed, config.c_dim) == (7, 1)
+
+
+def _with_checkpoint(config):
+    """Marks `config`'s run folder as holding a checkpoint (an index file is what runs.has_checkpoint sees)."""
+    open(f"{config.run_checkpoint_dir}/ckpt-2.index", "w").close()
+    return config
+
+
+def test_a_run_with_checkpoints_continues_with_its_own_training_options(workdir):
+    saved = _with_checkpoint(_saved(workdir, recipe="original", beta2=0.99, diffaug="cutout", seed=7))
+    assert (saved.learning_rate, saved.ema_decay) == (1e-4, 0.0)  # The original recipe's.
+    # This command: the default recipe's values, none of them given: the run's own are kept.
+    config = run_options.training_run(tiny_config(workdir, epoch=3), given=("epoch",))
+    assert (config.recipe, config.learning_rate, config.d_learning_rate, config.ema_decay, config.beta2,
+            config.diffaug, config.seed, config.epoch) == ("original", 1e-4, 1e-4, 0.0, 0.99, "cutout", 7, 3)
+    # Given with the run's values: accepted. Given with others: refused, every one of them named.
+    same = tiny_config(workdir, recipe="original", beta2=0.99)
+    assert run_options.training_run(same, given=("recipe", "beta2")).beta2 == 0.99
+    with pytest.raises(UserError, match=r"run faces_4_32_32_z8_gf4_df4 was trained with --recipe original "
+                                        r"--diffaug cutout, not --recipe default --diffaug ''; drop --recipe "
+                                        r"--diffaug to continue it as it was trained, or train a new run"):
+        run_options.training_run(tiny_config(workdir, diffaug=""), given=("recipe", "diffaug", "beta1"))
+    # A named run: the same.
+    _with_checkpoint(_saved(workdir, run="mine", r1_gamma=0.5))
+    with pytest.raises(UserError, match="run mine was trained with --r1_gamma 0.5, not --r1_gamma 0.0; drop --r1_gamma"):
+        run_options.training_run(tiny_config(workdir, run="mine"), given=("run", "r1_gamma"))
+    assert run_options.training_run(tiny_config(workdir, run="mine"), given=("run",)).r1_gamma == 0.5
+
+
+def test_a_run_without_checkpoints_takes_this_command_s_training_options(workdir):
+    _saved(workdir, recipe="original")
+    config = run_options.training_run(tiny_config(workdir, learning_rate=3e-4), given=("learning_rate",))
+    assert (config.recipe, config.learning_rate) == ("default", 3e-4)
+
+
+def test_a_run_saved_before_an_option_existed_continues_without_it(workdir):
+    config = _with_checkpoint(_saved(workdir))
+    path = f"{config.run_checkpoint_dir}/config.json"
+    with open(path) as f:
+        old = json.load(f)
+    for name in ("ema_rampup", "lecam_weight", "mirror"):
+        del old[name]
+    with open(path, "w") as f:
+        json.dump(old, f)
+    continued = run_options.training_run(tiny_config(workdir, lecam_weight=0.1), given=())
+    assert (continued.ema_rampup, continued.lecam_weight, continued.mirror) == (1 / 9, 0.0, False)

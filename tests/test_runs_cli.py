@@ -64,6 +64,12 @@ def test_runs_by_name(workdir, capsys):
     assert main_in(workdir, "--run", TINY_RUN, "--train", "--epoch", "2", "--dataset", "other") == 2
     assert f"run {TINY_RUN} was trained with --dataset faces, not other" in _error(capsys)
     assert (workdir / "checkpoints" / TINY_RUN / "config.json").read_text() == saved
+    # Nor does another recipe continue it (found by its options, no --run): refused, nothing rewritten.
+    assert main_in(workdir, "--train", "--epoch", "2", *TINY_FLAGS, "--recipe", "original", "--lecam_weight", "0") == 2
+    line = _error(capsys)
+    assert f"run {TINY_RUN} was trained with --recipe default, not --recipe original; drop --recipe" in line
+    assert "--run NEW_NAME" in line and f"--init_from {TINY_RUN}" in line
+    assert (workdir / "checkpoints" / TINY_RUN / "config.json").read_text() == saved
 
     # --runs lists both with their progress.
     capsys.readouterr()

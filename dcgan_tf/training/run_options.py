@@ -21,15 +21,16 @@ def training_run(config: RunConfig, given: Collection[str]) -> RunConfig:
     """The run `--train` trains: `--run NAME` of a trained run takes its model options from its
     config.json (flags given must agree); otherwise the run these options name, or the folder of the
     same model trained under the original's plain name before names had suffixes. Either way a run
-    that exists keeps its own --sample_num unless one is given. With --init_from, a new run with the
-    source run's model options (see initialised_run)."""
+    that exists keeps its own --sample_num unless one is given, and one with checkpoints its own
+    training options (_own_training_options). With --init_from, a new run with the source run's model
+    options (see initialised_run)."""
     if config.init_from:
         return initialised_run(config, given)
     if "run" in given:
         name = runs.match_entry(config.checkpoint_dir, config.run) or config.run
         config = dataclasses.replace(config, run=name)
         saved = _readable_config(config.run_checkpoint_dir)
-        return saved_model_options(config, saved, given) if saved else config
+        return _own_training_options(saved_model_options(config, saved, given), saved, given) if saved else config
     if not os.path.isdir(config.run_checkpoint_dir):
         legacy = runs.legacy_folder(
             config.checkpoint_dir,
@@ -37,7 +38,8 @@ def training_run(config: RunConfig, given: Collection[str]) -> RunConfig:
             config.to_dict())
         if legacy:
             config = dataclasses.replace(config, run=legacy)
-    return _own_sample_num(config, _readable_config(config.run_checkpoint_dir) or {}, given)
+    saved = _readable_config(config.run_checkpoint_dir) or {}
+    return _own_training_options(_own_sample_num(config, saved, given), saved, given) if saved else config
 
 
 def _own_sample_num(config: RunConfig, saved: dict, given: Collection[str]) -> RunConfig:
@@ -46,6 +48,47 @@ def _own_sample_num(config: RunConfig, saved: dict, given: Collection[str]) -> R
     if "sample_num" not in given and isinstance(saved.get("sample_num"), int):
         return dataclasses.replace(config, sample_num=saved["sample_num"])
     return config
+
+
+# What a run trains with besides its networks' shapes: its data, its recipe and its seed. A run that
+# has checkpoints continues with its own; a flag that asks for another value is refused, so another
+# recipe never continues (and rewrites the record of) a run trained with this one. Epochs, the
+# measurement and checkpoint frequencies, precision and the machine's options may change.
+TRAINING_FIELDS = ("input_fname_pattern", "crop", "input_height", "input_width", "z_dist", "recipe",
+                   "learning_rate", "d_learning_rate", "g_learning_rate", "beta1", "beta2", "g_steps",
+                   "real_label_low", "real_label_high", "fake_label_low", "fake_label_high", "label_flip_prob",
+                   "ema_decay", "ema_rampup", "r1_gamma", "r1_target", "lecam_weight", "diffaug", "mirror", "seed")
+# Each option's value in runs saved before it existed: what those runs trained with.
+BEFORE_THE_OPTION = {"ema_decay": 0.0, "ema_rampup": 1 / 9, "r1_gamma": 0.0, "r1_target": 0.0,
+                     "lecam_weight": 0.0, "mirror": False, "precision": "float32"}
+
+
+def _own_training_options(config: RunConfig, saved: dict, given: Collection[str]) -> RunConfig:
+    """`config` continuing its run (`saved`: its config.json): once the run has checkpoints, with the
+    run's TRAINING_FIELDS; UserError, naming all of them, for flags given with other values."""
+    if not runs.has_checkpoint(config.run_checkpoint_dir):
+        return config  # Nothing trained yet: this command's options start it.
+    values, differing = {}, []
+    for name in TRAINING_FIELDS:
+        if name not in saved and name not in BEFORE_THE_OPTION:
+            continue  # Not recorded by the version that saved the run: this command's.
+        theirs = saved.get(name, BEFORE_THE_OPTION.get(name))
+        if name in given and getattr(config, name) != theirs:
+            differing.append(name)
+        values[name] = theirs
+    if differing:
+        was = " ".join(f"--{name} {_shown(values[name])}" for name in differing)
+        asked = " ".join(f"--{name} {_shown(getattr(config, name))}" for name in differing)
+        raise UserError(f"run {config.run} was trained with {was}, not {asked}; drop "
+                        f"{' '.join('--' + name for name in differing)} to continue it as it was trained, or "
+                        f"train a new run with them: --run NEW_NAME (with --init_from {config.run} to start "
+                        f"from its weights).")
+    return dataclasses.replace(config, **values)
+
+
+def _shown(value) -> str:
+    """A value as it would be typed on the command line."""
+    return "''" if value == "" else str(value)
 
 
 # Options a new run takes from the run it starts from: its networks' shapes and their input.
@@ -147,7 +190,8 @@ def _resumed_initialised_run(config: RunConfig, typed: str, source_folder: str,
     if os.path.realpath(runs.run_folder_of(began)[0]) != os.path.realpath(source_folder):
         raise UserError(f"run {config.run} began from {began}, not from run {typed}; to continue it, drop "
                         f"--init_from and give --run {config.run}; or name a new run with --run NAME.")
-    return saved_model_options(dataclasses.replace(config, init_from=began), saved, given)
+    return _own_training_options(saved_model_options(dataclasses.replace(config, init_from=began), saved, given),
+                                 saved, given)
 
 
 def _readable_config(folder: str) -> Optional[dict]:
@@ -231,10 +275,4 @@ def trained_options(config: RunConfig, info: runs.RunInfo, given: Optional[Colle
     keep = {f.name for f in dataclasses.fields(RunConfig)} & set(info.config)
     merged = {**{k: info.config[k] for k in keep}, **{k: getattr(config, k) for k in INVOCATION_FIELDS},
               "run": info.name, "runs": False}
-    merged.setdefault("ema_decay", 0.0)  # Runs saved before the moving average existed have none.
-    merged.setdefault("r1_gamma", 0.0)  # Nor an R1 penalty, before it existed.
-    merged.setdefault("r1_target", 0.0)  # Nor an adaptive one.
-    merged.setdefault("lecam_weight", 0.0)  # Nor a LeCam penalty.
-    merged.setdefault("mirror", False)  # Nor x-flips.
-    merged.setdefault("precision", "float32")  # Nor a precision, before the option existed.
-    return RunConfig.create(**merged)
+    return RunConfig.create(**{**BEFORE_THE_OPTION, **merged})
