@@ -119,7 +119,7 @@ def train(command: Command) -> None:
         print(f"dcgan_tf: trained {result.steps_run} steps as a worker; the chief writes the run's files.")
     elif result.steps_run:
         print(f"dcgan_tf: trained {result.steps_run} steps in {result.seconds:.1f} s "
-              f"({result.seconds / result.steps_run:.3f} s/step); checkpoints in {run.config.run_checkpoint_dir}, "
+              f"({result.step_seconds / result.steps_run:.3f} s/step in the steps themselves); checkpoints in {run.config.run_checkpoint_dir}, "
               f"samples in {run.config.run_sample_dir}, TensorBoard logs in {run.config.run_log_dir}.")
     try:
         for path in (visualize.write_report(run.config) if result.chief else ()):

@@ -29,6 +29,8 @@ def test_training_writes_checkpoints_samples_logs_and_config(workdir):
     assert saved["c_dim"] == 3 and saved["seed"] == 1 and saved["output_width"] == 32
     assert os.listdir(workdir / "logs" / "faces_4_32_32_z8_gf4_df4")
     assert result.steps_run == 4 and int(result.run.model.epoch.numpy()) == 2
+    # The steps' own time is part of the wall-clock time, which also holds the grids and checkpoints.
+    assert 0 < result.step_seconds < result.seconds
     assert len((run_dir / "metrics.csv").read_text().strip().splitlines()) == 1 + 2  # header + 2 epochs
 
 

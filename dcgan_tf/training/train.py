@@ -35,7 +35,8 @@ class TrainResult:
     history: dict
     stopped_by: Optional[str]  # Signal name when stopped early, else None.
     steps_run: int
-    seconds: float
+    seconds: float  # Wall-clock, from the first step's start to the end of training.
+    step_seconds: float  # Of it, the train steps alone (without grids, checkpoints and measurements).
     samples: List[str]
     chief: bool = True  # False on the other workers of a multiworker run (they write no files).
 
@@ -173,7 +174,7 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
             f"--learning_rate (or change --seed) and run again to resume from it.")
     return TrainResult(run=run, history=history, stopped_by=stop.received,
                        steps_run=int(model.step.numpy()) - start_step, seconds=time.time() - started,
-                       samples=samples.written, chief=chief)
+                       step_seconds=clock.seconds, samples=samples.written, chief=chief)
 
 
 def _fit(model: DCGAN, config: RunConfig, strategy, images, epoch_steps: int, callbacks, terminal: bool) -> dict:
