@@ -15,8 +15,8 @@ A variant is a recipe name (`default`, `original`) or `NAME=FLAGS`, e.g. `"noave
 (flags added to the default recipe). `--start_from RUN:STEP` starts every new variant from step STEP
 of an earlier benchmark run (a `<work>/<variant>_s<seed>` folder that still holds that checkpoint),
 to compare remedies on one trajectory: each variant's folder gets that checkpoint and the run's
-files up to it (config, measurements, metrics rows, sample grids), then trains on with its own
-flags. `--jobs N` trains N variants side by side, each with its share of the CPU's threads.
+files up to it (measurements, metrics rows, sample grids), then trains on with its own flags
+(its config.json is its own). `--jobs N` trains N variants side by side, each with its share of the CPU's threads.
 """
 
 from __future__ import annotations
