@@ -34,6 +34,9 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from dcgan_tf import quiet  # noqa: E402
+
+quiet.quiet_tensorflow()  # Before TensorFlow's import (--start_from reads checkpoints): none of its C++ lines.
 
 # KID of an independent PyTorch copy of this network (full width 64, batch 25, 500 generated images of
 # fixed z against all 100 frames), from the project's quality issue: {label: {size: [(step, kid)]}}.
