@@ -16,7 +16,8 @@ A variant is a recipe name (`default`, `original`) or `NAME=FLAGS`, e.g. `"noave
 of an earlier benchmark run (a `<work>/<variant>_s<seed>` folder that still holds that checkpoint),
 to compare remedies on one trajectory: each variant's folder gets that checkpoint and the run's
 files up to it (measurements, metrics rows, sample grids), then trains on with its own flags
-(its config.json is its own). `--jobs N` trains N variants side by side, each with its share of the CPU's threads.
+(its config.json is its own). `--jobs N` trains N variants side by side, each with its share of the
+CPU's threads.
 """
 
 from __future__ import annotations
@@ -159,11 +160,11 @@ def parse_start(text: str):
 
 def branch(source: str, step: int, work: str) -> None:
     """Makes `work` a copy of the benchmark run `source` as it was at `step`: the checkpoint of that
-    step as its only one, the real images' FID features, the measurements and
-    metrics.csv rows up to that step (and the best checkpoint if it is not later) and the sample
-    grids up to it. TensorBoard logs are not copied; the variant's start after `step`. Nor is config.json:
-    a run with checkpoints continues only with its own training options, and a branch trains with
-    other ones; its first start writes its own."""
+    step as its only one, the real images' FID features, the measurements and metrics.csv rows up to
+    that step (and the best checkpoint if it is not later) and the sample grids up to it. TensorBoard
+    logs are not copied; the variant's start after `step`. Nor is config.json: a run with checkpoints
+    continues only with its own training options, and a branch trains with other ones; its first
+    start writes its own."""
     from dcgan_tf import runs as run_files
     from dcgan_tf.training.checkpoints import checkpoint_path, write_state_file
 

@@ -119,8 +119,9 @@ def train(command: Command) -> None:
         print(f"dcgan_tf: trained {result.steps_run} steps as a worker; the chief writes the run's files.")
     elif result.steps_run:
         print(f"dcgan_tf: trained {result.steps_run} steps in {result.seconds:.1f} s "
-              f"({result.step_seconds / result.steps_run:.3f} s/step in the steps themselves); checkpoints in {run.config.run_checkpoint_dir}, "
-              f"samples in {run.config.run_sample_dir}, TensorBoard logs in {run.config.run_log_dir}.")
+              f"({result.step_seconds / result.steps_run:.3f} s/step in the steps themselves); "
+              f"checkpoints in {run.config.run_checkpoint_dir}, samples in {run.config.run_sample_dir}, "
+              f"TensorBoard logs in {run.config.run_log_dir}.")
     try:
         for path in (visualize.write_report(run.config) if result.chief else ()):
             print(f"dcgan_tf: wrote {path}")
