@@ -32,6 +32,26 @@ def test_a_run_found_by_its_options_keeps_its_own_sample_count(workdir):
     assert run_options.training_run(other, given=()).sample_num == 4
 
 
+def test_a_continued_run_keeps_its_own_plan_unless_a_flag_changes_it(workdir):
+    _saved(workdir, epoch=7, eval_freq=4, eval_samples=10, keep_best="kid", ckpt_freq=6, sample_freq=3,
+           max_to_keep=2)
+    mine = tiny_config(workdir)  # This command's values: 1 epoch, no measurements.
+    assert (mine.epoch, mine.eval_freq, mine.keep_best) == (1, 0, "none")
+    config = run_options.training_run(mine, given=())
+    assert (config.epoch, config.eval_freq, config.eval_samples, config.keep_best, config.ckpt_freq,
+            config.sample_freq, config.max_to_keep) == (7, 4, 10, "kid", 6, 3, 2)
+    # Given flags change the plan: a longer run, measured less often.
+    config = run_options.training_run(tiny_config(workdir, epoch=20, eval_freq=8), given=("epoch", "eval_freq"))
+    assert (config.epoch, config.eval_freq, config.eval_samples, config.keep_best) == (20, 8, 10, "kid")
+    # Measurements turned off take the kept best with them rather than refusing the run's --keep_best.
+    config = run_options.training_run(tiny_config(workdir, eval_freq=0), given=("eval_freq",))
+    assert (config.eval_freq, config.keep_best) == (0, "none")
+    # The run's frequencies must still fit this command's --steps_per_execution.
+    with pytest.raises(UserError, match="--sample_freq 3 is not a multiple of --steps_per_execution 2"):
+        run_options.training_run(tiny_config(workdir, steps_per_execution=2, sample_freq=2, ckpt_freq=2),
+                                 given=("steps_per_execution",))
+
+
 def test_a_named_run_takes_its_saved_options_and_refuses_others(workdir):
     _saved(workdir, run="mine", batch_size=2, sample_num=2, gf_dim=8)
     config = run_options.training_run(tiny_config(workdir, run="mine"), given=("run",))

@@ -132,7 +132,7 @@ def test_pictures_of_a_later_checkpoint_leave_the_earlier_ones(workdir):
     assert earlier.read_bytes() == kept and later.read_bytes() != kept
 
 
-def test_resumed_run_keeps_its_own_sample_count(workdir, capsys):
+def test_resumed_run_keeps_its_own_plan(workdir, capsys):
     # Started with a sample count of its own and resumed by the same options without it: the run's
     # checkpoints hold 3 sample z, so it continues with 3 (not the batch size's default, 4).
     _train(workdir, "--sample_num", "3")
@@ -140,6 +140,11 @@ def test_resumed_run_keeps_its_own_sample_count(workdir, capsys):
                    *TINY_FLAGS) == 0, capsys.readouterr().err
     saved = json.loads((workdir / "checkpoints" / TINY_RUN / "config.json").read_text())
     assert saved["sample_num"] == 3 and saved["epoch"] == 2
+    # Without --epoch it goes on to its own 2 epochs (done), not the default's 10000.
+    capsys.readouterr()
+    assert main_in(workdir, "--train", *TINY_FLAGS) == 0
+    assert "the run already finished 2 epochs" in capsys.readouterr().out
+    assert json.loads((workdir / "checkpoints" / TINY_RUN / "config.json").read_text()) == saved
     # A count given that differs from the checkpoints' is still refused, in one line.
     assert main_in(workdir, "--train", "--epoch", "3", "--sample_num", "5", *TINY_FLAGS) == 2
     assert "different number of sample images" in _error(capsys)

@@ -21,8 +21,8 @@ def training_run(config: RunConfig, given: Collection[str]) -> RunConfig:
     """The run `--train` trains: `--run NAME` of a trained run takes its model options from its
     config.json (flags given must agree); otherwise the run these options name, or the folder of the
     same model trained under the original's plain name before names had suffixes. Either way a run
-    that exists keeps its own --sample_num unless one is given, and one with checkpoints its own
-    training options (_own_training_options). With --init_from, a new run with the source run's model
+    that exists keeps its own plan (_own_plan: epochs, grids, checkpoints, measurements) where no flag
+    changes it, and one with checkpoints its own training options (_own_training_options). With --init_from, a new run with the source run's model
     options (see initialised_run)."""
     if config.init_from:
         return initialised_run(config, given)
@@ -39,21 +39,33 @@ def training_run(config: RunConfig, given: Collection[str]) -> RunConfig:
         if legacy:
             config = dataclasses.replace(config, run=legacy)
     saved = _readable_config(config.run_checkpoint_dir) or {}
-    return _own_training_options(_own_sample_num(config, saved, given), saved, given) if saved else config
+    return _own_training_options(_own_plan(config, saved, given), saved, given) if saved else config
 
 
-def _own_sample_num(config: RunConfig, saved: dict, given: Collection[str]) -> RunConfig:
-    """A continued run keeps its checkpoints' sample z, so its own --sample_num unless one is given
-    (the default follows the batch size, which may be the preset's and not the run's)."""
-    if "sample_num" not in given and isinstance(saved.get("sample_num"), int):
-        return dataclasses.replace(config, sample_num=saved["sample_num"])
+# A run's plan: how long it trains and what it writes and measures on the way. A continued run keeps
+# its own where the command gives no other value, so `--train --run NAME` goes on to the run's own
+# epoch count, measuring as before; a flag changes it (a finished run is extended by a larger --epoch).
+# sample_num also keeps the checkpoints' fixed sample z (its default follows the batch size, which may
+# be the preset's and not the run's).
+PLAN_FIELDS = ("epoch", "sample_freq", "sample_num", "ckpt_freq", "max_to_keep", "eval_freq", "eval_samples",
+               "keep_best")
+
+
+def _own_plan(config: RunConfig, saved: dict, given: Collection[str]) -> RunConfig:
+    """`config` with the PLAN_FIELDS of its run's config.json (`saved`) that the command did not give."""
+    values = {name: saved[name] for name in PLAN_FIELDS
+              if name not in given and name in saved and isinstance(saved[name], type(getattr(config, name)))}
+    if "eval_freq" in given and not config.eval_freq and "keep_best" not in given:
+        values["keep_best"] = "none"  # Measurements turned off: nothing to keep the best by.
+    config = dataclasses.replace(config, **values)
+    config.validate()  # The run's values with this command's (e.g. frequencies against --steps_per_execution).
     return config
 
 
 # What a run trains with besides its networks' shapes: its data, its recipe and its seed. A run that
 # has checkpoints continues with its own; a flag that asks for another value is refused, so another
-# recipe never continues (and rewrites the record of) a run trained with this one. Epochs, the
-# measurement and checkpoint frequencies, precision and the machine's options may change.
+# recipe never continues (and rewrites the record of) a run trained with this one. The plan
+# (PLAN_FIELDS), precision and the machine's options may change.
 TRAINING_FIELDS = ("input_fname_pattern", "crop", "input_height", "input_width", "z_dist", "recipe",
                    "learning_rate", "d_learning_rate", "g_learning_rate", "beta1", "beta2", "g_steps",
                    "real_label_low", "real_label_high", "fake_label_low", "fake_label_high", "label_flip_prob",
@@ -216,7 +228,7 @@ def saved_model_options(config: RunConfig, saved: dict, given: Collection[str]) 
                             f"{getattr(config, name)}; drop --{name} (the run's own value is used), or pick "
                             f"another run with --run NAME (--runs lists them).")
         values[name] = saved[name]
-    return _own_sample_num(dataclasses.replace(config, **values), saved, given)
+    return _own_plan(dataclasses.replace(config, **values), saved, given)
 
 
 def continue_saved_run(config: RunConfig) -> RunConfig:
