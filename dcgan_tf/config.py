@@ -30,6 +30,10 @@ AUGMENTATIONS = ("color", "translation", "cutout")
 # 1 + 0.05 (1 + step) steps. Measured against TensorFlow's 1/9 in docs/quality.md: better at 1000
 # steps, level to 10000.
 EMA_RAMPUP = 0.05
+# Each option's value in runs saved before it existed: what those runs trained with (a config.json
+# without it continues, and is rebuilt, with this).
+BEFORE_THE_OPTION = {"ema_decay": 0.0, "ema_rampup": 1 / 9, "r1_gamma": 0.0, "r1_target": 0.0,
+                     "lecam_weight": 0.0, "mirror": False, "precision": "float32"}
 
 
 # Architecture presets (--arch): each seed system's defaults, as plain data. A RunConfig field left
@@ -474,7 +478,7 @@ def check_same_precision(config: RunConfig, saved: dict, folder: str) -> None:
     mixed_float16 adds loss-scale state to both optimizers, so it cannot be switched to or from.
     `config.precision` is settled (run_options.continue_saved_run gives `auto` the run's own). A saved `auto`
     (imports before the choice was saved) says nothing, so it never conflicts."""
-    before = saved.get("precision", "float32")
+    before = saved.get("precision") or BEFORE_THE_OPTION["precision"]
     if before == "auto":
         return
     if "mixed_float16" in (before, config.precision) and before != config.precision:

@@ -12,7 +12,7 @@ import warnings
 from typing import Collection, Optional
 
 from dcgan_tf import runs
-from dcgan_tf.config import PRESETS, RunConfig, check_same_model, check_same_precision
+from dcgan_tf.config import BEFORE_THE_OPTION, PRESETS, RunConfig, check_same_model, check_same_precision
 from dcgan_tf.errors import RunWarning, UserError
 from dcgan_tf.training import checkpoints, precision
 
@@ -70,9 +70,6 @@ TRAINING_FIELDS = ("input_fname_pattern", "crop", "input_height", "input_width",
                    "learning_rate", "d_learning_rate", "g_learning_rate", "beta1", "beta2", "g_steps",
                    "real_label_low", "real_label_high", "fake_label_low", "fake_label_high", "label_flip_prob",
                    "ema_decay", "ema_rampup", "r1_gamma", "r1_target", "lecam_weight", "diffaug", "mirror", "seed")
-# Each option's value in runs saved before it existed: what those runs trained with.
-BEFORE_THE_OPTION = {"ema_decay": 0.0, "ema_rampup": 1 / 9, "r1_gamma": 0.0, "r1_target": 0.0,
-                     "lecam_weight": 0.0, "mirror": False, "precision": "float32"}
 
 
 def _own_training_options(config: RunConfig, saved: dict, given: Collection[str]) -> RunConfig:
@@ -248,7 +245,7 @@ def continue_saved_run(config: RunConfig) -> RunConfig:
     check_same_model(config, saved, config.run_checkpoint_dir)
     # `auto` continues the run in its own precision (float32 for runs saved before the option).
     config = dataclasses.replace(config, precision=precision.resolve(
-        config.precision, saved.get("precision") or "float32").policy)
+        config.precision, saved.get("precision") or BEFORE_THE_OPTION["precision"]).policy)
     check_same_precision(config, saved, config.run_checkpoint_dir)
     if config.c_dim == 0 and saved.get("c_dim") in (1, 3):
         config = dataclasses.replace(config, c_dim=saved["c_dim"])
