@@ -62,7 +62,11 @@ def test_a_named_run_takes_its_saved_options_and_refuses_others(workdir):
 
 def test_a_continued_run_keeps_its_seed_and_channels(workdir):
     saved = _saved(workdir, seed=7, c_dim=1)
-    # This command: the same run (by name), its channels left to the data, another seed.
+    # This command: the same run (by name), its channels left to the data, another seed. Before the
+    # run's first checkpoint nothing depends on its seed yet: this command's starts it.
+    config = run_options.continue_saved_run(dataclasses.replace(saved, seed=1, c_dim=0))
+    assert (config.seed, config.c_dim) == (1, 1)
+    _with_checkpoint(saved)
     config = run_options.continue_saved_run(dataclasses.replace(saved, seed=1, c_dim=0))
     assert (config.seed, config.c_dim) == (7, 1)
 
