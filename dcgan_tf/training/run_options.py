@@ -21,8 +21,7 @@ def training_run(config: RunConfig, given: Collection[str]) -> RunConfig:
     """The run `--train` trains: `--run NAME` of a trained run takes its model options from its
     config.json (flags given must agree); otherwise the run these options name, or the folder of the
     same model trained under the original's plain name before names had suffixes. Either way a run
-    that exists keeps its own plan (_own_plan: epochs, grids, checkpoints, measurements) where no flag
-    changes it, and one with checkpoints its own training options (_own_training_options). With --init_from, a new run with the source run's model
+    that exists continues as _continued says. With --init_from, a new run with the source run's model
     options (see initialised_run)."""
     if config.init_from:
         return initialised_run(config, given)
@@ -30,7 +29,7 @@ def training_run(config: RunConfig, given: Collection[str]) -> RunConfig:
         name = runs.match_entry(config.checkpoint_dir, config.run) or config.run
         config = dataclasses.replace(config, run=name)
         saved = _readable_config(config.run_checkpoint_dir)
-        return _own_training_options(saved_model_options(config, saved, given), saved, given) if saved else config
+        return _continued(saved_model_options(config, saved, given), saved, given) if saved else config
     if not os.path.isdir(config.run_checkpoint_dir):
         legacy = runs.legacy_folder(
             config.checkpoint_dir,
@@ -39,7 +38,14 @@ def training_run(config: RunConfig, given: Collection[str]) -> RunConfig:
         if legacy:
             config = dataclasses.replace(config, run=legacy)
     saved = _readable_config(config.run_checkpoint_dir) or {}
-    return _own_training_options(_own_plan(config, saved, given), saved, given) if saved else config
+    return _continued(config, saved, given) if saved else config
+
+
+def _continued(config: RunConfig, saved: dict, given: Collection[str]) -> RunConfig:
+    """`config` continuing its run (`saved`: its config.json) by `--train`: with the run's own plan
+    where no flag changes it (_own_plan), and once it has checkpoints its own training options
+    (_own_training_options)."""
+    return _own_training_options(_own_plan(config, saved, given), saved, given)
 
 
 # A run's plan: how long it trains and what it writes and measures on the way. A continued run keeps
@@ -199,8 +205,7 @@ def _resumed_initialised_run(config: RunConfig, typed: str, source_folder: str,
     if os.path.realpath(runs.run_folder_of(began)[0]) != os.path.realpath(source_folder):
         raise UserError(f"run {config.run} began from {began}, not from run {typed}; to continue it, drop "
                         f"--init_from and give --run {config.run}; or name a new run with --run NAME.")
-    return _own_training_options(saved_model_options(dataclasses.replace(config, init_from=began), saved, given),
-                                 saved, given)
+    return _continued(saved_model_options(dataclasses.replace(config, init_from=began), saved, given), saved, given)
 
 
 def _readable_config(folder: str) -> Optional[dict]:
@@ -225,7 +230,7 @@ def saved_model_options(config: RunConfig, saved: dict, given: Collection[str]) 
                             f"{getattr(config, name)}; drop --{name} (the run's own value is used), or pick "
                             f"another run with --run NAME (--runs lists them).")
         values[name] = saved[name]
-    return _own_plan(dataclasses.replace(config, **values), saved, given)
+    return dataclasses.replace(config, **values)
 
 
 def continue_saved_run(config: RunConfig) -> RunConfig:
