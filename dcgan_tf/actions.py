@@ -103,6 +103,10 @@ def train(command: Command) -> None:
     from dcgan_tf.use import visualize
 
     config = run_options.training_run(command.config, command.given or ())
+    done = training.finished_epochs(config)
+    if done is not None:  # Said at once, without building the networks (later actions build them).
+        print(f"dcgan_tf: the run {config.run_name} already finished {done} epochs; raise --epoch to train more.")
+        return
     result = training.train(config)
     run = command.__dict__["run"] = result.run  # Later actions of this command use the trained run.
     step = int(run.model.step.numpy())

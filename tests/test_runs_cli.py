@@ -11,12 +11,13 @@ import pytest
 from tests.conftest import TINY_FLAGS, TINY_RUN, main_in
 
 
-
-
-
 def _train(workdir, *args):
     assert main_in(workdir, "--train", "--epoch", "1", "--seed", "1", "--sample_freq", "2", "--ckpt_freq", "2",
                  *TINY_FLAGS, *args) == 0
+
+
+def _must_not_build(config):
+    raise AssertionError("built the networks")
 
 
 def _error(capsys):
@@ -132,7 +133,7 @@ def test_pictures_of_a_later_checkpoint_leave_the_earlier_ones(workdir):
     assert earlier.read_bytes() == kept and later.read_bytes() != kept
 
 
-def test_resumed_run_keeps_its_own_plan(workdir, capsys):
+def test_resumed_run_keeps_its_own_plan(workdir, capsys, monkeypatch):
     # Started with a sample count of its own and resumed by the same options without it: the run's
     # checkpoints hold 3 sample z, so it continues with 3 (not the batch size's default, 4).
     _train(workdir, "--sample_num", "3")
@@ -140,10 +141,16 @@ def test_resumed_run_keeps_its_own_plan(workdir, capsys):
                    *TINY_FLAGS) == 0, capsys.readouterr().err
     saved = json.loads((workdir / "checkpoints" / TINY_RUN / "config.json").read_text())
     assert saved["sample_num"] == 3 and saved["epoch"] == 2
-    # Without --epoch it goes on to its own 2 epochs (done), not the default's 10000.
+    # Without --epoch it goes on to its own 2 epochs (done), not the default's 10000, and says so
+    # from the checkpoint's file without building the training; the command's later action loads it.
     capsys.readouterr()
-    assert main_in(workdir, "--train", *TINY_FLAGS) == 0
-    assert "the run already finished 2 epochs" in capsys.readouterr().out
+    from dcgan_tf.training import train as training
+
+    monkeypatch.setattr(training, "build_run", _must_not_build)
+    assert main_in(workdir, "--train", "--export", *TINY_FLAGS) == 0
+    assert f"the run {TINY_RUN} already finished 2 epochs" in capsys.readouterr().out
+    assert (workdir / "export" / TINY_RUN / "4" / "saved_model.pb").exists()
+    monkeypatch.undo()
     assert json.loads((workdir / "checkpoints" / TINY_RUN / "config.json").read_text()) == saved
     # A count given that differs from the checkpoints' is still refused, in one line.
     assert main_in(workdir, "--train", "--epoch", "3", "--sample_num", "5", *TINY_FLAGS) == 2

@@ -101,6 +101,19 @@ def newest(folder: str):
     return found
 
 
+_EPOCH_KEY = "epoch/.ATTRIBUTES/VARIABLE_VALUE"  # The epoch counter's name in a checkpoint file.
+
+
+def saved_epoch(folder: str):
+    """The epoch count of the newest checkpoint in `folder`, read from its file alone (nothing is
+    built), or None when there is none or it does not read (restoring then says why)."""
+    try:
+        path = newest(folder)
+        return None if path is None else int(tf.train.load_checkpoint(path).get_tensor(_EPOCH_KEY))
+    except Exception:  # A damaged list or file: the full restore reports it, or falls back to an older one.
+        return None
+
+
 def write_state_file(state: str, prefixes) -> None:
     """Writes the list file ("checkpoint") of the checkpoints `prefixes` (paths without .index) as
     TensorFlow does (text proto: names relative to its folder, and the save times the manager

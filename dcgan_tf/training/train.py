@@ -22,6 +22,7 @@ from dcgan_tf.data import pipeline
 from dcgan_tf.errors import RunWarning, UserError
 from dcgan_tf.model.gan import DCGAN, METRIC_NAMES
 from dcgan_tf.training import callbacks as cbs
+from dcgan_tf.training import checkpoints
 from dcgan_tf.training import distribute
 from dcgan_tf.training import precision
 from dcgan_tf.training.build import Run, build_run, prepare_data
@@ -76,6 +77,15 @@ def aligned_steps_per_execution(model: DCGAN, start_step: int, config: RunConfig
             f"stops (grids and checkpoints stay on their steps)."), stacklevel=2)
         model.steps_per_execution = n
     return n
+
+
+def finished_epochs(config: RunConfig) -> Optional[int]:
+    """The epochs the run has finished when they already reach config.epoch, else None; read from its
+    newest checkpoint's file. Not for multiworker runs, whose workers must all enter training together."""
+    if config.strategy == "multiworker":
+        return None
+    done = checkpoints.saved_epoch(config.run_checkpoint_dir)
+    return done if done is not None and done >= config.epoch else None
 
 
 def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResult:
