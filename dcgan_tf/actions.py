@@ -122,8 +122,7 @@ def train(command: Command) -> None:
     if result.steps_run and not result.chief:
         print(f"dcgan_tf: trained {result.steps_run} steps as a worker; the chief writes the run's files.")
     elif result.steps_run:
-        print(f"dcgan_tf: trained {result.steps_run} steps in {result.seconds:.1f} s "
-              f"({result.step_seconds / result.steps_run:.3f} s/step in the steps themselves); "
+        print(f"dcgan_tf: trained {result.steps_run} steps in {result.seconds:.1f} s ({_step_rate(result)}); "
               f"checkpoints in {run.config.run_checkpoint_dir}, samples in {run.config.run_sample_dir}, "
               f"TensorBoard logs in {run.config.run_log_dir}.")
     try:
@@ -131,6 +130,15 @@ def train(command: Command) -> None:
             print(f"dcgan_tf: wrote {path}")
     except Exception as e:  # Pictures must not turn a finished training into a failure.
         print(f"dcgan_tf: warning: no training report ({type(e).__name__}: {e})", file=sys.stderr)
+
+
+def _step_rate(result) -> str:
+    """Seconds a step in the steps themselves, the first execution (tracing) apart when later ones ran."""
+    later = result.steps_run - result.first_steps
+    if later <= 0:
+        return f"{result.step_seconds / result.steps_run:.3f} s/step, tracing included"
+    return (f"{(result.step_seconds - result.first_seconds) / later:.3f} s/step after the first, which took "
+            f"{result.first_seconds:.1f} s with tracing")
 
 
 def export(command: Command) -> None:

@@ -30,6 +30,7 @@ def test_train_resume_test_grid_and_export(workdir):
     assert len(warned) == 1 and "skipped 1 of 9 files" in warned[0] and "broken.jpg" in warned[0]
     assert "Traceback" not in first.stderr
     assert "starting afresh" in first.stdout and "trained 2 steps" in first.stdout
+    assert "s/step after the first, which took" in first.stdout  # the rate without the tracing
     assert "d_loss" in first.stdout and "g_loss" in first.stdout  # the progress bar's losses
     run = "faces_4_32_32_z8_gf4_df4"
 

@@ -31,6 +31,8 @@ def test_training_writes_checkpoints_samples_logs_and_config(workdir):
     assert result.steps_run == 4 and int(result.run.model.epoch.numpy()) == 2
     # The steps' own time is part of the wall-clock time, which also holds the grids and checkpoints.
     assert 0 < result.step_seconds < result.seconds
+    # The first step (tracing) is timed apart, as part of them.
+    assert result.first_steps == 1 and 0 < result.first_seconds < result.step_seconds
     assert len((run_dir / "metrics.csv").read_text().strip().splitlines()) == 1 + 2  # header + 2 epochs
 
 

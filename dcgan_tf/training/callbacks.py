@@ -241,13 +241,17 @@ class StepClock(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self.seconds = 0.0
+        self.first_seconds = None  # Of them, the first execution's: it traces and optimises the graph.
         self._began = None
 
     def on_train_batch_begin(self, batch, logs=None):
         self._began = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        self.seconds += time.perf_counter() - self._began
+        elapsed = time.perf_counter() - self._began
+        self.seconds += elapsed
+        if self.first_seconds is None:
+            self.first_seconds = elapsed
 
 
 class EpochLines(keras.callbacks.Callback):

@@ -38,6 +38,8 @@ class TrainResult:
     steps_run: int
     seconds: float  # Wall-clock, from the first step's start to the end of training.
     step_seconds: float  # Of it, the train steps alone (without grids, checkpoints and measurements).
+    first_seconds: float  # Of those, the first execution's (tracing and graph optimisation included).
+    first_steps: int  # The steps of that first execution (--steps_per_execution, or fewer when resuming).
     samples: List[str]
     chief: bool = True  # False on the other workers of a multiworker run (they write no files).
 
@@ -184,7 +186,8 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
             f"--learning_rate (or change --seed) and run again to resume from it.")
     return TrainResult(run=run, history=history, stopped_by=stop.received,
                        steps_run=int(model.step.numpy()) - start_step, seconds=time.time() - started,
-                       step_seconds=clock.seconds, samples=samples.written, chief=chief)
+                       step_seconds=clock.seconds, first_seconds=clock.first_seconds or 0.0,
+                       first_steps=model.steps_per_execution, samples=samples.written, chief=chief)
 
 
 def _fit(model: DCGAN, config: RunConfig, strategy, images, epoch_steps: int, callbacks, terminal: bool) -> dict:
