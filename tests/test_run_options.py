@@ -60,15 +60,17 @@ def test_a_named_run_takes_its_saved_options_and_refuses_others(workdir):
         run_options.training_run(tiny_config(workdir, run="mine"), given=("run", "gf_dim"))
 
 
-def test_a_continued_run_keeps_its_seed_and_channels(workdir):
-    saved = _saved(workdir, seed=7, c_dim=1)
-    # This command: the same run (by name), its channels left to the data, another seed. Before the
-    # run's first checkpoint nothing depends on its seed yet: this command's starts it.
-    config = run_options.continue_saved_run(dataclasses.replace(saved, seed=1, c_dim=0))
-    assert (config.seed, config.c_dim) == (1, 1)
+def test_a_continued_run_keeps_its_seed_recipe_and_channels(workdir):
+    saved = _saved(workdir, seed=7, c_dim=1, r1_gamma=0.5)
+    # This call (a library train(config), say): the same run, its channels left to the data, another
+    # seed and R1 weight. Before the run's first checkpoint nothing depends on them yet: this call's
+    # start it.
+    other = dataclasses.replace(saved, seed=1, c_dim=0, r1_gamma=0.1)
+    config = run_options.continue_saved_run(other)
+    assert (config.seed, config.c_dim, config.r1_gamma) == (1, 1, 0.1)
     _with_checkpoint(saved)
-    config = run_options.continue_saved_run(dataclasses.replace(saved, seed=1, c_dim=0))
-    assert (config.seed, config.c_dim) == (7, 1)
+    config = run_options.continue_saved_run(other)
+    assert (config.seed, config.c_dim, config.r1_gamma) == (7, 1, 0.5)
 
 
 def _with_checkpoint(config):

@@ -234,10 +234,10 @@ def saved_model_options(config: RunConfig, saved: dict, given: Collection[str]) 
 
 
 def continue_saved_run(config: RunConfig) -> RunConfig:
-    """Checks a run's saved options against `config`; takes c_dim (when unset) from them, and the seed
-    once the run has checkpoints, so a resumed run keeps its own sample z and data order (for the
-    command line _own_training_options has already refused another --seed). A damaged config.json is kept aside and
-    the run continues with this command's options (the checkpoint must still load with them)."""
+    """Checks a run's saved options against `config`; takes c_dim (when unset) from them, and once the
+    run has checkpoints its TRAINING_FIELDS, so a resumed run keeps its own recipe, sample z and data
+    order. A damaged config.json is kept aside and the run continues with this command's options (the
+    checkpoint must still load with them)."""
     try:
         saved = runs.read_config(config.run_checkpoint_dir)
     except runs.DamagedConfig as e:
@@ -255,8 +255,9 @@ def continue_saved_run(config: RunConfig) -> RunConfig:
     check_same_precision(config, saved, config.run_checkpoint_dir)
     if config.c_dim == 0 and saved.get("c_dim") in (1, 3):
         config = dataclasses.replace(config, c_dim=saved["c_dim"])
-    if isinstance(saved.get("seed"), int) and runs.has_checkpoint(config.run_checkpoint_dir):
-        config = dataclasses.replace(config, seed=saved["seed"])
+    # Once it has checkpoints the run goes on with its own recipe, data options and seed, also when
+    # a library call's config says otherwise (the command line has already refused other values).
+    config = _own_training_options(config, saved, given=())
     if saved.get("init_from") and not config.init_from:  # Where the run began stays in its record.
         config = dataclasses.replace(config, init_from=saved["init_from"])
     return config
