@@ -485,7 +485,7 @@ def check_same_precision(config: RunConfig, saved: dict, folder: str) -> None:
         raise UserError(
             f"the checkpoints in {folder} were made with --precision {before}, not {config.precision}; "
             f"mixed_float16 checkpoints hold a loss scale the others lack, so use --precision {before} to "
-            f"continue that run, or another --checkpoint_dir to start a new one.")
+            f"continue that run, or --run NEW_NAME to start a new one.")
 
 
 def check_same_model(config: RunConfig, saved: dict, folder: str) -> None:

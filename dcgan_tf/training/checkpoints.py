@@ -139,7 +139,7 @@ def restore_newest(checkpoint: tf.train.Checkpoint, paths_newest_first, sample_z
         if tuple(saved.get("sample_z/.ATTRIBUTES/VARIABLE_VALUE", sample_z.shape)) != tuple(sample_z.shape):
             raise UserError(
                 f"{path} holds a different number of sample images; use the run's --sample_num (see its "
-                f"config.json) or another --checkpoint_dir.")
+                f"config.json), or --run NEW_NAME for a new run.")
         try:
             restore(_parts_in_file(checkpoint, saved), path)
         except UserError as e:
@@ -201,5 +201,5 @@ def restore(checkpoint: tf.train.Checkpoint, path: str, *, partial: bool = False
     except Exception as e:  # A file we did not write can fail to load in many ways; all mean "not this".
         raise UserError(
             f"checkpoint {path} cannot be loaded into this model ({_first_line(e)}); it may be damaged "
-            f"or made with other options: check the run's config.json, or use another --checkpoint_dir."
+            f"or made with other options: check the run's config.json, or start a new run with --run NEW_NAME."
         ) from None

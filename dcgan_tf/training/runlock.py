@@ -43,7 +43,7 @@ class RunLock:
             handle.close()
             raise UserError(
                 f"run {self.run_name} is being trained by {holder}; only one --train may write a run. Wait for "
-                f"it to finish (or stop it with Ctrl-C), or train another run (e.g. another --checkpoint_dir). "
+                f"it to finish (or stop it with Ctrl-C), or train a new run beside it (--run NEW_NAME). "
                 f"Test grids, --generate, --eval and --export work on it meanwhile.") from None
         handle.seek(0)
         handle.truncate()
