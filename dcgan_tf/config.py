@@ -496,5 +496,5 @@ def check_same_model(config: RunConfig, saved: dict, folder: str) -> None:
         if name in saved and saved[name] != getattr(config, name):
             raise UserError(
                 f"the checkpoints in {folder} were made with --{name} {saved[name]}, not "
-                f"{getattr(config, name)}; use --{name} {saved[name]} to continue that run, or another "
-                f"--checkpoint_dir to start a new one.")
+                f"{getattr(config, name)}; use --{name} {saved[name]} to continue that run, or --run "
+                f"NEW_NAME to start a new one.")

@@ -88,7 +88,7 @@ def test_a_new_run_starts_from_another_runs_networks_resumes_and_is_refused_wher
 
     # Once it has checkpoints, a named run continues without its source (moved away here).
     os.rename(workdir / "checkpoints" / TINY_RUN, workdir / "elsewhere")
-    assert _train(workdir, "--init_from", TINY_RUN, "--run", NEW_RUN, "--dataset", "cartoons", "--epoch", "2") == 0
+    assert _train(workdir, "--init_from", TINY_RUN, "--run", NEW_RUN, "--dataset", "cartoons", "--epoch", "3") == 0
     assert "resumed from" in capsys.readouterr().out
 
 

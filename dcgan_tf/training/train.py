@@ -17,7 +17,7 @@ from typing import List, Optional
 import tensorflow as tf
 
 from dcgan_tf import runs
-from dcgan_tf.config import RunConfig
+from dcgan_tf.config import RunConfig, check_same_model
 from dcgan_tf.data import pipeline
 from dcgan_tf.errors import RunWarning, UserError
 from dcgan_tf.model.gan import DCGAN, METRIC_NAMES
@@ -83,9 +83,18 @@ def aligned_steps_per_execution(model: DCGAN, start_step: int, config: RunConfig
 
 def finished_epochs(config: RunConfig) -> Optional[int]:
     """The epochs the run has finished when they already reach config.epoch, else None; read from its
-    newest checkpoint's file. Not for multiworker runs, whose workers must all enter training together."""
+    newest checkpoint's file. Only for a run whose config.json shows it is this model (else the full
+    restore says what does not fit), and not for multiworker runs, whose workers must all enter
+    training together."""
     if config.strategy == "multiworker":
         return None
+    try:
+        saved = runs.read_config(config.run_checkpoint_dir)
+    except runs.DamagedConfig:
+        return None  # Kept aside and reported by the full path.
+    if saved is None:
+        return None
+    check_same_model(config, saved, config.run_checkpoint_dir)
     done = checkpoints.saved_epoch(config.run_checkpoint_dir)
     return done if done is not None and done >= config.epoch else None
 

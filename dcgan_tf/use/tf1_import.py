@@ -166,8 +166,8 @@ def _import_into_new_run(reader, prefix: str, config) -> str:
     from dcgan_tf.training import build
 
     if tf.train.latest_checkpoint(config.run_checkpoint_dir):
-        raise UserError(f"{config.run_checkpoint_dir} already holds checkpoints; import into another "
-                        f"--checkpoint_dir (or delete that run) so that nothing is overwritten.")
+        raise UserError(f"{config.run_checkpoint_dir} already holds checkpoints; import as a new run "
+                        f"(--run NEW_NAME) so that nothing is overwritten.")
     run = build.build_run(config)
     entries = variable_map(run.model.generator, run.model.discriminator)
     check_shapes(reader, entries, config, prefix)
