@@ -19,6 +19,7 @@ import json
 import os
 import re
 import threading
+import time
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from dcgan_tf.errors import UserError
@@ -251,6 +252,13 @@ class RunInfo:
         """(step, epoch, last KID), read from the run's files only when shown."""
         return _progress(self.folder)
 
+    @property
+    def updated(self) -> float:
+        """When training or a measurement last wrote to the run (seconds since the epoch)."""
+        times = [os.path.getmtime(path) for path in (os.path.join(self.folder, name) for name in (
+            METRICS_FILE, QUALITY_FILE, STATE_FILE)) if os.path.exists(path)]
+        return max(times) if times else os.path.getmtime(self.folder)
+
 
 def _progress(folder: str) -> tuple:
     """(step, epoch, last KID) from metrics.csv's last row and quality.json, without TensorFlow."""
@@ -307,11 +315,13 @@ def describe_run(info: RunInfo) -> str:
             source, best = run_folder_of(str(c["init_from"]))
             what += f", from {os.path.basename(source)}'s {'best ' if best else ''}{os.path.basename(c['init_from'])}"
     step, epoch, kid = info.progress
+    planned = info.config.get("epoch") if info.config else None
     progress = ", ".join(part for part in (
         f"step {step}" if step is not None else "",
-        f"epoch {epoch}" if epoch is not None else "",
-        f"KID {kid:.3f}" if kid is not None else "") if part)
-    return f"{info.name}: {what}" + (f"; {progress}" if progress else "")
+        (f"epoch {epoch}" + (f" of {planned}" if isinstance(planned, int) else "")) if epoch is not None else "",
+        f"KID {kid:.3f}" if kid is not None else "",
+        time.strftime("updated %Y-%m-%d %H:%M UTC", time.gmtime(info.updated))) if part)
+    return f"{info.name}: {what}; {progress}"
 
 
 def _same_dataset(info: RunInfo, dataset: str) -> bool:

@@ -77,7 +77,7 @@ SHAPE = dict(arch="simpsons", output_height=64, output_width=64, c_dim=3, z_dim=
 
 def test_listing_shows_step_epoch_and_last_kid(tmp_path):
     folder = _fake_run(tmp_path, "faces_25_64_64_gf16_df16", run="faces_25_64_64_gf16_df16", dataset="faces",
-                       gf_dim=16, df_dim=16, **SHAPE)
+                       gf_dim=16, df_dim=16, epoch=3, **SHAPE)
     (folder / "metrics.csv").write_text("epoch,step,d_loss\n0,4,1.0\n1,8,0.9\n")
     (folder / "quality.json").write_text(json.dumps({"evaluations": [{"step": 8, "kid": 0.31}]}))
     _fake_run(tmp_path, "broken_25_64_64").joinpath("config.json").write_text("{cut")
@@ -85,7 +85,11 @@ def test_listing_shows_step_epoch_and_last_kid(tmp_path):
     found = runs.list_runs(str(tmp_path))
     assert [info.name for info in found] == ["broken_25_64_64", "faces_25_64_64_gf16_df16"]
     line = runs.describe_run(found[1])
-    assert "faces, simpsons 64x64, batch 25, widths 16/16" in line and "step 8, epoch 2, KID 0.310" in line
+    assert "faces, simpsons 64x64, batch 25, widths 16/16" in line and "step 8, epoch 2 of 3, KID 0.310" in line
+    # When it last changed: the newest of its metrics and measurements.
+    os.utime(folder / "quality.json", (1_800_000_000, 1_800_000_000))
+    os.utime(folder / "metrics.csv", (1_700_000_000, 1_700_000_000))
+    assert runs.describe_run(runs.list_runs(str(tmp_path))[1]).endswith("KID 0.310, updated 2027-01-15 08:00 UTC")
     assert "config.json damaged" in runs.describe_run(found[0])
 
 

@@ -77,7 +77,7 @@ def test_runs_by_name(workdir, capsys):
     assert main_in(workdir, "--runs") == 0
     listing = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in listing] == [TINY_RUN, other]
-    assert all("faces, simpsons 32x32, batch 4" in line and "step 2, epoch 1" in line for line in listing)
+    assert all("faces, simpsons 32x32, batch 4" in line and "step 2, epoch 1 of 1" in line for line in listing)
 
 
 def test_damaged_config_is_rebuilt_from_a_checkpoint_that_fits(workdir, capsys):
