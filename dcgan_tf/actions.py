@@ -88,7 +88,7 @@ def download(command: Command) -> None:
     from dcgan_tf.data import download as fetch
 
     config = command.config
-    fetch.download_simpsons(os.path.join(config.data_dir, "simpsons_64"), config.download_url)
+    fetch.download_simpsons(os.path.join(config.data_dir, fetch.FOLDER), config.download_url)
 
 
 def import_tf1(command: Command) -> None:

@@ -533,8 +533,11 @@ def test_resolve_dataset_dir_case_insensitive(tmp_path):
 def test_resolve_dataset_dir_missing(tmp_path):
     (tmp_path / "other").mkdir()
     touch(tmp_path / "faces", b"a file, not a folder")
-    with pytest.raises(UserError, match="does not exist"):
+    with pytest.raises(UserError, match="does not exist; put the training images in it"):
         data.resolve_dataset_dir(str(tmp_path), "faces")
+    # The original frames, which --download fetches: the line says so.
+    with pytest.raises(UserError, match="does not exist; add --download to fetch the 100 original frames"):
+        data.resolve_dataset_dir(str(tmp_path), "Simpsons_64")
     with pytest.raises(UserError):
         data.resolve_dataset_dir(str(tmp_path), "simpsons")
     with pytest.raises(UserError):

@@ -20,6 +20,7 @@ from dcgan_tf.errors import UserError
 COMMIT = "216d0aeb18afca7b29a18f2ce6f02e362ddecafc"
 DEFAULT_BASE_URL = (f"https://raw.githubusercontent.com/neelindap/DCGAN-tensorflow/{COMMIT}/data/Simpsons_64/")
 URL_ENV = "DCGAN_TF_DOWNLOAD_URL"
+FOLDER = "simpsons_64"  # Under --data_dir: the dataset name the frames train as.
 TIMEOUT_S = 30
 
 SIMPSONS_SHA256 = {

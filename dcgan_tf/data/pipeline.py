@@ -23,6 +23,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+from dcgan_tf.data import download
 from dcgan_tf.runs import match_entry
 from dcgan_tf.errors import RunWarning, UserError
 
@@ -50,6 +51,9 @@ def resolve_dataset_dir(data_dir: str, dataset: str) -> str:
     found = match_entry(data_dir, dataset)
     if found:
         return os.path.join(data_dir, found)
+    if dataset.lower() == download.FOLDER:
+        raise UserError(f"dataset folder {exact} does not exist; add --download to fetch the 100 original frames "
+                        f"into it, or point --data_dir at a folder that holds {download.FOLDER}/.")
     raise UserError(
         f"dataset folder {exact} does not exist; put the training images in it (see data/README.md) "
         f"or point --data_dir/--dataset at your images.")
