@@ -77,11 +77,14 @@ class Command:
 
 
 def list_runs(command: Command) -> None:
+    from dcgan_tf.training import runlock
+
     found = runs.list_runs(command.config.checkpoint_dir)
     if not found:
         print(f"dcgan_tf: no runs in {command.config.checkpoint_dir}")
     for info in found:
-        print(runs.describe_run(info))
+        training_now = runlock.holder(info.folder)
+        print(runs.describe_run(info) + (f"; training now: {training_now}" if training_now else ""))
 
 
 def download(command: Command) -> None:

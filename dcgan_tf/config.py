@@ -147,7 +147,8 @@ class RunConfig:
                         "option that differs from the preset (e.g. _gf16_df16). Actions on a trained model find "
                         "the run of --dataset by itself; --run picks one where there are several.")
     runs: bool = _opt(False, "List the runs under --checkpoint_dir (name, dataset, model, step, epoch of its "
-                             "planned epochs, last KID, when it last changed) and stop.")
+                             "planned epochs, last KID, when it last changed, whether a --train holds it) "
+                             "and stop.")
     # What to do.
     train: bool = _opt(False, "Train (otherwise: load the latest checkpoint and write a test grid).")
     init_from: str = _opt("", "With --train: start a new run from the networks of this trained run (its name "

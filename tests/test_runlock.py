@@ -10,6 +10,7 @@ import pytest
 
 from dcgan_tf.training import train
 from dcgan_tf.errors import UserError
+from dcgan_tf.training import runlock
 from dcgan_tf.training.runlock import RunLock
 from tests.conftest import REPO, tiny_config
 
@@ -24,13 +25,18 @@ def _holder(folder):
 
 
 def test_second_writer_gets_one_line_naming_the_holder_and_a_killed_holder_frees_the_run(tmp_path):
+    assert runlock.holder(str(tmp_path)) is None  # never trained: no lock file
     holder = _holder(tmp_path)
     try:
         with pytest.raises(UserError, match=rf"being trained by process {holder.pid} on \S+ \(since .*only one --train"):
             RunLock(str(tmp_path), "r").acquire()
+        # --runs asks without taking the run from its holder.
+        assert runlock.holder(str(tmp_path)).startswith(f"process {holder.pid} on ")
+        assert runlock.holder(str(tmp_path)).startswith(f"process {holder.pid} on ")
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
+    assert runlock.holder(str(tmp_path)) is None  # the lock file stays; nobody holds it
     with RunLock(str(tmp_path), "r"):  # The kernel released it: no stale lock.
         with pytest.raises(UserError, match=f"process {os.getpid()} "):
             RunLock(str(tmp_path), "r").acquire()

@@ -4,7 +4,7 @@ The lock is an advisory `flock` on `<run checkpoint folder>/.lock`, held through
 kernel releases it when the process ends in any way, SIGKILL included, so a crash never leaves a
 stale lock to clean up. The file keeps the holder's PID and host so that a second `--train` can say
 who holds the run. --import_tf1, which writes a new run's first checkpoint, holds it too. Read-only
-actions (test grid, --generate, --eval, --export, --report) never take it.
+actions (test grid, --generate, --eval, --export, --report) never take it; --runs asks who holds it.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from typing import Optional
 
 from dcgan_tf.errors import UserError
 from dcgan_tf.runs import LOCK_FILE
@@ -20,6 +21,20 @@ try:
     import fcntl
 except ImportError:  # Not on POSIX: no lock (training still works; two writers are not detected).
     fcntl = None
+
+
+def holder(folder: str) -> Optional[str]:
+    """Who is training the run in `folder` now ("process N on HOST (since ...)"), or None. A shared
+    lock tried and let go at once: it fails only while a training holds the run."""
+    path = os.path.join(folder, LOCK_FILE)
+    if fcntl is None or not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return handle.read().strip() or "another process"
+    return None  # Closing the file let the shared lock go.
 
 
 class RunLock:
