@@ -43,6 +43,17 @@ def test_second_writer_gets_one_line_naming_the_holder_and_a_killed_holder_frees
     RunLock(str(tmp_path), "r").acquire().release()
 
 
+def test_a_listing_asking_for_an_instant_does_not_refuse_a_train(tmp_path):
+    import fcntl
+    import threading
+
+    RunLock(str(tmp_path), "r").acquire().release()  # the lock file exists, as after any training
+    asking = open(tmp_path / ".lock", encoding="utf-8")
+    fcntl.flock(asking, fcntl.LOCK_SH | fcntl.LOCK_NB)  # holder()'s shared lock, let go 30 ms later
+    threading.Timer(0.03, asking.close).start()
+    RunLock(str(tmp_path), "r").acquire().release()
+
+
 def test_train_refuses_a_held_run_before_any_work_and_releases_it_when_done(workdir):
     config = tiny_config(workdir)
     holder = _holder(config.run_checkpoint_dir)

@@ -23,6 +23,19 @@ except ImportError:  # Not on POSIX: no lock (training still works; two writers 
     fcntl = None
 
 
+def _locked(handle, tries: int = 3) -> bool:
+    """Takes the exclusive lock, trying again briefly: a --runs asking who holds the run (holder())
+    has a shared lock on it for an instant."""
+    for attempt in range(tries):
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            if attempt + 1 < tries:
+                time.sleep(0.05)
+    return False
+
+
 def holder(folder: str) -> Optional[str]:
     """Who is training the run in `folder` now ("process N on HOST (since ...)"), or None. A shared
     lock tried and let go at once: it fails only while a training holds the run."""
@@ -50,14 +63,12 @@ class RunLock:
             return self
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         handle = open(self.path, "a+", encoding="utf-8")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        if not _locked(handle):
             handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            who = handle.read().strip() or "another process"
             handle.close()
             raise UserError(
-                f"run {self.run_name} is being trained by {holder}; only one --train may write a run. Wait for "
+                f"run {self.run_name} is being trained by {who}; only one --train may write a run. Wait for "
                 f"it to finish (or stop it with Ctrl-C), or train a new run beside it (--run NEW_NAME). "
                 f"Test grids, --generate, --eval and --export work on it meanwhile.") from None
         handle.seek(0)
