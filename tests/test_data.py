@@ -603,6 +603,8 @@ def test_make_dataset_full_batches_in_model_range():
         assert np.isclose(batch[..., None], allowed, atol=1e-6).any(axis=-1).all()
     order = _order(batches, values)
     assert len(set(order)) == 30  # Each image at most once per epoch.
+    # No autotuning thread: it held the exit of a stopped long run for up to a minute.
+    assert dataset.options().autotune.enabled is False
 
 
 def test_make_dataset_reshuffles_between_epochs():

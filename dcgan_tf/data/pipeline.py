@@ -321,8 +321,7 @@ def make_dataset(images: np.ndarray, batch_size: int, seed: int, first_epoch: in
     dataset of faces as StyleGAN2-ADA's --mirror does; an epoch keeps its length).
 
     The images are already decoded in memory (the cache), so a batch costs one gather and one scale,
-    run in parallel and prefetched while the model trains; the map keeps its input order, so batches
-    depend only on (seed, epoch)."""
+    prefetched while the model trains; batches depend only on (seed, epoch)."""
     import tensorflow as tf
 
     check_batch_size(len(images), batch_size)
@@ -344,8 +343,12 @@ def make_dataset(images: np.ndarray, batch_size: int, seed: int, first_epoch: in
     epochs = tf.data.Dataset.range(first_epoch, last_epoch) if last_epoch is not None else \
         tf.data.Dataset.range(first_epoch, 2**62)
     ds = epochs.flat_map(batches_of_epoch).skip(skip_batches)
-    ds = ds.map(batch_pixels, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    # A batch is one gather and one scale (about a millisecond), so one map call at a time and two
+    # batches ahead keep any training fed. No autotuning: its model thread, which sleeps up to a
+    # minute between rounds, held the process's exit for 25-60 s after a stop or the end of a long run.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.map(batch_pixels).prefetch(2).with_options(options)
 
 
 def steps_per_epoch(num_images: int, batch_size: int) -> int:
