@@ -196,6 +196,8 @@ def test_divergence_stops_with_the_step_and_keeps_the_good_checkpoint(workdir):
     train.train(config, verbose=0)  # steps 1-2, ckpt-1 and ckpt-2, all finite
     with pytest.raises(UserError, match=r"diverged: .* at step (\d+).*Newest good checkpoint: .*ckpt-(\d+)") as info:
         train.train(dataclasses.replace(config, epoch=50), verbose=0, extra_callbacks=[Overflow()])
+    # The way on: the good networks as a new run with a lower rate (the run keeps its own recipe).
+    assert f"--train --init_from {config.run_name} --run NEW_NAME --learning_rate LOWER" in str(info.value)
     import re
 
     bad_step, good = map(int, re.search(r"at step (\d+).*ckpt-(\d+)", str(info.value)).groups())

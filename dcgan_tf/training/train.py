@@ -191,8 +191,11 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
         newest = run.manager.latest_checkpoint
         raise UserError(
             f"training diverged: a loss or weight became NaN or Inf at step {guard.tripped_at}; nothing "
-            f"from that state was saved. Newest good checkpoint: {newest or 'none'}. Lower "
-            f"--learning_rate (or change --seed) and run again to resume from it.")
+            f"from that state was saved. Newest good checkpoint: {newest or 'none'}. "
+            + (f"Go on from its networks with a lower learning rate as a new run: --train --init_from "
+               f"{config.run_name} --run NEW_NAME --learning_rate LOWER (the same command would diverge "
+               f"the same way)." if newest else
+               "Train again with a lower --learning_rate (or another --seed)."))
     return TrainResult(run=run, history=history, stopped_by=stop.received,
                        steps_run=int(model.step.numpy()) - start_step, seconds=time.time() - started,
                        step_seconds=clock.seconds, first_seconds=clock.first_seconds or 0.0,
