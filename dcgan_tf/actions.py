@@ -108,7 +108,7 @@ def train(command: Command) -> None:
     config = run_options.training_run(command.config, command.given or ())
     done = training.finished_epochs(config)
     if done is not None:  # Said at once, without building the networks (later actions build them).
-        print(f"dcgan_tf: the run {config.run_name} already finished {done} epochs; raise --epoch to train more.")
+        print(training.finished_line(config.run_name, done))
         return
     result = training.train(config)
     run = command.__dict__["run"] = result.run  # Later actions of this command use the trained run.

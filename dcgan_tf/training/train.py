@@ -99,6 +99,11 @@ def finished_epochs(config: RunConfig) -> Optional[int]:
     return done if done is not None and done >= config.epoch else None
 
 
+def finished_line(run_name: str, epochs: int) -> str:
+    """What --train of a run that has already trained its epochs says."""
+    return f"dcgan_tf: the run {run_name} already finished {epochs} epochs; raise --epoch to train more."
+
+
 def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResult:
     """Trains the run named by `config` up to `config.epoch` epochs, resuming where it stopped.
 
@@ -179,7 +184,7 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
             history = _fit(model, config, strategy, image_set.images, epoch_steps,
                            cbs.TrainingCallbacks(callbacks, model, config.epoch, verbose=int(terminal)), terminal)
     elif verbose:
-        print(f"dcgan_tf: the run already finished {start_epoch} epochs; raise --epoch to train more.")
+        print(finished_line(config.run_name, start_epoch))
     if writer is not None:
         writer.flush()
     if failure.error is not None:
