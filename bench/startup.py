@@ -7,9 +7,9 @@ Each launch is a fresh `python main.py --train --crop --dataset <copy>` on a fol
 batch of the data (so every epoch is one step and prints one line), `--epoch 3`, new run folders
 under a temporary directory. The time of each "Epoch N" line is taken as it arrives on the pipe:
 start-up = command to the first line (imports, data, building, tracing, the first step), step = the
-time between later lines. `--baseline PATH` runs the same command in another checkout (e.g. a
-`git worktree` of an older commit) turn about with this one, so a busy machine slows both alike;
-the ratio of the medians is the figure. `--help` is timed the same way (median of the launches).
+time between later lines, exit = from the last line of output to the process's end. `--baseline
+PATH` runs the same command in another checkout (e.g. a `git worktree` of an older commit) turn
+about with this one, so a busy machine slows both alike; the ratio of the medians is the figure. `--help` is timed the same way (median of the launches).
 Not a test: run it by hand, on a quiet machine for absolute figures.
 """
 
@@ -54,16 +54,17 @@ def time_training(repo: str, data_dir: str, run_dir: str, flags) -> dict:
                *flags]
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines, output = [], []
+    lines, output, last_output = [], [], 0.0
     for line in process.stdout:
         output.append(line)
+        last_output = time.perf_counter() - start
         if line.startswith("Epoch "):
-            lines.append(time.perf_counter() - start)
+            lines.append(last_output)
     process.wait()
     if process.returncode != 0 or len(lines) < 2:
         raise SystemExit(f"training in {repo} failed (exit {process.returncode}):\n" + "".join(output[-20:]))
     return {"first_step_s": lines[0], "step_s": statistics.median(b - a for a, b in zip(lines, lines[1:])),
-            "exit_s": time.perf_counter() - start}
+            "exit_s": time.perf_counter() - start, "exit_after_output_s": time.perf_counter() - start - last_output}
 
 
 def time_help(repo: str) -> float:
@@ -101,16 +102,19 @@ def main(argv=None) -> int:
                 helps[name].append(time_help(repo))
                 results[name].append(figures)
                 print(f"{name} launch {launch + 1}: first step at {figures['first_step_s']:.1f} s, then "
-                      f"{figures['step_s']:.2f} s/step, exit at {figures['exit_s']:.1f} s; --help "
+                      f"{figures['step_s']:.2f} s/step, exit at {figures['exit_s']:.1f} s "
+                      f"({figures['exit_after_output_s']:.2f} s after its last line); --help "
                       f"{helps[name][-1]:.2f} s", flush=True)
     summary = {name: {"first_step_s": statistics.median(r["first_step_s"] for r in runs),
                       "step_s": statistics.median(r["step_s"] for r in runs),
                       "start_up_s": statistics.median(r["first_step_s"] - r["step_s"] for r in runs),
+                      "exit_after_output_s": statistics.median(r["exit_after_output_s"] for r in runs),
                       "help_s": statistics.median(helps[name]), "launches": runs}
                for name, runs in results.items()}
     for name, s in summary.items():
         print(f"{name}: command to first finished step {s['first_step_s']:.1f} s (of it one step "
-              f"{s['step_s']:.2f} s, start-up {s['start_up_s']:.1f} s); --help {s['help_s']:.2f} s")
+              f"{s['step_s']:.2f} s, start-up {s['start_up_s']:.1f} s); exit {s['exit_after_output_s']:.2f} s "
+              f"after the last line; --help {s['help_s']:.2f} s")
     if "baseline" in summary:
         ratio = summary["this"]["first_step_s"] / summary["baseline"]["first_step_s"]
         print(f"this / baseline, command to first step: {ratio:.2f}")

@@ -3,6 +3,7 @@ that `import dcgan_tf` and `--help` stay instant."""
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import sys
 from typing import Callable
@@ -28,8 +29,10 @@ class _FirstImport:
 
 def around_first_import(name: str, around: Callable) -> bool:
     """Runs `around(load, module)` in place of the first import of `name` (`load()` does the import).
-    False, with nothing installed, when `name` is already imported or already wrapped by this hook."""
-    if name in sys.modules or any(isinstance(h, _FirstImport) and h.name == name for h in sys.meta_path):
+    Several hooks on one name nest, the last installed outermost. False, with nothing installed, when
+    `name` is already imported or already wrapped in this `around`."""
+    if name in sys.modules or any(isinstance(h, _FirstImport) and h.name == name and h.around is around
+                                  for h in sys.meta_path):
         return False
     sys.meta_path.insert(0, _FirstImport(name, around))
     return True
@@ -51,3 +54,23 @@ def import_without(name: str, optional: str) -> bool:
                 del sys.modules[optional]
 
     return around_first_import(name, around)
+
+
+def _load_for_good(load, module) -> None:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        load()
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
+def import_for_good(name: str) -> bool:
+    """The first import of `name` runs with Python's cyclic garbage collector paused, and what it
+    created is then kept out of the collector's sight (gc.freeze): for a library whose objects live as
+    long as the process (TensorFlow and Keras make about half a million), so that no later full
+    collection walks them again. False, with nothing installed, when `name` is already imported or
+    wrapped by this function."""
+    return around_first_import(name, _load_for_good)

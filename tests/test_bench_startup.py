@@ -33,6 +33,7 @@ def test_launch_times_are_taken_from_the_epoch_lines(tmp_path):
     figures = startup.time_training(str(tmp_path), str(tmp_path), str(tmp_path / "run"), [])
     assert 0.6 <= figures["first_step_s"] < figures["exit_s"]
     assert 0.15 <= figures["step_s"] < 0.6
+    assert 0.15 <= figures["exit_after_output_s"] < figures["exit_s"] - figures["first_step_s"]
 
 
 def test_a_failed_launch_says_so_with_its_output(tmp_path):

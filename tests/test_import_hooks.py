@@ -3,6 +3,7 @@ missing (the command line's Keras without IPython)."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import textwrap
@@ -70,3 +71,48 @@ def test_the_command_lines_keras_does_not_import_ipython():
             "print('keras.src.saving.file_editor' in sys.modules, 'IPython' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "False"]
+
+
+def test_hooks_on_one_name_nest_the_last_installed_outermost(modules):
+    calls = []
+
+    def outer_or_inner(tag):
+        def around(load, module):
+            calls.append(f"{tag} before")
+            load()
+            calls.append(f"{tag} after")
+        return around
+
+    assert import_hooks.around_first_import("host_mod", outer_or_inner("first"))
+    assert import_hooks.around_first_import("host_mod", outer_or_inner("second"))
+    import host_mod  # noqa: F401
+    assert calls == ["second before", "first before", "first after", "second after"]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_import_for_good_pauses_the_collector_then_freezes_what_the_import_made(tmp_path, monkeypatch, enabled):
+    (tmp_path / "lasting_mod.py").write_text("import gc\nCOLLECTING = gc.isenabled()\nTABLE = [[i] for i in range(1000)]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    before = gc.get_freeze_count()
+    try:
+        assert import_hooks.import_for_good("lasting_mod")
+        assert not import_hooks.import_for_good("lasting_mod")  # already wrapped
+        import lasting_mod
+
+        assert lasting_mod.COLLECTING is False
+        assert gc.get_freeze_count() >= before + 1000  # the module's lists among them
+        assert gc.isenabled() is enabled
+    finally:
+        gc.unfreeze()
+        (gc.enable if was else gc.disable)()
+        sys.modules.pop("lasting_mod", None)
+
+
+def test_the_command_line_leaves_the_collector_nothing_to_walk_at_exit():
+    # An exit handler registered before the command line's own runs after it (last in, first out).
+    code = ("import atexit, gc, sys; atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0)); "
+            "from dcgan_tf import cli; sys.argv = ['main.py', '--version']; cli.run()")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1] == "frozen True"
