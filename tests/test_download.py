@@ -4,6 +4,8 @@ import functools
 import http.server
 import os
 import shutil
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -102,3 +104,10 @@ def test_download_flag_through_the_command_line_with_the_env_url(tmp_path, serve
     # The tampered download was deleted; the local file was not overwritten with it.
     assert (tmp_path / "data" / "simpsons_64" / "5.jpg").read_bytes() == b"damaged"
     assert not [n for n in os.listdir(tmp_path / "data" / "simpsons_64") if n.endswith(".part")]
+
+
+def test_the_training_data_path_imports_no_network_code():
+    # The pipeline needs download.FOLDER only; urllib comes in when a download runs.
+    code = "import sys; import dcgan_tf.data.pipeline; print('urllib.request' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import urllib.error
-import urllib.request
 from typing import Callable, List, Optional
 
 from dcgan_tf.errors import UserError
@@ -142,6 +140,8 @@ def base_url(override: str = "") -> str:
 
 def _fetch(url: str, target: str) -> None:
     """Downloads `url` into `target` through a temporary file in the same folder."""
+    import urllib.request  # Here, not above: training imports this module for FOLDER, not for the network.
+
     folder = os.path.dirname(target) or "."
     fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=folder)
     try:
@@ -175,7 +175,7 @@ def download_simpsons(folder: str, url: str = "", log: Optional[Callable[[str], 
         part = path + ".part"
         try:
             _fetch(url + name, part)
-        except (urllib.error.URLError, OSError, ValueError) as e:
+        except (OSError, ValueError) as e:  # OSError includes urllib's URLError and HTTPError.
             reason = getattr(e, "reason", None) or e
             raise UserError(f"cannot download {url + name} ({reason}); check the network, or set "
                             f"--download_url / {URL_ENV} to a copy of the images.") from None
