@@ -9,7 +9,8 @@ under a temporary directory. The time of each "Epoch N" line is taken as it arri
 start-up = command to the first line (imports, data, building, tracing, the first step), step = the
 time between later lines, exit = from the last line of output to the process's end. `--baseline
 PATH` runs the same command in another checkout (e.g. a `git worktree` of an older commit) turn
-about with this one, so a busy machine slows both alike; the ratio of the medians is the figure. `--help` is timed the same way (median of the launches).
+about with this one, so a busy machine slows both alike; the ratio of the medians is the figure.
+`--help` is timed the same way (median of the launches).
 Not a test: run it by hand, on a quiet machine for absolute figures.
 """
 
