@@ -62,10 +62,11 @@ def time_training(repo: str, data_dir: str, run_dir: str, flags) -> dict:
         if line.startswith("Epoch "):
             lines.append(last_output)
     process.wait()
+    exit_s = time.perf_counter() - start
     if process.returncode != 0 or len(lines) < 2:
         raise SystemExit(f"training in {repo} failed (exit {process.returncode}):\n" + "".join(output[-20:]))
     return {"first_step_s": lines[0], "step_s": statistics.median(b - a for a, b in zip(lines, lines[1:])),
-            "exit_s": time.perf_counter() - start, "exit_after_output_s": time.perf_counter() - start - last_output}
+            "exit_s": exit_s, "exit_after_output_s": exit_s - last_output}
 
 
 def time_help(repo: str) -> float:

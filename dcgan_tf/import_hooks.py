@@ -12,8 +12,8 @@ from typing import Callable
 class _FirstImport:
     """A one-shot import hook: the module's own loading runs inside `around(load, module)`."""
 
-    def __init__(self, name: str, around: Callable):
-        self.name, self.around = name, around
+    def __init__(self, name: str, around: Callable, key):
+        self.name, self.around, self.key = name, around, key
 
     def find_spec(self, name, path=None, target=None):
         if name != self.name:
@@ -27,14 +27,15 @@ class _FirstImport:
         return spec
 
 
-def around_first_import(name: str, around: Callable) -> bool:
+def around_first_import(name: str, around: Callable, key=None) -> bool:
     """Runs `around(load, module)` in place of the first import of `name` (`load()` does the import).
     Several hooks on one name nest, the last installed outermost. False, with nothing installed, when
-    `name` is already imported or already wrapped in this `around`."""
-    if name in sys.modules or any(isinstance(h, _FirstImport) and h.name == name and h.around is around
+    `name` is already imported or already wrapped by a hook of the same `key` (default: `around`)."""
+    key = around if key is None else key
+    if name in sys.modules or any(isinstance(h, _FirstImport) and h.name == name and h.key == key
                                   for h in sys.meta_path):
         return False
-    sys.meta_path.insert(0, _FirstImport(name, around))
+    sys.meta_path.insert(0, _FirstImport(name, around, key))
     return True
 
 
@@ -53,7 +54,7 @@ def import_without(name: str, optional: str) -> bool:
             if optional in sys.modules and sys.modules[optional] is None:
                 del sys.modules[optional]
 
-    return around_first_import(name, around)
+    return around_first_import(name, around, key=("without", optional))
 
 
 def _load_for_good(load, module) -> None:

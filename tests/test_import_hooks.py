@@ -47,6 +47,7 @@ def test_around_first_import_runs_once_around_the_load(modules):
 
 def test_import_without_hides_the_optional_module_only_during_that_import(modules):
     assert import_hooks.import_without("host_mod", "optional_mod")
+    assert not import_hooks.import_without("host_mod", "optional_mod")  # already wrapped
     import host_mod
 
     assert host_mod.optional_mod is None
@@ -108,6 +109,7 @@ def test_import_for_good_pauses_the_collector_then_freezes_what_the_import_made(
         gc.unfreeze()
         (gc.enable if was else gc.disable)()
         sys.modules.pop("lasting_mod", None)
+        sys.meta_path[:] = [h for h in sys.meta_path if getattr(h, "name", None) != "lasting_mod"]
 
 
 def test_the_command_line_leaves_the_collector_nothing_to_walk_at_exit():
