@@ -1,4 +1,6 @@
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -28,6 +30,24 @@ def test_a_generator_alone_creates_no_discriminator_weights(tmp_path):
     assert discriminator is None
     assert [w.shape for w in generator.weights] == [w.shape for w in with_d[0].weights]
     assert tuple(generator(keras.ops.zeros((2, config.z_dim))).shape) == (2, 32, 32, 3)
+
+
+def test_discriminator_dropout_acts_in_training_only_and_adds_no_weights(tmp_path):
+    config = tiny_config(tmp_path, c_dim=3)
+    _, plain = nets.build_networks(config)
+    _, dropping = nets.build_networks(dataclasses.replace(config, d_dropout=0.5))
+    assert plain.dropout_seed is None and dropping.dropout_seed is not None
+    assert [w.shape for w in dropping.weights] == [w.shape for w in plain.weights]
+    dropping.set_weights(plain.get_weights())
+    images = keras.random.uniform((4, 32, 32, 3), -1, 1, seed=0)
+
+    def logits(model, training):
+        return keras.ops.convert_to_numpy(model(images, training=training))
+
+    np.testing.assert_allclose(logits(dropping, False), logits(plain, False), rtol=1e-6)
+    assert not np.allclose(logits(dropping, True), logits(plain, True))
+    # Each call draws new masks from D's own random state.
+    assert not np.allclose(logits(dropping, True), logits(dropping, True))
 
 
 def test_layer_sizes_follow_ceil_halving():

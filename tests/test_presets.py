@@ -84,6 +84,17 @@ def test_lecam_is_a_flag_off_in_every_recipe_and_saved_with_the_run(tmp_path):
         RunConfig.create(lecam_weight=-0.1)
 
 
+def test_d_dropout_is_a_flag_off_in_every_recipe_saved_with_the_run_and_for_simpsons_only(tmp_path):
+    assert not any(RunConfig.create(arch=arch, recipe=recipe).d_dropout
+                   for arch in PRESETS for recipe in ("default", "original"))
+    saved = json.loads(open(RunConfig.create(seed=3, d_dropout=0.4).save(str(tmp_path))).read())
+    assert saved["d_dropout"] == 0.4
+    with pytest.raises(UserError, match=r"--d_dropout must be in \[0, 1\) \(0 turns it off\), got 1.0"):
+        RunConfig.create(d_dropout=1.0)
+    with pytest.raises(UserError, match="--d_dropout is for --arch simpsons only"):
+        RunConfig.create(arch="classic", d_dropout=0.4)
+
+
 def test_mirror_is_a_flag_saved_with_the_run(tmp_path):
     from absl import flags
 

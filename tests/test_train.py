@@ -37,23 +37,23 @@ def test_training_writes_checkpoints_samples_logs_and_config(workdir):
 
 
 def test_resume_mid_epoch_continues_counters_and_matches_an_uninterrupted_run(workdir, monkeypatch):
-    """With DiffAugment and x-flips on, so their random draws are covered too; with DiffAugment off the
-    step runs the same code minus the augmentation (test_gan checks it then draws nothing)."""
+    """With DiffAugment, x-flips and D's dropout on, so their random draws are covered too; with
+    DiffAugment off the step runs the same code minus the augmentation (test_gan checks it then draws
+    nothing)."""
     policy = "color,translation,cutout"
+    options = {"diffaug": policy, "mirror": True, "d_dropout": 0.4}
     pipelines = []
     make_dataset = train.pipeline.make_dataset
     monkeypatch.setattr(train.pipeline, "make_dataset",
                         lambda *args, **kwargs: pipelines.append(kwargs) or make_dataset(*args, **kwargs))
-    straight = train.train(tiny_config(workdir, epoch=2, diffaug=policy, mirror=True,
-                                       checkpoint_dir=str(workdir / "a")), verbose=0)
+    straight = train.train(tiny_config(workdir, epoch=2, checkpoint_dir=str(workdir / "a"), **options), verbose=0)
 
     # Stopped by SIGTERM after step 3, the first step of the second epoch (2 steps an epoch).
-    first = train.train(tiny_config(workdir, epoch=2, diffaug=policy, mirror=True, checkpoint_dir=str(workdir / "b")),
+    first = train.train(tiny_config(workdir, epoch=2, checkpoint_dir=str(workdir / "b"), **options),
                         verbose=0, extra_callbacks=[signal_after_step(signal.SIGTERM, 3)])
     assert first.stopped_by == "SIGTERM"
     sample_z = keras.ops.convert_to_numpy(first.run.sample_z)
-    second = train.train(tiny_config(workdir, epoch=2, diffaug=policy, mirror=True,
-                                     checkpoint_dir=str(workdir / "b")), verbose=0)
+    second = train.train(tiny_config(workdir, epoch=2, checkpoint_dir=str(workdir / "b"), **options), verbose=0)
     assert [p["mirror"] for p in pipelines] == [True] * 3
     # The resume trained the second epoch's other batch alone (skipping the one trained before the stop).
     assert [(p["first_epoch"], p["skip_batches"]) for p in pipelines] == [(0, 0), (0, 0), (1, 1)]
@@ -66,9 +66,11 @@ def test_resume_mid_epoch_continues_counters_and_matches_an_uninterrupted_run(wo
     assert model.augment == ("color", "translation", "cutout")
     assert model.ema_generator is not None  # The default recipe: the average resumes exactly too.
     saved = json.loads((workdir / "b" / "faces_4_32_32_z8_gf4_df4" / "config.json").read_text())
-    assert (saved["diffaug"], saved["mirror"]) == (policy, True)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.augment_seed.state),
-                                  keras.ops.convert_to_numpy(straight.run.model.augment_seed.state))
+    assert (saved["diffaug"], saved["mirror"], saved["d_dropout"]) == (policy, True, 0.4)
+    for resumed, unstopped in ((model.augment_seed, straight.run.model.augment_seed),
+                               (model.discriminator.dropout_seed, straight.run.model.discriminator.dropout_seed)):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(resumed.state),
+                                      keras.ops.convert_to_numpy(unstopped.state))
     # Same data order, same z stream, same augmentation draws, same optimizer state: the same weights
     # as without the stop.
     for a, b in zip(_weights(straight.run.model), _weights(model)):

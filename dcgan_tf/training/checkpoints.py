@@ -26,19 +26,26 @@ def checkpoint_path(folder: str, step) -> str:
 # What make_checkpoint saves; the parts in _ADDED_PARTS are missing from checkpoints of earlier
 # versions, which restore without them (those parts keep their fresh state).
 _PARTS = ("generator", "discriminator", "d_optimizer", "g_optimizer", "step", "epoch", "z_seed",
-          "augment_seed", "sample_z", "ema_generator", "r1_weight", "lecam_anchors", "epoch_step")
-_ADDED_PARTS = ("augment_seed", "ema_generator", "r1_weight", "lecam_anchors", "epoch_step")
+          "augment_seed", "sample_z", "ema_generator", "r1_weight", "lecam_anchors", "epoch_step",
+          "dropout_seed")
+_ADDED_PARTS = ("augment_seed", "ema_generator", "r1_weight", "lecam_anchors", "epoch_step", "dropout_seed")
 
 
 def make_checkpoint(model, sample_z) -> tf.train.Checkpoint:
     """Both networks, both optimizers, the step and epoch counters (and the steps into the epoch), the
-    random states of z and of DiffAugment, the fixed sample z, the moving average of G, the adaptive R1
-    weight and LeCam's anchors (when the run keeps them): everything an exact resume needs."""
+    random states of z, of DiffAugment and of D's dropout, the fixed sample z, the moving average of G,
+    the adaptive R1 weight and LeCam's anchors (when the run keeps them): everything an exact resume
+    needs."""
     extra = {} if model.ema_generator is None else {"ema_generator": model.ema_generator}
     if model.r1_weight is not None:
         extra["r1_weight"] = model.r1_weight
     if model.lecam_anchors is not None:
         extra["lecam_anchors"] = model.lecam_anchors
+    # D's own random state where it has one (--d_dropout): Keras keeps a SeedGenerator's state out of
+    # the layer's weights, so the checkpoint names it.
+    dropout_seed = getattr(model.discriminator, "dropout_seed", None)
+    if dropout_seed is not None:
+        extra["dropout_seed"] = dropout_seed.state
     return tf.train.Checkpoint(
         generator=model.generator, discriminator=model.discriminator,
         d_optimizer=model.d_optimizer, g_optimizer=model.g_optimizer,

@@ -55,11 +55,12 @@ def check_shape(height: int, width: int, c_dim: int):
     return None
 
 
-def build(*, height: int, width: int, c_dim: int, z_dim: int, gf_dim: int, df_dim: int, **_):
+def build(*, height: int, width: int, c_dim: int, z_dim: int, gf_dim: int, df_dim: int, d_dropout: float = 0.0,
+          **_):
     """(generator, discriminator), not yet built."""
     return (Generator(output_height=height, output_width=width, c_dim=c_dim, gf_dim=gf_dim, z_dim=z_dim,
                       name="generator"),
-            Discriminator(df_dim=df_dim, name="discriminator"))
+            Discriminator(df_dim=df_dim, dropout=d_dropout, name="discriminator"))
 
 
 @keras.saving.register_keras_serializable(package="dcgan_tf", name="simpsons.Generator")
@@ -115,9 +116,13 @@ class Generator(keras.Model):
 class Discriminator(keras.Model):
     """images [batch, H, W, c_dim] in [-1, 1] -> one logit per image, [batch, 1]."""
 
-    def __init__(self, df_dim=64, **kwargs):
+    def __init__(self, df_dim=64, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         self.df_dim = df_dim
+        # Dropout of the last features in training (keras-io's data-efficient GAN); its random state is
+        # a variable of D's, so checkpoints hold it and a resumed run draws on. None when off: no variable.
+        self.dropout = float(dropout)
+        self.dropout_seed = keras.random.SeedGenerator(name="dropout_seed") if self.dropout else None
         for i in range(NUM_LAYERS):
             setattr(self, f"d_h{i}_conv", conv.Conv2D(
                 df_dim * 2 ** i, KERNEL, strides=2, padding="same",
@@ -139,7 +144,10 @@ class Discriminator(keras.Model):
         x = keras.ops.leaky_relu(self.convs[0](images), negative_slope=0.2)
         for layer, bn in zip(self.convs[1:], self.bns):
             x = keras.ops.leaky_relu(bn(layer(x), training=training), negative_slope=0.2)
-        return self.d_h5_lin(self.flatten(x))
+        features = self.flatten(x)
+        if training and self.dropout_seed is not None:
+            features = keras.random.dropout(features, self.dropout, seed=self.dropout_seed)
+        return self.d_h5_lin(features)
 
     def get_config(self):
-        return {**super().get_config(), "df_dim": self.df_dim}
+        return {**super().get_config(), "df_dim": self.df_dim, "dropout": self.dropout}
