@@ -75,22 +75,19 @@ def test_r1_penalty_is_only_in_the_simpsons_default_recipe(tmp_path):
         RunConfig.create(r1_target=1.0)
 
 
-def test_lecam_is_a_flag_off_in_every_recipe_and_saved_with_the_run(tmp_path):
-    assert not any(RunConfig.create(arch=arch, recipe=recipe).lecam_weight
+@pytest.mark.parametrize("name,value,bad,message", [
+    ("lecam_weight", 0.1, -0.1, r"--lecam_weight must be 0 \(off\) or more, got -0.1"),
+    ("d_dropout", 0.4, 1.0, r"--d_dropout must be in \[0, 1\) \(0 turns it off\), got 1.0")])
+def test_regularisers_off_in_every_recipe_are_flags_saved_with_the_run(tmp_path, name, value, bad, message):
+    assert not any(getattr(RunConfig.create(arch=arch, recipe=recipe), name)
                    for arch in PRESETS for recipe in ("default", "original"))
-    saved = json.loads(open(RunConfig.create(seed=3, lecam_weight=0.1).save(str(tmp_path))).read())
-    assert saved["lecam_weight"] == 0.1
-    with pytest.raises(UserError, match=r"--lecam_weight must be 0 \(off\) or more, got -0.1"):
-        RunConfig.create(lecam_weight=-0.1)
+    saved = json.loads(open(RunConfig.create(seed=3, **{name: value}).save(str(tmp_path))).read())
+    assert saved[name] == value
+    with pytest.raises(UserError, match=message):
+        RunConfig.create(**{name: bad})
 
 
-def test_d_dropout_is_a_flag_off_in_every_recipe_saved_with_the_run_and_for_simpsons_only(tmp_path):
-    assert not any(RunConfig.create(arch=arch, recipe=recipe).d_dropout
-                   for arch in PRESETS for recipe in ("default", "original"))
-    saved = json.loads(open(RunConfig.create(seed=3, d_dropout=0.4).save(str(tmp_path))).read())
-    assert saved["d_dropout"] == 0.4
-    with pytest.raises(UserError, match=r"--d_dropout must be in \[0, 1\) \(0 turns it off\), got 1.0"):
-        RunConfig.create(d_dropout=1.0)
+def test_d_dropout_is_for_the_simpsons_discriminator_only():
     with pytest.raises(UserError, match="--d_dropout is for --arch simpsons only"):
         RunConfig.create(arch="classic", d_dropout=0.4)
 
