@@ -119,8 +119,9 @@ class Discriminator(keras.Model):
     def __init__(self, df_dim=64, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         self.df_dim = df_dim
-        # Dropout of the last features in training (keras-io's data-efficient GAN); its random state is
-        # a variable of D's, so checkpoints hold it and a resumed run draws on. None when off: no variable.
+        # Dropout of the last features in training (keras-io's data-efficient GAN). Keras keeps the
+        # seed's state out of D's weights, so the run's checkpoint saves it by name (training/
+        # checkpoints.py) and a resumed run draws on. None when off: no state at all.
         self.dropout = float(dropout)
         self.dropout_seed = keras.random.SeedGenerator(name="dropout_seed") if self.dropout else None
         for i in range(NUM_LAYERS):
