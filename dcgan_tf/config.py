@@ -33,14 +33,15 @@ EMA_RAMPUP = 0.05
 # Each option's value in runs saved before it existed: what those runs trained with (a config.json
 # without it continues, and is rebuilt, with this).
 BEFORE_THE_OPTION = {"ema_decay": 0.0, "ema_rampup": 1 / 9, "r1_gamma": 0.0, "r1_target": 0.0,
-                     "lecam_weight": 0.0, "d_dropout": 0.0, "mirror": False, "precision": "float32"}
+                     "lecam_weight": 0.0, "cr_weight": 0.0, "d_dropout": 0.0, "mirror": False,
+                     "precision": "float32"}
 
 
 # Architecture presets (--arch): each seed system's defaults, as plain data. A RunConfig field left
 # at None takes the preset's value; an explicit flag overrides it. Registry: dcgan_tf.model.nets.
 _NO_TRICKS = {"real_label_low": 1.0, "real_label_high": 1.0, "fake_label_low": 0.0, "fake_label_high": 0.0,
               "label_flip_prob": 0.0, "diffaug": "", "ema_decay": 0.0, "r1_gamma": 0.0,
-              "r1_target": 0.0, "lecam_weight": 0.0, "d_dropout": 0.0, "mirror": False}
+              "r1_target": 0.0, "lecam_weight": 0.0, "cr_weight": 0.0, "d_dropout": 0.0, "mirror": False}
 PRESETS = {
     # The original Simpsons DCGAN (seed 002): 5 stride-2 layers of 5x5 kernels, no tricks.
     "simpsons": {"output_height": 128, "c_dim": 0, "z_dim": 100, "z_dist": "uniform_signed", "gf_dim": 64,
@@ -253,6 +254,10 @@ class RunConfig:
                                                "the moving average of its logits for generated ones, and the "
                                                "generated ones' towards the real ones'. 0: off. Default: the "
                                                "recipe's.")
+    cr_weight: Optional[float] = _opt(None, "Weight of the consistency penalty on D (bCR, Zhao et al. 2021): the "
+                                            "squared difference of D's logits for two augmentations of the same "
+                                            "images, real and generated. Needs --diffaug. 0: off. Default: the "
+                                            "recipe's.")
     d_dropout: Optional[float] = _opt(None, "Dropout on D's last features (before its final linear layer) in "
                                             "training, at this rate: a regulariser for little data, as in "
                                             "keras-io's data-efficient GAN example (0.4 there). simpsons "
@@ -376,6 +381,12 @@ class RunConfig:
                             f"at full weight from the start), got {self.r1_target}.")
         if not self.lecam_weight >= 0:
             raise UserError(f"--lecam_weight must be 0 (off) or more, got {self.lecam_weight}.")
+        if not self.cr_weight >= 0:
+            raise UserError(f"--cr_weight must be 0 (off) or more, got {self.cr_weight}.")
+        if self.cr_weight and not self.diffaug:
+            raise UserError("--cr_weight compares D's outputs for two augmentations of the same images and "
+                            "this run has none; give --diffaug (e.g. color,translation,cutout) or leave "
+                            "--cr_weight at 0.")
         if not 0 <= self.d_dropout < 1:
             raise UserError(f"--d_dropout must be in [0, 1) (0 turns it off), got {self.d_dropout}.")
         if self.d_dropout and self.arch != "simpsons":

@@ -266,6 +266,37 @@ def test_diffaug_augments_every_image_d_sees_from_its_own_random_state(tmp_path,
                                   keras.ops.convert_to_numpy(off.z_seed.state))
 
 
+def test_consistency_penalty_sees_a_second_augmentation_and_changes_only_d_update(tmp_path, monkeypatch):
+    seen = []
+    original = gan.aug.diff_augment
+
+    def recording(images, policy, seed):
+        out = original(images, policy, seed)
+        seen.append((keras.ops.convert_to_numpy(images), keras.ops.convert_to_numpy(out)))
+        return out
+
+    def one_step(**options):
+        seen.clear()
+        model = _model_with_labels(tmp_path, run_eagerly=True, augment=("translation", "cutout"), **options)
+        logs = model.fit(_batches(count=1), epochs=1, verbose=0, shuffle=False).history
+        return logs, _values(model.discriminator.trainable_variables)
+
+    monkeypatch.setattr(gan.aug, "diff_augment", recording)
+    plain_logs, plain_d = one_step()
+    assert len(seen) == 3  # D's update: real and fakes; one G update
+    cr_logs, cr_d = one_step(cr_weight=10.0)
+    # D's update sees the real batch and the fakes a second time, each under fresh draws.
+    assert len(seen) == 5
+    np.testing.assert_array_equal(seen[2][0], seen[0][0])
+    np.testing.assert_array_equal(seen[3][0], seen[1][0])
+    assert not np.allclose(seen[2][1], seen[0][1]) and not np.allclose(seen[3][1], seen[1][1])
+    # The logged losses are the cross-entropy alone; the penalty only steers D's gradient.
+    assert cr_logs["d_loss"][0] == pytest.approx(plain_logs["d_loss"][0], rel=1e-6)
+    assert any(not np.allclose(a, b, atol=1e-7) for a, b in zip(plain_d, cr_d) if a.ndim > 1)
+    with pytest.raises(ValueError, match="cr_weight needs an augmentation policy"):
+        _model_with_labels(tmp_path, cr_weight=10.0)
+
+
 def test_summaries_of_several_fits_in_one_process_do_not_warn_of_retracing(tmp_path):
     """A process that trains several runs (bench/, tests) makes a Summaries for each; their compiled
     writes are traced once each, which TensorFlow must not count as one function retracing."""

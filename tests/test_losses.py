@@ -124,3 +124,11 @@ def test_lecam_anchors_move_one_hundredth_of_the_way_to_the_steps_mean_logits():
     for _ in range(1000):
         anchors = losses.moved_anchors(anchors, 2.0, -1.0)
     np.testing.assert_allclose(anchors.numpy(), [2.0, -1.0], rtol=1e-4)
+
+
+def test_consistency_penalty_is_the_mean_squared_difference_of_the_logits():
+    logits = tf.constant([[1.0], [-2.0]])
+    assert float(losses.consistency_penalty(logits, tf.constant([[0.0], [1.0]]))) == pytest.approx((1 + 9) / 2)
+    assert float(losses.consistency_penalty(logits, logits)) == 0.0
+    # bfloat16 logits (mixed precision) give a float32 penalty.
+    assert losses.consistency_penalty(tf.cast(logits, tf.bfloat16), logits).dtype == tf.float32

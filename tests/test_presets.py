@@ -77,6 +77,7 @@ def test_r1_penalty_is_only_in_the_simpsons_default_recipe(tmp_path):
 
 @pytest.mark.parametrize("name,value,bad,message", [
     ("lecam_weight", 0.1, -0.1, r"--lecam_weight must be 0 \(off\) or more, got -0.1"),
+    ("cr_weight", 10.0, -1.0, r"--cr_weight must be 0 \(off\) or more, got -1.0"),
     ("d_dropout", 0.4, 1.0, r"--d_dropout must be in \[0, 1\) \(0 turns it off\), got 1.0")])
 def test_regularisers_off_in_every_recipe_are_flags_saved_with_the_run(tmp_path, name, value, bad, message):
     assert not any(getattr(RunConfig.create(arch=arch, recipe=recipe), name)
@@ -85,6 +86,11 @@ def test_regularisers_off_in_every_recipe_are_flags_saved_with_the_run(tmp_path,
     assert saved[name] == value
     with pytest.raises(UserError, match=message):
         RunConfig.create(**{name: bad})
+
+
+def test_consistency_penalty_needs_an_augmentation():
+    with pytest.raises(UserError, match="--cr_weight compares D's outputs for two augmentations .* give --diffaug"):
+        RunConfig.create(cr_weight=10.0, diffaug="")
 
 
 def test_d_dropout_is_for_the_simpsons_discriminator_only():

@@ -11,7 +11,9 @@ has the R1 penalty gamma/2 * E[|grad_x D(T(x))|^2] at the real images (losses.r1
 images real with a mean probability above the target and falls while below (losses.adapted_r1_weight),
 so it acts only once D begins to memorise the training images, and costs nothing before. With a
 `lecam_weight` > 0, D's loss also has the LeCam penalty (losses.lecam_penalty) against moving averages of
-its own mean logits (the anchors, kept in checkpoints). With an
+its own mean logits (the anchors, kept in checkpoints). With a `cr_weight` > 0 (and an augmentation
+policy), D's loss also has the consistency penalty (bCR, losses.consistency_penalty) between its logits
+for the real and the generated images it saw and for a second augmentation T'(.) of the same images. With an
 `ema_generator`, every step ends by moving its weights towards G's (dcgan_tf/model/ema.py); that average is what `sampler` returns.
 Each step leaves its values in `step_values` for TensorBoard (written by dcgan_tf/training/summaries.py).
 """
@@ -47,7 +49,8 @@ class DCGAN(keras.Model):
     def __init__(self, generator, discriminator, *, z_dim: int, z_dist: str = "uniform_signed",
                  g_steps: int = 2, seed=None, real_label_range=(1.0, 1.0), fake_label_range=(0.0, 0.0), label_flip_prob: float = 0.0,
                  augment=(), ema_generator=None, ema_decay: float = 0.0, ema_rampup: float = ema.DEFAULT_RAMPUP,
-                 r1_gamma: float = 0.0, r1_target: float = 0.0, lecam_weight: float = 0.0, **kwargs):
+                 r1_gamma: float = 0.0, r1_target: float = 0.0, lecam_weight: float = 0.0,
+                 cr_weight: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if g_steps < 1:
             raise ValueError(f"g_steps must be at least 1, got {g_steps}")
@@ -69,6 +72,9 @@ class DCGAN(keras.Model):
         # DiffAugment's own random state (seeded with z's seed + 1, another stream), so turning it on
         # or off leaves the z stream as it was.
         self.augment = tuple(augment)
+        if cr_weight > 0 and not self.augment:
+            raise ValueError("cr_weight needs an augmentation policy: it compares two augmentations of each image")
+        self.cr_weight = float(cr_weight)
         z_seed = seed if seed is not None else int(keras.ops.convert_to_numpy(self.z_seed.state)[0])
         self.augment_seed = keras.random.SeedGenerator(z_seed + 1, name="augment_seed")
         # Counters live in checkpoints so that a resumed run continues them.
@@ -182,6 +188,12 @@ class DCGAN(keras.Model):
             if self.lecam_anchors is not None:
                 d_objective += self.lecam_weight * losses.lecam_penalty(
                     real_logits, fake_logits, self.lecam_anchors[0], self.lecam_anchors[1])
+            if self.cr_weight > 0:
+                # bCR: the same images under a second draw of the augmentation should get the same logits.
+                real_again = self.discriminator(self._augment(real_images), training=True)
+                fake_again = self.discriminator(self._augment(fake_images), training=True)
+                d_objective += self.cr_weight * (losses.consistency_penalty(real_logits, real_again)
+                                                 + losses.consistency_penalty(fake_logits, fake_again))
             # This replica's share, loss-scaled (a LossScaleOptimizer under mixed_float16; else the identity).
             scaled_d_loss = self.d_optimizer.scale_loss(_per_replica_share(d_objective, replica_count))
         d_vars = self.discriminator.trainable_variables

@@ -100,3 +100,10 @@ def moved_anchors(anchors, real_logit_mean, fake_logit_mean, decay: float = LECA
     means = tf.stack([tf.cast(real_logit_mean, tf.float32), tf.cast(fake_logit_mean, tf.float32)])
     anchors = tf.convert_to_tensor(anchors, tf.float32)
     return anchors + (1.0 - decay) * (means - anchors)
+
+
+def consistency_penalty(logits, other_logits):
+    """bCR (Zhao et al. 2021): the mean squared difference of D's logits for two augmentations of the
+    same images, so that D cannot tell the images apart by what an augmentation changed; the caller
+    weights it (10 in the paper, for real and generated images alike)."""
+    return tf.reduce_mean(tf.square(tf.cast(logits, tf.float32) - tf.cast(other_logits, tf.float32)))
