@@ -33,15 +33,16 @@ EMA_RAMPUP = 0.05
 # Each option's value in runs saved before it existed: what those runs trained with (a config.json
 # without it continues, and is rebuilt, with this).
 BEFORE_THE_OPTION = {"ema_decay": 0.0, "ema_rampup": 1 / 9, "r1_gamma": 0.0, "r1_target": 0.0,
-                     "lecam_weight": 0.0, "cr_weight": 0.0, "d_dropout": 0.0, "mirror": False,
-                     "precision": "float32"}
+                     "lecam_weight": 0.0, "cr_weight": 0.0, "d_dropout": 0.0, "d_minibatch_std": False,
+                     "mirror": False, "precision": "float32"}
 
 
 # Architecture presets (--arch): each seed system's defaults, as plain data. A RunConfig field left
 # at None takes the preset's value; an explicit flag overrides it. Registry: dcgan_tf.model.nets.
 _NO_TRICKS = {"real_label_low": 1.0, "real_label_high": 1.0, "fake_label_low": 0.0, "fake_label_high": 0.0,
               "label_flip_prob": 0.0, "diffaug": "", "ema_decay": 0.0, "r1_gamma": 0.0,
-              "r1_target": 0.0, "lecam_weight": 0.0, "cr_weight": 0.0, "d_dropout": 0.0, "mirror": False}
+              "r1_target": 0.0, "lecam_weight": 0.0, "cr_weight": 0.0, "d_dropout": 0.0,
+              "d_minibatch_std": False, "mirror": False}
 PRESETS = {
     # The original Simpsons DCGAN (seed 002): 5 stride-2 layers of 5x5 kernels, no tricks.
     "simpsons": {"output_height": 128, "c_dim": 0, "z_dim": 100, "z_dist": "uniform_signed", "gf_dim": 64,
@@ -262,6 +263,11 @@ class RunConfig:
                                             "training, at this rate: a regulariser for little data, as in "
                                             "keras-io's data-efficient GAN example (0.4 there). simpsons "
                                             "architecture only; 0: off. Default: the recipe's.")
+    d_minibatch_std: Optional[bool] = _opt(None, "Give D's last features one more channel: the batch's mean "
+                                                 "standard deviation of its features (ProGAN's minibatch "
+                                                 "standard deviation), so that D sees a batch of too-alike "
+                                                 "fakes. simpsons architecture only. Default: the recipe's "
+                                                 "(off).")
     live_weights: bool = _opt(False, "Use G's live weights instead of their moving average (--ema_decay) for "
                                      "test mode, --generate, --visualize, --interpolate, --eval and --export.")
     seed: Optional[int] = _opt(None, "Random seed; default: a fresh one, recorded in the run's config.json.")
@@ -392,6 +398,9 @@ class RunConfig:
         if self.d_dropout and self.arch != "simpsons":
             raise UserError(f"--d_dropout is for --arch simpsons only (--arch {self.arch} has no dropout in its "
                             f"discriminator); leave it at 0.")
+        if self.d_minibatch_std and self.arch != "simpsons":
+            raise UserError(f"--d_minibatch_std is for --arch simpsons only (--arch {self.arch} has no such layer "
+                            f"in its discriminator); leave it off.")
         if not 0 <= self.beta1 < 1:
             raise UserError(f"--beta1 must be in [0, 1), got {self.beta1}.")
         if not 0 < self.beta2 < 1:

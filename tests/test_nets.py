@@ -50,6 +50,34 @@ def test_discriminator_dropout_acts_in_training_only_and_adds_no_weights(tmp_pat
     assert not np.allclose(logits(dropping, True), logits(dropping, True))
 
 
+def test_minibatch_std_channel_is_the_batch_s_mean_feature_spread():
+    features = np.random.default_rng(0).normal(size=(5, 2, 2, 3)).astype("float32")
+    out = keras.ops.convert_to_numpy(simpsons.with_minibatch_std(keras.ops.convert_to_tensor(features)))
+    assert out.shape == (5, 2, 2, 4)
+    np.testing.assert_array_equal(out[..., :3], features)
+    np.testing.assert_allclose(out[..., 3], np.mean(np.std(features, axis=0)), rtol=1e-5)
+    # A batch of one image (or of copies of one) has no spread.
+    alike = keras.ops.convert_to_numpy(simpsons.with_minibatch_std(keras.ops.convert_to_tensor(np.repeat(features[:1], 4, 0))))
+    np.testing.assert_allclose(alike[..., 3], 1e-4, rtol=1e-3)
+
+
+def test_discriminator_with_minibatch_std_judges_an_image_by_its_batch(tmp_path):
+    config = tiny_config(tmp_path, c_dim=3)
+    _, plain = nets.build_networks(config)
+    _, spread = nets.build_networks(dataclasses.replace(config, d_minibatch_std=True))
+    # One more input channel to the last linear layer (1x1 features at 32x32): one more weight.
+    assert spread.d_h5_lin.kernel.shape[0] == plain.d_h5_lin.kernel.shape[0] + 1
+    images = keras.random.uniform((4, 32, 32, 3), -1, 1, seed=0)
+    others = keras.ops.concatenate([images[:1], keras.random.uniform((3, 32, 32, 3), -1, 1, seed=1)], axis=0)
+
+    def first_logit(model, batch):
+        return keras.ops.convert_to_numpy(model(batch))[0]
+
+    # In inference mode (batch norm's moving statistics) only the spread channel ties images together.
+    np.testing.assert_allclose(first_logit(plain, images), first_logit(plain, others), rtol=1e-5)
+    assert not np.allclose(first_logit(spread, images), first_logit(spread, others), rtol=1e-4, atol=0)
+
+
 def test_layer_sizes_follow_ceil_halving():
     assert simpsons.layer_sizes(100) == [100, 50, 25, 13, 7, 4]
     assert simpsons.layer_sizes(128) == [128, 64, 32, 16, 8, 4]

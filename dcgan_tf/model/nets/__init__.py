@@ -5,7 +5,8 @@ discriminators return logits [batch, 1], generators tanh images) and two functio
 calls, so that a new architecture is one new module plus its line in REGISTRY:
 
 - `check_shape(height, width, c_dim)`: why it cannot make such images (a message), or None;
-- `build(*, height, width, c_dim, z_dim, gf_dim, df_dim, hidden_dim, g_leaky, d_dropout)`: (generator,
+- `build(*, height, width, c_dim, z_dim, gf_dim, df_dim, hidden_dim, g_leaky, d_dropout, d_minibatch_std)`:
+  (generator,
   discriminator), unbuilt; each takes the keywords it uses and ignores the rest (`**_`).
 
 Their defaults (z size, learning rate, ...) are the presets in dcgan_tf.config.PRESETS, one entry per
@@ -63,7 +64,8 @@ def dtype_policy(name: str):
 
 
 def build(arch: str, *, height: int, width: int, c_dim: int, z_dim: int, gf_dim: int, df_dim: int,
-          hidden_dim: int, g_leaky: bool = False, d_dropout: float = 0.0, precision: str = "float32",
+          hidden_dim: int, g_leaky: bool = False, d_dropout: float = 0.0, d_minibatch_std: bool = False,
+          precision: str = "float32",
           synchronized_bn: bool = False, with_discriminator: bool = True) -> Tuple[keras.Model, Optional[keras.Model]]:
     """(generator, discriminator) of architecture `arch` for images height x width x c_dim (c_dim
     known), both built, computing in `precision` (variables float32 in every precision).
@@ -76,7 +78,7 @@ def build(arch: str, *, height: int, width: int, c_dim: int, z_dim: int, gf_dim:
     with dtype_policy(precision):
         generator, discriminator = REGISTRY[arch].build(
             height=height, width=width, c_dim=c_dim, z_dim=z_dim, gf_dim=gf_dim, df_dim=df_dim,
-            hidden_dim=hidden_dim, g_leaky=g_leaky, d_dropout=d_dropout)
+            hidden_dim=hidden_dim, g_leaky=g_leaky, d_dropout=d_dropout, d_minibatch_std=d_minibatch_std)
         if not with_discriminator:
             discriminator = None
         for model in (generator, discriminator):
@@ -99,5 +101,6 @@ def build_networks(config, synchronized_bn: bool = False,
     precision = config.precision
     return build(config.arch, height=config.output_height, width=config.output_width, c_dim=config.c_dim,
                  z_dim=config.z_dim, gf_dim=config.gf_dim, df_dim=config.df_dim, hidden_dim=config.hidden_dim,
-                 g_leaky=config.g_leaky, d_dropout=config.d_dropout, precision=precision,
+                 g_leaky=config.g_leaky, d_dropout=config.d_dropout, d_minibatch_std=config.d_minibatch_std,
+                 precision=precision,
                  synchronized_bn=synchronized_bn, with_discriminator=with_discriminator)

@@ -56,11 +56,11 @@ def check_shape(height: int, width: int, c_dim: int):
 
 
 def build(*, height: int, width: int, c_dim: int, z_dim: int, gf_dim: int, df_dim: int, d_dropout: float = 0.0,
-          **_):
+          d_minibatch_std: bool = False, **_):
     """(generator, discriminator), not yet built."""
     return (Generator(output_height=height, output_width=width, c_dim=c_dim, gf_dim=gf_dim, z_dim=z_dim,
                       name="generator"),
-            Discriminator(df_dim=df_dim, dropout=d_dropout, name="discriminator"))
+            Discriminator(df_dim=df_dim, dropout=d_dropout, minibatch_std=d_minibatch_std, name="discriminator"))
 
 
 @keras.saving.register_keras_serializable(package="dcgan_tf", name="simpsons.Generator")
@@ -116,9 +116,12 @@ class Generator(keras.Model):
 class Discriminator(keras.Model):
     """images [batch, H, W, c_dim] in [-1, 1] -> one logit per image, [batch, 1]."""
 
-    def __init__(self, df_dim=64, dropout=0.0, **kwargs):
+    def __init__(self, df_dim=64, dropout=0.0, minibatch_std=False, **kwargs):
         super().__init__(**kwargs)
         self.df_dim = df_dim
+        # ProGAN's minibatch standard deviation: one more channel on the last features, the batch's
+        # mean per-feature spread, so D can see a batch of fakes that are too alike (mode collapse).
+        self.minibatch_std = bool(minibatch_std)
         # Dropout of the last features in training (keras-io's data-efficient GAN). Keras keeps the
         # seed's state out of D's weights, so the run's checkpoint saves it by name (training/
         # checkpoints.py) and a resumed run draws on. None when off: no state at all.
@@ -145,10 +148,23 @@ class Discriminator(keras.Model):
         x = keras.ops.leaky_relu(self.convs[0](images), negative_slope=0.2)
         for layer, bn in zip(self.convs[1:], self.bns):
             x = keras.ops.leaky_relu(bn(layer(x), training=training), negative_slope=0.2)
+        if self.minibatch_std:
+            x = with_minibatch_std(x)
         features = self.flatten(x)
         if training and self.dropout_seed is not None:
             features = keras.random.dropout(features, self.dropout, seed=self.dropout_seed)
         return self.d_h5_lin(features)
 
     def get_config(self):
-        return {**super().get_config(), "df_dim": self.df_dim, "dropout": self.dropout}
+        return {**super().get_config(), "df_dim": self.df_dim, "dropout": self.dropout,
+                "minibatch_std": self.minibatch_std}
+
+
+def with_minibatch_std(features, epsilon: float = 1e-8):
+    """features [batch, H, W, C] with a channel C+1 that holds, for every image, the batch's standard
+    deviation of each feature averaged over all features (Karras et al. 2018, over the whole batch);
+    computed in float32."""
+    values = keras.ops.cast(features, "float32")
+    spread = keras.ops.mean(keras.ops.sqrt(keras.ops.var(values, axis=0) + epsilon))
+    channel = keras.ops.broadcast_to(keras.ops.cast(spread, features.dtype), keras.ops.shape(features)[:-1] + (1,))
+    return keras.ops.concatenate([features, channel], axis=-1)
