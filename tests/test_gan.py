@@ -237,7 +237,8 @@ def test_soft_labels_are_drawn_in_the_step(tmp_path, monkeypatch):
     assert not np.allclose(seen[0][0], seen[1][0])  # fresh draws every step
 
 
-def test_diffaug_augments_every_image_d_sees_from_its_own_random_state(tmp_path, monkeypatch):
+def _record_augmentations(monkeypatch):
+    """A list that receives (images, augmented images) of every DiffAugment call from now on."""
     seen = []
     original = gan.aug.diff_augment
 
@@ -247,6 +248,11 @@ def test_diffaug_augments_every_image_d_sees_from_its_own_random_state(tmp_path,
         return out
 
     monkeypatch.setattr(gan.aug, "diff_augment", recording)
+    return seen
+
+
+def test_diffaug_augments_every_image_d_sees_from_its_own_random_state(tmp_path, monkeypatch):
+    seen = _record_augmentations(monkeypatch)
     off = _model(tmp_path, run_eagerly=True)
     off_state = keras.ops.convert_to_numpy(off.augment_seed.state).copy()
     off.fit(_batches(count=1), epochs=1, verbose=0, shuffle=False)
@@ -267,21 +273,13 @@ def test_diffaug_augments_every_image_d_sees_from_its_own_random_state(tmp_path,
 
 
 def test_consistency_penalty_sees_a_second_augmentation_and_changes_only_d_update(tmp_path, monkeypatch):
-    seen = []
-    original = gan.aug.diff_augment
-
-    def recording(images, policy, seed):
-        out = original(images, policy, seed)
-        seen.append((keras.ops.convert_to_numpy(images), keras.ops.convert_to_numpy(out)))
-        return out
-
+    seen = _record_augmentations(monkeypatch)
     def one_step(**options):
         seen.clear()
         model = _model_with_labels(tmp_path, run_eagerly=True, augment=("translation", "cutout"), **options)
         logs = model.fit(_batches(count=1), epochs=1, verbose=0, shuffle=False).history
         return logs, _values(model.discriminator.trainable_variables)
 
-    monkeypatch.setattr(gan.aug, "diff_augment", recording)
     plain_logs, plain_d = one_step()
     assert len(seen) == 3  # D's update: real and fakes; one G update
     cr_logs, cr_d = one_step(cr_weight=10.0)
