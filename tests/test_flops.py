@@ -102,6 +102,14 @@ def test_the_step_formula_charges_r1_three_passes_of_d(monkeypatch):
     assert with_r1 - flops.train_step_flops(10, 100, batch_size=1, g_steps=2, ema=False) == 3 * 100
 
 
+def test_the_step_formula_charges_the_consistency_penalty_a_second_d_update_s_passes(monkeypatch):
+    monkeypatch.setattr(flops, "network_flops",
+                        lambda net: [flops.LayerFlops(f"l{i}", "Dense", f) for i, f in enumerate(net)])
+    with_cr = flops.train_step_flops([4, 6], [30, 70], batch_size=1, g_steps=2, ema=False, cr=True)
+    # Forward on real and fake (2D), their weight gradients (2D) and input gradients but D's first layer's.
+    assert with_cr - flops.train_step_flops([4, 6], [30, 70], batch_size=1, g_steps=2, ema=False) == 6 * 100 - 2 * 30
+
+
 def test_a_run_counts_adaptive_r1_only_while_its_weight_is_above_0(tmp_path):
     from dcgan_tf.training import build
 

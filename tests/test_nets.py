@@ -57,7 +57,8 @@ def test_minibatch_std_channel_is_the_batch_s_mean_feature_spread():
     np.testing.assert_array_equal(out[..., :3], features)
     np.testing.assert_allclose(out[..., 3], np.mean(np.std(features, axis=0)), rtol=1e-5)
     # A batch of one image (or of copies of one) has no spread.
-    alike = keras.ops.convert_to_numpy(simpsons.with_minibatch_std(keras.ops.convert_to_tensor(np.repeat(features[:1], 4, 0))))
+    copies = keras.ops.convert_to_tensor(np.repeat(features[:1], 4, axis=0))
+    alike = keras.ops.convert_to_numpy(simpsons.with_minibatch_std(copies))
     np.testing.assert_allclose(alike[..., 3], 1e-4, rtol=1e-3)
 
 
