@@ -166,5 +166,6 @@ def with_minibatch_std(features, epsilon: float = 1e-8):
     computed in float32."""
     values = keras.ops.cast(features, "float32")
     spread = keras.ops.mean(keras.ops.sqrt(keras.ops.var(values, axis=0) + epsilon))
-    channel = keras.ops.broadcast_to(keras.ops.cast(spread, features.dtype), keras.ops.shape(features)[:-1] + (1,))
+    channel = keras.ops.broadcast_to(keras.ops.cast(spread, features.dtype),
+                                     keras.ops.shape(features)[:-1] + (1,))
     return keras.ops.concatenate([features, channel], axis=-1)
