@@ -73,8 +73,7 @@ def tiny_config(workdir, **overrides):
                   precision="float32",
                   # No R1 (the default recipe's is adaptive, and off in runs this short anyway): its
                   # second-order graph would add tracing time to every test; R1's tests ask for it.
-                  # No bCR either (two more passes of D a step); its tests ask for it.
-                  r1_gamma=0.0, cr_weight=0.0)
+                  r1_gamma=0.0)
     values.update(overrides)
     return RunConfig.create(**values)
 

@@ -31,15 +31,14 @@ def test_simpsons_original_recipe_keeps_the_2018_defaults():
             config.label_flip_prob, config.diffaug, config.ema_decay) == (1.0, 1.0, 0.0, 0.0, 0.0, "", 0.0)
 
 
-def test_simpsons_default_recipe_adds_diffaugment_faster_lr_g_average_adaptive_r1_and_bcr_only():
+def test_simpsons_default_recipe_adds_diffaugment_faster_lr_g_average_and_adaptive_r1_only():
     default, original = RunConfig.create(seed=1), RunConfig.create(seed=1, recipe="original")
     assert (default.recipe, default.diffaug, default.learning_rate, default.ema_decay, default.r1_gamma,
-            default.r1_target, default.cr_weight) == ("default", "color,translation,cutout", 2e-4, 0.999, 0.3,
-                                                      0.85, 0.3)
-    assert (original.r1_gamma, original.r1_target, original.cr_weight) == (0.0, 0.0, 0.0)
+            default.r1_target) == ("default", "color,translation,cutout", 2e-4, 0.999, 0.3, 0.85)
+    assert (original.r1_gamma, original.r1_target) == (0.0, 0.0)
     changed = {f.name for f in dataclasses.fields(RunConfig) if getattr(default, f.name) != getattr(original, f.name)}
     assert changed == {"recipe", "diffaug", "learning_rate", "d_learning_rate", "g_learning_rate", "ema_decay",
-                       "r1_gamma", "r1_target", "cr_weight"}
+                       "r1_gamma", "r1_target"}
     assert (default.d_learning_rate, default.g_learning_rate, original.g_learning_rate) == (2e-4, 2e-4, 1e-4)
     # Explicit flags override either recipe.
     mine = RunConfig.create(diffaug="", ema_decay=0.0, learning_rate=5e-5)
@@ -78,6 +77,7 @@ def test_r1_penalty_is_only_in_the_simpsons_default_recipe(tmp_path):
 
 @pytest.mark.parametrize("name,value,bad,message", [
     ("lecam_weight", 0.1, -0.1, r"--lecam_weight must be 0 \(off\) or more, got -0.1"),
+    ("cr_weight", 10.0, -1.0, r"--cr_weight must be 0 \(off\) or more, got -1.0"),
     ("d_dropout", 0.4, 1.0, r"--d_dropout must be in \[0, 1\) \(0 turns it off\), got 1.0")])
 def test_regularisers_off_in_every_recipe_are_flags_saved_with_the_run(tmp_path, name, value, bad, message):
     assert not any(getattr(RunConfig.create(arch=arch, recipe=recipe), name)
@@ -97,16 +97,9 @@ def test_minibatch_std_is_off_in_every_recipe_saved_with_the_run_and_for_simpson
         RunConfig.create(arch="classic", d_minibatch_std=True)
 
 
-def test_consistency_penalty_needs_an_augmentation_and_the_recipe_s_goes_with_diffaugment():
+def test_consistency_penalty_needs_an_augmentation():
     with pytest.raises(UserError, match="--cr_weight compares D's outputs for two augmentations .* give --diffaug"):
         RunConfig.create(cr_weight=10.0, diffaug="")
-    # The default recipe's bCR rides on its DiffAugment: turning the augmentations off turns it off too.
-    assert RunConfig.create(diffaug="").cr_weight == 0.0
-    assert RunConfig.create(diffaug="cutout").cr_weight == 0.3
-    assert RunConfig.create(cr_weight=0.0).cr_weight == 0.0
-    assert not any(RunConfig.create(arch=arch).cr_weight for arch in PRESETS if arch != "simpsons")
-    with pytest.raises(UserError, match=r"--cr_weight must be 0 \(off\) or more, got -1.0"):
-        RunConfig.create(cr_weight=-1.0)
 
 
 def test_d_dropout_is_for_the_simpsons_discriminator_only():
@@ -184,7 +177,7 @@ def test_help_lists_the_presets_and_their_defaults(capsys):
         assert f"{arch}: {values['output_height']}x{values['output_height']}, z {values['z_dim']}" in help_text
     # The default recipe's values (simpsons: DiffAugment, lr 2e-4, the average of G, adaptive R1).
     assert "batch 25, lr 0.0002, beta1 0.5, g_steps 2" in help_text
-    assert "DiffAugment color,translation,cutout, G average 0.999, R1 0.3 adaptive to D(x) 0.85, bCR 0.3; mlp:" in help_text
+    assert "DiffAugment color,translation,cutout, G average 0.999, R1 0.3 adaptive to D(x) 0.85; mlp:" in help_text
     assert "real 0.9-1.1 fake 0-0.2 flip 0.03" in help_text
     # --recipe's help says the same values, and the original's learning rate.
     recipe_text = flag_values["recipe"].help
