@@ -26,6 +26,9 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 QUALITY_METRICS = ("fid", "kid")
 # DiffAugment's augmentations (dcgan_tf/model/augment.py), in the paper's order.
 AUGMENTATIONS = ("color", "translation", "cutout")
+# The images the consistency penalty (--cr_weight) compares under two augmentations: real and generated
+# (bCR), or the real ones alone (CR, its first form).
+CR_IMAGES = ("both", "real")
 # The moving average's default ramp-up (dcgan_tf/model/ema.py): StyleGAN2-ADA's 0.05, a window of
 # 1 + 0.05 (1 + step) steps. Measured against TensorFlow's 1/9 in docs/quality.md: better at 1000
 # steps, level to 10000.
@@ -33,8 +36,8 @@ EMA_RAMPUP = 0.05
 # Each option's value in runs saved before it existed: what those runs trained with (a config.json
 # without it continues, and is rebuilt, with this).
 BEFORE_THE_OPTION = {"ema_decay": 0.0, "ema_rampup": 1 / 9, "r1_gamma": 0.0, "r1_target": 0.0,
-                     "lecam_weight": 0.0, "cr_weight": 0.0, "d_dropout": 0.0, "d_minibatch_std": False,
-                     "mirror": False, "precision": "float32"}
+                     "lecam_weight": 0.0, "cr_weight": 0.0, "cr_images": "both", "d_dropout": 0.0,
+                     "d_minibatch_std": False, "mirror": False, "precision": "float32"}
 
 
 # Architecture presets (--arch): each seed system's defaults, as plain data. A RunConfig field left
@@ -259,6 +262,9 @@ class RunConfig:
                                             "squared difference of D's logits for two augmentations of the same "
                                             "images, real and generated. Needs --diffaug. 0: off. Default: the "
                                             "recipe's.")
+    cr_images: str = _opt("both", "The images --cr_weight's penalty compares: both (real and generated, bCR) "
+                                  "or real (the real ones alone, as consistency regularisation first did, "
+                                  "Zhang et al. 2020).", choices=CR_IMAGES)
     d_dropout: Optional[float] = _opt(None, "Dropout on D's last features (before its final linear layer) in "
                                             "training, at this rate: a regulariser for little data, as in "
                                             "keras-io's data-efficient GAN example (0.4 there). simpsons "
@@ -393,6 +399,8 @@ class RunConfig:
             raise UserError("--cr_weight compares D's outputs for two augmentations of the same images and "
                             "this run has none; give --diffaug (e.g. color,translation,cutout) or leave "
                             "--cr_weight at 0.")
+        if self.cr_images not in CR_IMAGES:
+            raise UserError(f"--cr_images must be one of {', '.join(CR_IMAGES)}, got {self.cr_images!r}.")
         if not 0 <= self.d_dropout < 1:
             raise UserError(f"--d_dropout must be in [0, 1) (0 turns it off), got {self.d_dropout}.")
         if self.d_dropout and self.arch != "simpsons":

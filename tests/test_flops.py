@@ -105,9 +105,12 @@ def test_the_step_formula_charges_r1_three_passes_of_d(monkeypatch):
 def test_the_step_formula_charges_the_consistency_penalty_a_second_d_update_s_passes(monkeypatch):
     monkeypatch.setattr(flops, "network_flops",
                         lambda net: [flops.LayerFlops(f"l{i}", "Dense", f) for i, f in enumerate(net)])
-    with_cr = flops.train_step_flops([4, 6], [30, 70], batch_size=1, g_steps=2, ema=False, cr=True)
+    plain = flops.train_step_flops([4, 6], [30, 70], batch_size=1, g_steps=2, ema=False)
+    with_cr = flops.train_step_flops([4, 6], [30, 70], batch_size=1, g_steps=2, ema=False, cr=2)
     # Forward on real and fake (2D), their weight gradients (2D) and input gradients but D's first layer's.
-    assert with_cr - flops.train_step_flops([4, 6], [30, 70], batch_size=1, g_steps=2, ema=False) == 6 * 100 - 2 * 30
+    assert with_cr - plain == 6 * 100 - 2 * 30
+    # On the real images alone (--cr_images real): half of that.
+    assert flops.train_step_flops([4, 6], [30, 70], batch_size=1, g_steps=2, ema=False, cr=1) - plain == 3 * 100 - 30
 
 
 def test_a_run_counts_adaptive_r1_only_while_its_weight_is_above_0(tmp_path):
@@ -123,3 +126,15 @@ def test_a_run_counts_adaptive_r1_only_while_its_weight_is_above_0(tmp_path):
     assert flops.run_step_flops(run) == count(False)  # The weight starts at 0: the penalty is skipped.
     model.r1_weight.assign(0.5)
     assert flops.run_step_flops(run) == count(True) > count(False)
+
+
+@pytest.mark.parametrize("cr_images,batches", [("both", 2), ("real", 1)])
+def test_a_run_counts_the_batches_its_consistency_penalty_shows_d_again(tmp_path, cr_images, batches):
+    from dcgan_tf.training import build
+
+    run = build.build_run(tiny_config(tmp_path, c_dim=3, diffaug="cutout", cr_weight=1.0, cr_images=cr_images))
+    model, config = run.model, run.config
+    assert model.cr_fakes == (cr_images == "both")
+    assert flops.run_step_flops(run) == flops.train_step_flops(
+        model.generator, model.discriminator, config.batch_size, config.g_steps, config.ema_decay > 0,
+        cr=batches)

@@ -291,8 +291,17 @@ def test_consistency_penalty_sees_a_second_augmentation_and_changes_only_d_updat
     # The logged losses are the cross-entropy alone; the penalty only steers D's gradient.
     assert cr_logs["d_loss"][0] == pytest.approx(plain_logs["d_loss"][0], rel=1e-6)
     assert any(not np.allclose(a, b, atol=1e-7) for a, b in zip(plain_d, cr_d) if a.ndim > 1)
+    # On the real images alone (CR): only the real batch is seen a second time, and D's update differs.
+    real_logs, real_d = one_step(cr_weight=10.0, cr_images="real")
+    assert len(seen) == 4
+    np.testing.assert_array_equal(seen[2][0], seen[0][0])
+    assert not np.allclose(seen[2][1], seen[0][1])
+    assert real_logs["d_loss"][0] == pytest.approx(plain_logs["d_loss"][0], rel=1e-6)
+    assert any(not np.allclose(a, b, atol=1e-7) for a, b in zip(real_d, cr_d) if a.ndim > 1)
     with pytest.raises(ValueError, match="cr_weight needs an augmentation policy"):
         _model_with_labels(tmp_path, cr_weight=10.0)
+    with pytest.raises(ValueError, match="cr_images must be 'both' or 'real'"):
+        _model_with_labels(tmp_path, augment=("cutout",), cr_weight=10.0, cr_images="fake")
 
 
 def test_summaries_of_several_fits_in_one_process_do_not_warn_of_retracing(tmp_path):

@@ -97,9 +97,15 @@ def test_minibatch_std_is_off_in_every_recipe_saved_with_the_run_and_for_simpson
         RunConfig.create(arch="classic", d_minibatch_std=True)
 
 
-def test_consistency_penalty_needs_an_augmentation():
+def test_consistency_penalty_needs_an_augmentation_and_compares_both_kinds_of_image_unless_told(tmp_path):
     with pytest.raises(UserError, match="--cr_weight compares D's outputs for two augmentations .* give --diffaug"):
         RunConfig.create(cr_weight=10.0, diffaug="")
+    assert {RunConfig.create(arch=arch, recipe=recipe).cr_images
+            for arch in PRESETS for recipe in ("default", "original")} == {"both"}
+    saved = json.loads(open(RunConfig.create(seed=3, cr_weight=0.3, cr_images="real").save(str(tmp_path))).read())
+    assert (saved["cr_weight"], saved["cr_images"]) == (0.3, "real")
+    with pytest.raises(UserError, match="--cr_images must be one of both, real, got 'fake'"):
+        RunConfig.create(cr_images="fake")
 
 
 def test_d_dropout_is_for_the_simpsons_discriminator_only():

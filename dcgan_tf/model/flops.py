@@ -32,10 +32,11 @@ the forward FLOPs of the whole batch and G1, D1 those of each network's first la
                     convolutions, whose gradient spends one more pass:
                     tests/test_flops.py)
     consistency penalty (only with --cr_weight > 0): D again on a second
-                    augmentation of the real and the fake images, as
-                    in the D update                                     6D - 2 D1
+                    augmentation of each of its cr batches (2: the real
+                    and the fake images; 1: the real ones alone, with
+                    --cr_images real), as in the D update          cr (3D - D1)
 
-    step = G (1 + 3 g_steps + ema) - g_steps G1 + D (6 + 2 g_steps + 3 r1 + 6 cr) - 2 D1 (1 + cr)
+    step = G (1 + 3 g_steps + ema) - g_steps G1 + D (6 + 2 g_steps + 3 r1 + 3 cr) - D1 (2 + cr)
 
 Mixed precision changes the arithmetic's speed, not its count.
 """
@@ -101,14 +102,15 @@ def forward_flops(model) -> int:
 
 
 def train_step_flops(generator, discriminator, batch_size: int, g_steps: int, ema: bool,
-                     r1: bool = False, cr: bool = False) -> int:
-    """FLOPs of one training step of the whole batch (the module docstring's accounting)."""
+                     r1: bool = False, cr: int = 0) -> int:
+    """FLOPs of one training step of the whole batch (the module docstring's accounting); `cr`: the
+    batches the consistency penalty shows D a second time (0, 1 or 2)."""
     g_layers, d_layers = network_flops(generator), network_flops(discriminator)
     g, g1 = (batch_size * sum(l.flops for l in g_layers), batch_size * g_layers[0].flops)
     d, d1 = (batch_size * sum(l.flops for l in d_layers), batch_size * d_layers[0].flops)
-    r1, cr = int(bool(r1)), int(bool(cr))
+    r1 = int(bool(r1))
     return (g * (1 + 3 * g_steps + int(bool(ema))) - g_steps * g1
-            + d * (6 + 2 * g_steps + 3 * r1 + 6 * cr) - 2 * d1 * (1 + cr))
+            + d * (6 + 2 * g_steps + 3 * r1 + 3 * cr) - d1 * (2 + cr))
 
 
 def run_step_flops(run) -> int:
@@ -116,5 +118,6 @@ def run_step_flops(run) -> int:
     config, model = run.config, run.model
     # R1's passes run at full weight, and while an adaptive weight is above 0 (it starts at 0).
     r1 = config.r1_gamma > 0 and (model.r1_weight is None or float(model.r1_weight.numpy()) > 0)
+    cr = 0 if not config.cr_weight else 2 if config.cr_images == "both" else 1
     return train_step_flops(model.generator, model.discriminator, config.batch_size, config.g_steps,
-                            config.ema_decay > 0, r1, config.cr_weight > 0)
+                            config.ema_decay > 0, r1, cr)

@@ -13,7 +13,8 @@ so it acts only once D begins to memorise the training images, and costs nothing
 `lecam_weight` > 0, D's loss also has the LeCam penalty (losses.lecam_penalty) against moving averages of
 its own mean logits (the anchors, kept in checkpoints). With a `cr_weight` > 0 (and an augmentation
 policy), D's loss also has the consistency penalty (bCR, losses.consistency_penalty) between its logits
-for the real and the generated images it saw and for a second augmentation T'(.) of the same images. With an
+for the real and the generated images it saw (the real ones alone with `cr_images` "real") and for a
+second augmentation T'(.) of the same images. With an
 `ema_generator`, every step ends by moving its weights towards G's (dcgan_tf/model/ema.py); that average is what `sampler` returns.
 Each step leaves its values in `step_values` for TensorBoard (written by dcgan_tf/training/summaries.py).
 """
@@ -50,7 +51,7 @@ class DCGAN(keras.Model):
                  g_steps: int = 2, seed=None, real_label_range=(1.0, 1.0), fake_label_range=(0.0, 0.0), label_flip_prob: float = 0.0,
                  augment=(), ema_generator=None, ema_decay: float = 0.0, ema_rampup: float = ema.DEFAULT_RAMPUP,
                  r1_gamma: float = 0.0, r1_target: float = 0.0, lecam_weight: float = 0.0,
-                 cr_weight: float = 0.0, **kwargs):
+                 cr_weight: float = 0.0, cr_images: str = "both", **kwargs):
         super().__init__(**kwargs)
         if g_steps < 1:
             raise ValueError(f"g_steps must be at least 1, got {g_steps}")
@@ -74,7 +75,9 @@ class DCGAN(keras.Model):
         self.augment = tuple(augment)
         if cr_weight > 0 and not self.augment:
             raise ValueError("cr_weight needs an augmentation policy: it compares two augmentations of each image")
-        self.cr_weight = float(cr_weight)
+        if cr_images not in ("both", "real"):
+            raise ValueError(f"cr_images must be 'both' or 'real', got {cr_images!r}")
+        self.cr_weight, self.cr_fakes = float(cr_weight), cr_images == "both"
         z_seed = seed if seed is not None else int(keras.ops.convert_to_numpy(self.z_seed.state)[0])
         self.augment_seed = keras.random.SeedGenerator(z_seed + 1, name="augment_seed")
         # Counters live in checkpoints so that a resumed run continues them.
@@ -191,9 +194,11 @@ class DCGAN(keras.Model):
             if self.cr_weight > 0:
                 # bCR: the same images under a second draw of the augmentation should get the same logits.
                 real_again = self.discriminator(self._augment(real_images), training=True)
-                fake_again = self.discriminator(self._augment(fake_images), training=True)
-                d_objective += self.cr_weight * (losses.consistency_penalty(real_logits, real_again)
-                                                 + losses.consistency_penalty(fake_logits, fake_again))
+                consistency = losses.consistency_penalty(real_logits, real_again)
+                if self.cr_fakes:
+                    fake_again = self.discriminator(self._augment(fake_images), training=True)
+                    consistency += losses.consistency_penalty(fake_logits, fake_again)
+                d_objective += self.cr_weight * consistency
             # This replica's share, loss-scaled (a LossScaleOptimizer under mixed_float16; else the identity).
             scaled_d_loss = self.d_optimizer.scale_loss(_per_replica_share(d_objective, replica_count))
         d_vars = self.discriminator.trainable_variables
