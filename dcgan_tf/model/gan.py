@@ -14,8 +14,8 @@ so it acts only once D begins to memorise the training images, and costs nothing
 its own mean logits (the anchors, kept in checkpoints). With a `cr_weight` > 0 (and an augmentation
 policy), D's loss also has the consistency penalty (bCR, losses.consistency_penalty) between its logits
 for the real and the generated images it saw (the real ones alone with `cr_images` "real") and for a
-second augmentation T'(.) of the same images. With an
-`ema_generator`, every step ends by moving its weights towards G's (dcgan_tf/model/ema.py); that average is what `sampler` returns.
+second augmentation T'(.) of the same images. With an `ema_generator`, every step ends by moving its
+weights towards G's (dcgan_tf/model/ema.py); that average is what `sampler` returns.
 Each step leaves its values in `step_values` for TensorBoard (written by dcgan_tf/training/summaries.py).
 """
 
