@@ -118,6 +118,7 @@ def run_step_flops(run) -> int:
     config, model = run.config, run.model
     # R1's passes run at full weight, and while an adaptive weight is above 0 (it starts at 0).
     r1 = config.r1_gamma > 0 and (model.r1_weight is None or float(model.r1_weight.numpy()) > 0)
-    cr = 0 if not config.cr_weight else 2 if config.cr_images == "both" else 1
+    # The consistency penalty shows D the real batch again, and the fakes unless --cr_images real.
+    cr = 1 + model.cr_fakes if model.cr_weight > 0 else 0
     return train_step_flops(model.generator, model.discriminator, config.batch_size, config.g_steps,
                             config.ema_decay > 0, r1, cr)

@@ -29,6 +29,7 @@ from dcgan_tf.model import replicas
 from dcgan_tf.model import ema
 from dcgan_tf.model import losses
 from dcgan_tf.model.latent import z_tensor
+from dcgan_tf.config import CR_IMAGES
 
 METRIC_NAMES = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_x", "d_g_z")
 
@@ -75,8 +76,8 @@ class DCGAN(keras.Model):
         self.augment = tuple(augment)
         if cr_weight > 0 and not self.augment:
             raise ValueError("cr_weight needs an augmentation policy: it compares two augmentations of each image")
-        if cr_images not in ("both", "real"):
-            raise ValueError(f"cr_images must be 'both' or 'real', got {cr_images!r}")
+        if cr_images not in CR_IMAGES:
+            raise ValueError(f"cr_images must be {' or '.join(map(repr, CR_IMAGES))}, got {cr_images!r}")
         self.cr_weight, self.cr_fakes = float(cr_weight), cr_images == "both"
         z_seed = seed if seed is not None else int(keras.ops.convert_to_numpy(self.z_seed.state)[0])
         self.augment_seed = keras.random.SeedGenerator(z_seed + 1, name="augment_seed")
