@@ -1,12 +1,14 @@
 """Every relative link and image in the README and docs/ points at a file that exists, and every
 #anchor at a heading of that file, as GitHub renders them (headings of docs/quality.md carry dates and
 results, so renaming one silently broke links before this test)."""
+import functools
 import os
 import re
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import REPO
+
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
@@ -38,6 +40,12 @@ def read(path):
         return f.read()
 
 
+@functools.lru_cache(maxsize=None)
+def anchors_of(path):
+    """The heading ids of one file, parsed once however many links point into it."""
+    return heading_anchors(read(path))
+
+
 def test_github_slug_and_repeated_headings():
     text = "# Image quality: FID and KID\n## D's strength (2026-12-03, later)\n```\n# not a heading\n```\n## Notes\n## Notes\n"
     assert heading_anchors(text) == {"image-quality-fid-and-kid", "ds-strength-2026-12-03-later", "notes", "notes-1"}
@@ -54,6 +62,6 @@ def test_relative_links_and_anchors_resolve(doc):
         dest = os.path.normpath(os.path.join(os.path.dirname(source), path)) if path else source
         if not os.path.exists(dest):
             broken.append(f"{target} (no such file)")
-        elif anchor and dest.endswith(".md") and anchor not in heading_anchors(read(dest)):
+        elif anchor and dest.endswith(".md") and anchor not in anchors_of(dest):
             broken.append(f"{target} (no such heading)")
     assert not broken, f"{doc}: " + "; ".join(broken)
