@@ -30,7 +30,7 @@ AUGMENTATIONS = ("color", "translation", "cutout")
 # (bCR), or the real ones alone (CR, its first form).
 CR_IMAGES = ("both", "real")
 # The moving average's default ramp-up (dcgan_tf/model/ema.py): StyleGAN2-ADA's 0.05, a window of
-# 1 + 0.05 (1 + step) steps. Measured against TensorFlow's 1/9 in docs/quality.md: better at 1000
+# 1 + 0.05 (1 + step) steps. Measured against TensorFlow's 1/9 in docs/quality_log.md: better at 1000
 # steps, level to 10000.
 EMA_RAMPUP = 0.05
 # Each option's value in runs saved before it existed: what those runs trained with (a config.json
