@@ -1,4 +1,4 @@
-"""Every relative link and image in the README and docs/ points at a file that exists, and every
+"""Every relative link and image (markdown or <img>) in the README and docs/ points at a file that exists, and every
 #anchor at a heading of that file, as GitHub renders them (headings of docs/quality_log.md carry dates and
 results, so renaming one silently broke links before this test)."""
 import functools
@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import REPO
 
-LINK = re.compile(r"\]\(([^)\s]+)\)")
+LINK = re.compile(r"\]\(([^)\s]+)\)|<img src=\"([^\"]+)\"")  # markdown links and images, HTML images
 
 
 def markdown_files():
@@ -55,7 +55,7 @@ def test_github_slug_and_repeated_headings():
 def test_relative_links_and_anchors_resolve(doc):
     source = os.path.join(REPO, doc)
     broken = []
-    for target in LINK.findall(read(source)):
+    for target in (markdown or html for markdown, html in LINK.findall(read(source))):
         if re.match(r"[a-z]+:", target):  # http:, https:, mailto:
             continue
         path, _, anchor = target.partition("#")
