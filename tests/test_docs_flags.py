@@ -4,16 +4,14 @@ recipes and bench/startup.py's --flags hand main.py flags on). A renamed or remo
 lives on in the docs' copy-and-paste commands. A --flag in the prose must be one of those, or of the
 other tools the docs name (pytest, TensorBoard, saved_model_cli). The same holds for the flags the
 package's own messages and help texts tell a user to pass."""
-import dataclasses
+import functools
 import os
 import re
-import typing
 
 import pytest
 from absl import flags
 
 from dcgan_tf import cli
-from dcgan_tf.config import RunConfig
 from tests.conftest import REPO
 from tests.test_docs_links import markdown_files, read
 
@@ -25,18 +23,19 @@ MAIN_EXTRAS = {"verbose", "version", "help", "helpfull", "helpshort"}
 OTHER_TOOLS = {"durations", "logdir", "dir", "tag_set", "signature_def", "inputs", "outdir"}
 
 
+@functools.lru_cache(maxsize=None)
 def main_flags():
+    """main.py's flags as cli.define_flags makes them, with absl's --noX for each boolean."""
     flag_values = flags.FlagValues()
     cli.define_flags(flag_values)
-    names = set(flag_values) | MAIN_EXTRAS
-    hints = typing.get_type_hints(RunConfig)
-    booleans = {f.name for f in dataclasses.fields(RunConfig) if hints[f.name] in (bool, typing.Optional[bool])}
-    return names | {f"no{name}" for name in booleans | {"verbose"}}
+    booleans = {name for name in flag_values if flag_values[name].boolean} | {"verbose"}
+    return frozenset(set(flag_values) | MAIN_EXTRAS | {f"no{name}" for name in booleans})
 
 
+@functools.lru_cache(maxsize=None)
 def bench_flags(script):
     with open(os.path.join(REPO, "bench", f"{script}.py"), encoding="utf-8") as f:
-        return set(re.findall(r"add_argument\(\s*\"--(\w+)\"", f.read()))
+        return frozenset(re.findall(r"add_argument\(\s*\"--(\w+)\"", f.read()))
 
 
 def bench_scripts():

@@ -1,6 +1,6 @@
-"""Every relative link and image (markdown or <img>) in the README and docs/ points at a file that exists, and every
-#anchor at a heading of that file, as GitHub renders them (headings of docs/quality_log.md carry dates and
-results, so renaming one silently broke links before this test)."""
+"""Every relative link and image (markdown or <img>) in the README and docs/ points at a file that
+exists, and every #anchor at a heading of that file, as GitHub renders them (headings of
+docs/quality_log.md carry dates and results, so renaming one silently broke links before this test)."""
 import functools
 import os
 import re
