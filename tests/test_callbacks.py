@@ -139,8 +139,86 @@ def test_epoch_lines_are_plain(capsys):
     model.step.assign(4)
     lines.on_epoch_end(0, {"g_loss": 0.5, "d_loss": 1.25})
     out = capsys.readouterr().out
-    assert out.startswith("Epoch 1/3: step 4, d_loss 1.2500, g_loss 0.5000 (") and out.endswith(" s/step)\n")
+    assert out.startswith("Epoch 1/3: step 4, d_loss 1.2500, g_loss 0.5000 (")
+    assert out.endswith(" s/step, less than a minute left)\n")
     assert "\x1b" not in out and out.count("\n") == 1
+
+
+class _Clock:
+    """A wall clock the test moves by hand."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_the_time_left_is_the_mean_epoch_after_the_first_times_the_epochs_left():
+    clock = _Clock()
+    left = callbacks.TimeLeft(clock)
+    left.epoch_began()
+    assert left.seconds(10) is None and left.phrase(10) == ""  # no epoch has ended yet
+    clock.now += 30  # the first epoch traces the step
+    left.epoch_ended()
+    assert left.seconds(10) == 300  # one epoch known: its time
+    for seconds in (4, 6, 5):  # later epochs, one with a measurement of FID and KID in it
+        left.epoch_began()  # only the first call starts the clock
+        clock.now += seconds
+        left.epoch_ended()
+    assert left.seconds(2000) == 10000 and left.phrase(2000) == "about 2 h 47 min left"
+    assert left.phrase(5) == "less than a minute left" and left.phrase(0) == ""
+
+
+def test_durations_are_said_to_the_minute():
+    assert callbacks.describe_duration(10) == "1 min"
+    assert callbacks.describe_duration(12 * 60 + 20) == "12 min"
+    assert callbacks.describe_duration(59 * 60 + 40) == "1 h 00 min"
+    assert callbacks.describe_duration(5 * 3600 + 4 * 60) == "5 h 04 min"
+    assert callbacks.describe_duration(30 * 3600) == "30 h 00 min"
+
+
+def test_epoch_lines_say_the_time_left_but_not_after_the_last_epoch_or_a_stop(capsys):
+    clock = _Clock()
+    model = _Model()
+    lines = callbacks.EpochLines(epochs=2000, time_left=callbacks.TimeLeft(clock))
+    lines.set_model(model)
+    said = []
+    for epoch, seconds in enumerate((30, 12, 12)):
+        lines.on_epoch_begin(epoch)
+        clock.now += seconds
+        model.step.assign_add(4)
+        lines.on_epoch_end(epoch, {"d_loss": 1.0})
+        said.append(capsys.readouterr().out)
+    assert said[0].endswith(" s/step, about 16 h 40 min left)\n")  # 1999 epochs at the first's 30 s
+    assert said[2].endswith(" s/step, about 6 h 39 min left)\n")  # 1997 at 12 s
+    lines.epochs = 4  # the last epoch: nothing is left
+    lines.on_epoch_begin(3)
+    model.step.assign_add(4)
+    lines.on_epoch_end(3, {"d_loss": 1.0})
+    assert capsys.readouterr().out.endswith(" s/step)\n")
+    lines.epochs = 2000
+    model.stop_training = True  # a stop: the training ends here
+    lines.on_epoch_begin(4)
+    model.step.assign_add(1)
+    lines.on_epoch_end(4, {"d_loss": 1.0})
+    assert capsys.readouterr().out.endswith(" s/step)\n")
+
+
+def test_the_progress_bar_heads_each_epoch_with_the_time_left(capsys):
+    clock = _Clock()
+    bar = callbacks.ProgressBar(callbacks.TimeLeft(clock))
+    bar.set_model(_Model())
+    bar.set_params({"epochs": 100, "steps": 2, "verbose": 1})
+    bar.on_train_begin()
+    for epoch in range(3):
+        bar.on_epoch_begin(epoch)
+        clock.now += 60
+        for batch in range(2):
+            bar.on_train_batch_end(batch, {"d_loss": 1.0})
+        bar.on_epoch_end(epoch, {"d_loss": 1.0})
+    heads = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Epoch ")]
+    assert heads == ["Epoch 1/100", "Epoch 2/100 (about 1 h 39 min left)", "Epoch 3/100 (about 1 h 38 min left)"]
 
 
 def test_epoch_lines_count_the_steps_time_not_a_slow_callback_after_them(capsys):

@@ -1,6 +1,6 @@
 """Behaviour added to `fit`: the epoch counter, metrics.csv, sample grids, the non-finite loss guard,
-checkpoints, a clean stop on signals, the progress bar or plain epoch lines, and FID/KID every
---eval_freq steps (TensorBoard's scalars: dcgan_tf/training/summaries.py).
+checkpoints, a clean stop on signals, the progress bar or plain epoch lines (each with the training's
+time left), and FID/KID every --eval_freq steps (TensorBoard's scalars: dcgan_tf/training/summaries.py).
 
 Each callback reads the step and epoch counters from the DCGAN model (`model.step`, `model.epoch`),
 so files written after a resume continue the same numbering.
@@ -221,9 +221,64 @@ class GracefulStop(keras.callbacks.Callback):
               "(Ctrl-C again to quit at once).", flush=True)
 
 
+def describe_duration(seconds: float) -> str:
+    """'12 min', '5 h 04 min': a long training's time, to the minute (at least one)."""
+    minutes = max(1, round(seconds / 60))
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+class TimeLeft:
+    """The wall-clock time left to the training's last epoch, from the epochs this process has run:
+    their mean time after the first (which traces the train step), the FID/KID measurements, grids
+    and checkpoints between the steps included, since they recur."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self._began = None
+        self._ends = []  # When each epoch of this process ended.
+
+    def epoch_began(self):
+        if self._began is None:
+            self._began = self.clock()
+
+    def epoch_ended(self):
+        self._ends.append(self.clock())
+
+    def seconds(self, epochs_left: int):
+        """The estimate for `epochs_left` more epochs; None before the first epoch has ended."""
+        if not self._ends or self._began is None:
+            return None
+        if len(self._ends) == 1:
+            per_epoch = self._ends[0] - self._began
+        else:
+            per_epoch = (self._ends[-1] - self._ends[0]) / (len(self._ends) - 1)
+        return per_epoch * max(0, epochs_left)
+
+    def phrase(self, epochs_left: int) -> str:
+        """'about 5 h 04 min left', or '' when there is no estimate yet or nothing is left."""
+        seconds = self.seconds(epochs_left)
+        if not seconds:
+            return ""
+        return "less than a minute left" if seconds < 30 else f"about {describe_duration(seconds)} left"
+
+
 class ProgressBar(keras.callbacks.ProgbarLogger):
-    """Keras's progress bar (for a terminal), ending at the step training stopped at rather than at
-    the epoch's last step."""
+    """Keras's progress bar (for a terminal), its epoch line followed by the training's time left
+    (the bar itself shows the epoch's), ending at the step training stopped at rather than at the
+    epoch's last step."""
+
+    def __init__(self, time_left: TimeLeft = None):
+        super().__init__()
+        self.time_left = time_left or TimeLeft()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.time_left.epoch_began()
+        # Keras's own header, with the estimate after it.
+        self._reset_progbar()
+        self._maybe_init_progbar()
+        if self.verbose and self.epochs > 1:
+            left = self.time_left.phrase(self.epochs - epoch)
+            print(f"Epoch {epoch + 1}/{self.epochs}" + (f" ({left})" if left else ""), flush=True)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.model.stop_training and self.seen:
@@ -231,6 +286,7 @@ class ProgressBar(keras.callbacks.ProgbarLogger):
             if self.progbar is not None:
                 self.progbar.target = self.seen
         super().on_epoch_end(epoch, logs)
+        self.time_left.epoch_ended()
 
 
 class StepClock(keras.callbacks.Callback):
@@ -257,27 +313,33 @@ class StepClock(keras.callbacks.Callback):
 class EpochLines(keras.callbacks.Callback):
     """One plain line per epoch, for logs and pipes: no bar, no terminal codes. Its seconds a step are
     the steps' own when a StepClock is given (a measurement of FID and KID in the epoch, which prints
-    its own time, does not count), else the epoch's wall-clock time."""
+    its own time, does not count), else the epoch's wall-clock time; then the training's time left."""
 
-    def __init__(self, epochs: int, every: int = 1, stream=None, clock: StepClock = None):
+    def __init__(self, epochs: int, every: int = 1, stream=None, clock: StepClock = None,
+                 time_left: TimeLeft = None):
         super().__init__()
         self.epochs, self.every, self.stream, self.clock = epochs, max(1, every), stream, clock
+        self.time_left = time_left or TimeLeft()
         self._started = None
 
     def _seconds(self) -> float:
         return self.clock.seconds if self.clock is not None else time.time()
 
     def on_epoch_begin(self, epoch, logs=None):
+        self.time_left.epoch_began()
         self._started = self._seconds()
         self._step_at_start = _counter(self.model.step)
 
     def on_epoch_end(self, epoch, logs=None):
+        self.time_left.epoch_ended()
         steps = _counter(self.model.step) - self._step_at_start
         if not steps or ((epoch + 1) % self.every and epoch + 1 != self.epochs and not self.model.stop_training):
             return
         values = ", ".join(f"{name} {float(value):.4f}" for name, value in sorted((logs or {}).items()))
+        left = "" if self.model.stop_training else self.time_left.phrase(self.epochs - epoch - 1)
         print(f"Epoch {epoch + 1}/{self.epochs}: step {_counter(self.model.step)}, {values} "
-              f"({(self._seconds() - self._started) / steps:.3f} s/step)", file=self.stream or sys.stdout, flush=True)
+              f"({(self._seconds() - self._started) / steps:.3f} s/step" + (f", {left})" if left else ")"),
+              file=self.stream or sys.stdout, flush=True)
 
 
 class PeriodicEval(keras.callbacks.Callback):
