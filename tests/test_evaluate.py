@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import TINY_RUN, tiny_config
 from dcgan_tf import runs
 from dcgan_tf.quality import evaluate
 from dcgan_tf.data.pipeline import to_model_range
@@ -29,6 +29,12 @@ def stats_features(images, label=""):
 
 def random_pixels(count, seed, size=16, low=0, high=256):
     return np.random.default_rng(seed).integers(low, high, size=(count, size, size, 3), dtype=np.uint8)
+
+
+def newest_checkpoint(folder):
+    import tensorflow as tf
+
+    return tf.train.latest_checkpoint(folder)
 
 
 def counting(fn):
@@ -130,8 +136,27 @@ def test_is_better():
     assert not evaluate.is_better(float("nan"), None, "fid")
 
 
+def test_ended_early_counts_the_measurements_after_the_best():
+    def quality(steps, best_step, metric="kid"):
+        return {"evaluations": [{"step": step} for step in steps],
+                "best": {"metric": metric, "value": 0.25, "step": best_step, "checkpoint": "best/ckpt-4"}}
+
+    assert evaluate.ended_early(quality([2, 4, 6, 8], 4), "kid", patience=3) is None  # 2 after the best.
+    assert evaluate.ended_early(quality([2, 4, 6, 8, 8], 4), "kid", patience=3) is None  # A step measured twice.
+    reason = evaluate.ended_early(quality([2, 4, 6, 8, 10], 4), "kid", patience=3)
+    assert reason.startswith("KID has not improved in 3 measurements since step 4 (KID 0.2500")
+    assert "--from_best" in reason
+    assert evaluate.ended_early(quality([2, 4, 6, 8, 10], 4), "kid", patience=0) is None  # Off.
+    assert evaluate.ended_early(quality([2, 4, 6, 8, 10], 4, metric="fid"), "kid", patience=3) is None
+    assert evaluate.ended_early({"evaluations": [{"step": 2}]}, "kid", patience=1) is None  # No best kept.
+
+
 @pytest.mark.parametrize("values, message", [
     ({"keep_best": "kid"}, "--keep_best kid needs measurements"),
+    ({"patience": -1}, "--patience must be 0"),
+    ({"patience": 3, "eval_freq": 2}, "--patience 3 ends the training when the kept best stops improving; add"),
+    ({"patience": 3, "eval_freq": 2, "keep_best": "kid", "strategy": "multiworker"},
+     "--patience cannot be combined with --strategy multiworker"),
     ({"eval_samples": 1}, "--eval_samples must be 2"),
     ({"eval_freq": -1}, "--eval_freq must be 0"),
     ({"from_best": True, "train": True}, "--from_best"),
@@ -167,6 +192,43 @@ def test_training_measures_every_eval_freq_and_keeps_the_best(workdir, monkeypat
     best_run = build.load_trained(tiny_config(workdir, from_best=True))
     assert int(best_run.model.step.numpy()) == best["step"]
     assert int(build.load_trained(tiny_config(workdir)).model.step.numpy()) == 6
+
+
+def test_patience_ends_the_training_when_the_best_stops_improving_and_a_rerun_says_so(workdir, monkeypatch, capsys):
+    from conftest import TINY_FLAGS, main_in
+
+    # The generated images' features move further from the real ones at every call: the first
+    # measurement stays the best.
+    calls = []
+
+    def worsening(images, label=""):
+        calls.append(label)
+        shift = 0.0 if "real" in label else 5.0 * len(calls)
+        return stats_features(images) + shift
+
+    monkeypatch.setattr(evaluate, "inception_features_fn", lambda weights="", progress=True: worsening)
+    # 8 images, batch 4: 2 steps an epoch; 10 epochs would be 20 steps, measured every 2.
+    flags = [*TINY_FLAGS, "--train", "--epoch", "10", "--eval_freq", "2", "--eval_samples", "8",
+             "--keep_best", "kid"]
+    assert main_in(workdir, *flags, "--patience", "2") == 0
+    out = capsys.readouterr().out
+    folder = str(workdir / "checkpoints" / TINY_RUN)
+    quality = evaluate.read_quality(folder)
+    assert [r["step"] for r in quality["evaluations"]] == [2, 4, 6]
+    assert quality["best"]["step"] == 2
+    assert "the training ends here (--patience 2): KID has not improved in 2 measurements since step 2" in out
+    assert "trained 6 steps" in out and "stopped by" not in out
+    assert evaluate.best_checkpoint(folder).endswith("ckpt-2")
+    assert newest_checkpoint(folder).endswith("ckpt-6")  # Its state at the stop is saved too.
+
+    # The same command again trains nothing and says why; a larger --patience trains on to the next
+    # measurement without a better KID.
+    assert main_in(workdir, *flags, "--patience", "2") == 0
+    assert f"the run {TINY_RUN} has ended early: KID has not improved" in capsys.readouterr().out
+    assert newest_checkpoint(folder).endswith("ckpt-6")
+    assert main_in(workdir, *flags, "--patience", "3") == 0
+    assert [r["step"] for r in evaluate.read_quality(folder)["evaluations"]] == [2, 4, 6, 8]
+    assert "trained 2 steps" in capsys.readouterr().out
 
 
 def test_from_best_without_a_best_checkpoint_says_how(workdir):

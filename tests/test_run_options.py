@@ -52,6 +52,19 @@ def test_a_continued_run_keeps_its_own_plan_unless_a_flag_changes_it(workdir):
                                  given=("steps_per_execution",))
 
 
+def test_a_continued_runs_patience_goes_with_its_kept_best(workdir):
+    _saved(workdir, epoch=7, eval_freq=4, keep_best="kid", patience=3)
+    assert run_options.training_run(tiny_config(workdir), given=()).patience == 3
+    config = run_options.training_run(tiny_config(workdir, patience=5, eval_freq=4, keep_best="kid"),
+                                      given=("patience", "eval_freq", "keep_best"))
+    assert config.patience == 5
+    # Measurements turned off, or the kept best, take --patience with them.
+    config = run_options.training_run(tiny_config(workdir, eval_freq=0), given=("eval_freq",))
+    assert (config.keep_best, config.patience) == ("none", 0)
+    config = run_options.training_run(tiny_config(workdir, eval_freq=4), given=("eval_freq", "keep_best"))
+    assert (config.keep_best, config.patience) == ("none", 0)
+
+
 def test_a_named_run_takes_its_saved_options_and_refuses_others(workdir):
     _saved(workdir, run="mine", batch_size=2, sample_num=2, gf_dim=8)
     config = run_options.training_run(tiny_config(workdir, run="mine"), given=("run",))

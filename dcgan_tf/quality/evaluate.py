@@ -158,6 +158,19 @@ def is_better(value: float, best: Optional[dict], metric: str) -> bool:
     return best is None or best.get("metric") != metric or value < float(best["value"])
 
 
+def ended_early(quality: dict, metric: str, patience: int) -> Optional[str]:
+    """Why a training with --patience ends, from its quality.json: `patience` or more measurements
+    (distinct steps) came after its kept best of `metric`; None while fewer have, or without a best."""
+    best = quality.get("best")
+    if not patience or not best or best.get("metric") != metric:
+        return None
+    since = len({record["step"] for record in quality["evaluations"] if record["step"] > best["step"]})
+    if since < patience:
+        return None
+    return (f"{metric.upper()} has not improved in {since} measurements since step {best['step']} "
+            f"({metric.upper()} {best['value']:.4f}, kept as the run's best checkpoint; --from_best uses it)")
+
+
 def write_summaries(summary_writer, record: dict, step: int) -> None:
     """The record's measurements as scalars eval/fid, eval/kid, ...: one group in TensorBoard, beside
     training's loss/ and probability/ groups (dcgan_tf/training/summaries.py)."""

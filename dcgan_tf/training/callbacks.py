@@ -346,15 +346,17 @@ class PeriodicEval(keras.callbacks.Callback):
     """Every `every` steps and at the end of training, FID and KID of the generator (an
     evaluate.Evaluator), appended to `{folder}/quality.json` and written to TensorBoard as eval/fid,
     eval/kid and eval/kid_std. With `keep_best` ("fid" or "kid"), a state whose value is the lowest so
-    far (across resumes: the best is kept in quality.json) is saved by `best_manager`. Not run for a
-    state holding NaN or Inf, nor at the end of a run stopped early (a stop must be quick)."""
+    far (across resumes: the best is kept in quality.json) is saved by `best_manager`; with `patience`
+    too, the training ends once that many measurements in a row have not improved on it. Not run for
+    a state holding NaN or Inf, nor at the end of a run stopped early (a stop must be quick)."""
 
     def __init__(self, evaluator, every: int, folder: str, summary_writer=None, keep_best: str = "none",
-                 best_manager: tf.train.CheckpointManager = None, failure: OutputFailure = None,
-                 verbose: bool = True):
+                 best_manager: tf.train.CheckpointManager = None, patience: int = 0,
+                 failure: OutputFailure = None, verbose: bool = True):
         super().__init__()
         self.evaluator, self.every, self.folder = evaluator, every, folder
         self.summary_writer, self.keep_best, self.best_manager = summary_writer, keep_best, best_manager
+        self.patience = patience
         self.failure = failure or OutputFailure()
         self.verbose = verbose
         self.records = []
@@ -398,10 +400,15 @@ class PeriodicEval(keras.callbacks.Callback):
             path = self.best_manager.save(checkpoint_number=step)
             best_record = {"metric": self.keep_best, "value": record[self.keep_best], "step": step,
                            "checkpoint": os.path.relpath(path, self.folder)}
-            evaluate.update_quality(self.folder, lambda saved: saved.update(best=best_record))
+            quality = evaluate.update_quality(self.folder, lambda saved: saved.update(best=best_record))
             best = f"; best {self.keep_best} so far, kept as {path}"
+        ended = evaluate.ended_early(quality, self.keep_best, self.patience) if self.best_manager else None
+        if ended:
+            self.model.stop_training = True
         if self.verbose:
             print(f"dcgan_tf: step {step}: {evaluate.describe(record)}{best}", flush=True)
+            if ended:
+                print(f"dcgan_tf: the training ends here (--patience {self.patience}): {ended}.", flush=True)
         self._evaluated_step = step
         self.records.append(record)
         return record

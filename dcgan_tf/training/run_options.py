@@ -54,7 +54,7 @@ def _continued(config: RunConfig, saved: dict, given: Collection[str]) -> RunCon
 # sample_num also keeps the checkpoints' fixed sample z (its default follows the batch size, which may
 # be the preset's and not the run's).
 PLAN_FIELDS = ("epoch", "sample_freq", "sample_num", "ckpt_freq", "max_to_keep", "eval_freq", "eval_samples",
-               "keep_best")
+               "keep_best", "patience")
 
 
 def _own_plan(config: RunConfig, saved: dict, given: Collection[str]) -> RunConfig:
@@ -63,6 +63,8 @@ def _own_plan(config: RunConfig, saved: dict, given: Collection[str]) -> RunConf
               if name not in given and name in saved and isinstance(saved[name], type(getattr(config, name)))}
     if "eval_freq" in given and not config.eval_freq and "keep_best" not in given:
         values["keep_best"] = "none"  # Measurements turned off: nothing to keep the best by.
+    if values.get("keep_best", config.keep_best) == "none" and "patience" not in given:
+        values["patience"] = 0  # No kept best: nothing to end early by.
     config = dataclasses.replace(config, **values)
     config.validate()  # The run's values with this command's (e.g. frequencies against --steps_per_execution).
     return config

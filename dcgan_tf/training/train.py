@@ -104,6 +104,18 @@ def finished_line(run_name: str, epochs: int) -> str:
     return f"dcgan_tf: the run {run_name} already finished {epochs} epochs; raise --epoch to train more."
 
 
+def ended_early_line(config: RunConfig) -> Optional[str]:
+    """What --train of a run that --patience has ended says (its quality.json tells), else None."""
+    if not config.patience:
+        return None
+    from dcgan_tf.quality import evaluate
+
+    reason = evaluate.ended_early(evaluate.read_quality(config.run_checkpoint_dir), config.keep_best,
+                                  config.patience)
+    return reason and (f"dcgan_tf: the run {config.run_name} has ended early: {reason}; raise --patience "
+                       f"(or give --patience 0) to train on.")
+
+
 def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResult:
     """Trains the run named by `config` up to `config.epoch` epochs, resuming where it stopped.
 
@@ -179,12 +191,13 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
         callbacks.append(cbs.ProgressBar() if terminal else cbs.EpochLines(config.epoch, clock=clock))
     started = time.time()
     history = {}
-    if start_epoch < config.epoch:
+    ended = ended_early_line(config) if chief else None
+    if start_epoch < config.epoch and not ended:
         with _worker_errors(config, run):
             history = _fit(model, config, strategy, image_set.images, epoch_steps,
                            cbs.TrainingCallbacks(callbacks, model, config.epoch, verbose=int(terminal)), terminal)
     elif verbose:
-        print(finished_line(config.run_name, start_epoch))
+        print(ended or finished_line(config.run_name, start_epoch))
     if writer is not None:
         writer.flush()
     if failure.error is not None:
@@ -258,5 +271,5 @@ def _periodic_eval(config: RunConfig, run: Run, real_images, features_fn, writer
         best_manager = tf.train.CheckpointManager(
             run.checkpoint, os.path.join(config.run_checkpoint_dir, runs.BEST_DIR), max_to_keep=1)
     return cbs.PeriodicEval(evaluator, config.eval_freq, config.run_checkpoint_dir, summary_writer=writer,
-                            keep_best=config.keep_best, best_manager=best_manager, failure=failure,
-                            verbose=verbose)
+                            keep_best=config.keep_best, best_manager=best_manager, patience=config.patience,
+                            failure=failure, verbose=verbose)
