@@ -249,8 +249,10 @@ class RunInfo:
 
     @functools.cached_property
     def progress(self) -> tuple:
-        """(step, epoch, last KID), read from the run's files only when shown."""
-        return _progress(self.folder)
+        """(step, epoch, last KID, quality.json's kept best or None, whether --patience has ended
+        the run), read from the run's files only when shown."""
+        config = self.config or {}
+        return _progress(self.folder, config.get("keep_best"), config.get("patience") or 0)
 
     @property
     def updated(self) -> float:
@@ -260,9 +262,29 @@ class RunInfo:
         return max(times) if times else os.path.getmtime(self.folder)
 
 
-def _progress(folder: str) -> tuple:
-    """(step, epoch, last KID) from metrics.csv's last row and quality.json, without TensorFlow."""
-    step = epoch = kid = None
+def measurements_after_best(quality: dict) -> int:
+    """How many measurements (distinct steps: a step measured twice counts once) a quality.json holds
+    after its kept best; 0 without one."""
+    best = quality.get("best")
+    if not isinstance(best, dict) or best.get("step") is None:
+        return 0
+    return len({record.get("step") for record in quality.get("evaluations") or ()
+                if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] > best["step"]})
+
+
+def patience_spent(quality: dict, metric: str, patience: int) -> bool:
+    """Whether a training with --keep_best `metric` and --patience `patience` has ended: that many
+    measurements or more came after its kept best."""
+    best = quality.get("best")
+    return (bool(patience) and isinstance(best, dict) and best.get("metric") == metric
+            and measurements_after_best(quality) >= patience)
+
+
+def _progress(folder: str, keep_best: str, patience: int) -> tuple:
+    """(step, epoch, last KID, kept best, ended by --patience) from metrics.csv's last row and
+    quality.json, without TensorFlow."""
+    step = epoch = kid = best = None
+    ended = False
     try:
         with open(os.path.join(folder, METRICS_FILE), encoding="utf-8") as f:
             lines = [line for line in f.read().splitlines() if line.strip()]
@@ -273,7 +295,12 @@ def _progress(folder: str) -> tuple:
         pass
     try:
         with open(os.path.join(folder, QUALITY_FILE), encoding="utf-8") as f:
-            evaluations = json.load(f).get("evaluations") or []
+            quality = json.load(f)
+        evaluations = quality.get("evaluations") or []
+        kept = quality.get("best")
+        if (isinstance(kept, dict) and isinstance(kept.get("value"), (int, float))
+                and isinstance(kept.get("step"), int)):
+            best, ended = kept, patience_spent(quality, keep_best, patience)
         kids = [e for e in evaluations if isinstance(e, dict) and e.get("kid") is not None]
         if kids:
             kid = float(kids[-1]["kid"])
@@ -281,7 +308,7 @@ def _progress(folder: str) -> tuple:
                 step = int(kids[-1]["step"])
     except (OSError, ValueError, AttributeError, TypeError):
         pass
-    return step, epoch, kid
+    return step, epoch, kid, best, ended
 
 
 def list_runs(checkpoint_dir: str) -> List[RunInfo]:
@@ -314,12 +341,14 @@ def describe_run(info: RunInfo) -> str:
         if c.get("init_from"):  # --init_from: which run's checkpoint it began from
             source, best = run_folder_of(str(c["init_from"]))
             what += f", from {os.path.basename(source)}'s {'best ' if best else ''}{os.path.basename(c['init_from'])}"
-    step, epoch, kid = info.progress
+    step, epoch, kid, kept, ended = info.progress
     planned = info.config.get("epoch") if info.config else None
     progress = ", ".join(part for part in (
         f"step {step}" if step is not None else "",
         (f"epoch {epoch}" + (f" of {planned}" if isinstance(planned, int) else "")) if epoch is not None else "",
+        "ended early by --patience" if ended else "",
         f"KID {kid:.3f}" if kid is not None else "",
+        f"best {str(kept.get('metric')).upper()} {kept['value']:.3f} at step {kept['step']}" if kept else "",
         time.strftime("updated %Y-%m-%d %H:%M UTC", time.gmtime(info.updated))) if part)
     return f"{info.name}: {what}; {progress}"
 

@@ -226,6 +226,8 @@ def test_patience_ends_the_training_when_the_best_stops_improving_and_a_rerun_sa
     assert main_in(workdir, *flags, "--patience", "2") == 0
     assert f"the run {TINY_RUN} has ended early: KID has not improved" in capsys.readouterr().out
     assert newest_checkpoint(folder).endswith("ckpt-6")
+    assert main_in(workdir, "--runs") == 0
+    assert "step 6, epoch 3 of 10, ended early by --patience, KID" in capsys.readouterr().out
     assert main_in(workdir, *flags, "--patience", "3") == 0
     assert [r["step"] for r in evaluate.read_quality(folder)["evaluations"]] == [2, 4, 6, 8]
     assert "trained 2 steps" in capsys.readouterr().out

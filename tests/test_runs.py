@@ -93,6 +93,27 @@ def test_listing_shows_step_epoch_and_last_kid(tmp_path):
     assert "config.json damaged" in runs.describe_run(found[0])
 
 
+def test_listing_shows_the_kept_best_and_a_run_ended_by_patience(tmp_path):
+    folder = _fake_run(tmp_path, "faces_25_64_64", run="faces_25_64_64", dataset="faces", epoch=30,
+                       eval_freq=4, keep_best="kid", patience=2, **SHAPE)
+    (folder / "metrics.csv").write_text("epoch,step,d_loss\n0,4,1.0\n1,8,0.9\n2,12,0.8\n")
+    best = {"metric": "kid", "value": 0.25, "step": 4, "checkpoint": "best/ckpt-4"}
+    measured = [{"step": 4, "kid": 0.25}, {"step": 8, "kid": 0.3}]
+    (folder / "quality.json").write_text(json.dumps({"evaluations": measured, "best": best}))
+    line = runs.describe_run(runs.list_runs(str(tmp_path))[0])
+    assert "step 12, epoch 3 of 30, KID 0.300, best KID 0.250 at step 4, updated" in line
+    # A second measurement after the best (the same step measured twice counts once): --patience 2 has ended it.
+    measured += [{"step": 8, "kid": 0.31}, {"step": 12, "kid": 0.28}]
+    (folder / "quality.json").write_text(json.dumps({"evaluations": measured, "best": best}))
+    assert "epoch 3 of 30, ended early by --patience, KID 0.280, best KID 0.250 at step 4" in runs.describe_run(
+        runs.list_runs(str(tmp_path))[0])
+    # Without --patience, or with a best of another metric, the same measurements end nothing.
+    assert not runs.patience_spent({"evaluations": measured, "best": best}, "kid", 0)
+    assert not runs.patience_spent({"evaluations": measured, "best": best}, "fid", 2)
+    assert runs.patience_spent({"evaluations": measured, "best": best}, "kid", 2)
+    assert not runs.patience_spent({"evaluations": measured, "best": best}, "kid", 3)
+
+
 def test_find_run_by_dataset_flags_and_name(tmp_path):
     _fake_run(tmp_path, "faces_25_64_64_gf16_df16", dataset="faces", gf_dim=16, df_dim=16, **SHAPE)
     # One run of the dataset: found with no model flags at all.

@@ -21,7 +21,8 @@ import numpy as np
 from dcgan_tf.quality import metrics
 from dcgan_tf.data.pipeline import to_pixels
 from dcgan_tf.errors import UserError
-from dcgan_tf.runs import BEST_DIR, QUALITY_FILE, REAL_FEATURES_FILE, atomic_path, exclusive, write_json
+from dcgan_tf.runs import (BEST_DIR, QUALITY_FILE, REAL_FEATURES_FILE, atomic_path, exclusive,
+                           measurements_after_best, patience_spent, write_json)
 from dcgan_tf.model.latent import z_numpy
 
 GENERATE_BATCH = 50
@@ -161,12 +162,9 @@ def is_better(value: float, best: Optional[dict], metric: str) -> bool:
 def ended_early(quality: dict, metric: str, patience: int) -> Optional[str]:
     """Why a training with --patience ends, from its quality.json: `patience` or more measurements
     (distinct steps) came after its kept best of `metric`; None while fewer have, or without a best."""
-    best = quality.get("best")
-    if not patience or not best or best.get("metric") != metric:
+    if not patience_spent(quality, metric, patience):
         return None
-    since = len({record["step"] for record in quality["evaluations"] if record["step"] > best["step"]})
-    if since < patience:
-        return None
+    best, since = quality["best"], measurements_after_best(quality)
     return (f"{metric.upper()} has not improved in {since} measurements since step {best['step']} "
             f"({metric.upper()} {best['value']:.4f}, kept as the run's best checkpoint; --from_best uses it)")
 
