@@ -168,6 +168,9 @@ def test_the_time_left_is_the_mean_epoch_after_the_first_times_the_epochs_left()
         left.epoch_ended()
     assert left.seconds(2000) == 10000 and left.phrase(2000) == "about 2 h 47 min left"
     assert left.phrase(5) == "less than a minute left" and left.phrase(0) == ""
+    # With --patience the training may end sooner: the estimate is a bound.
+    left.at_most = True
+    assert left.phrase(2000) == "at most about 2 h 47 min left" and left.phrase(5) == "less than a minute left"
 
 
 def test_durations_are_said_to_the_minute():

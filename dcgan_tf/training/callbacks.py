@@ -230,10 +230,11 @@ def describe_duration(seconds: float) -> str:
 class TimeLeft:
     """The wall-clock time left to the training's last epoch, from the epochs this process has run:
     their mean time after the first (which traces the train step), the FID/KID measurements, grids
-    and checkpoints between the steps included, since they recur."""
+    and checkpoints between the steps included, since they recur. `at_most`: the training may end
+    sooner (--patience), so the estimate is said as a bound."""
 
-    def __init__(self, clock=time.monotonic):
-        self.clock = clock
+    def __init__(self, clock=time.monotonic, at_most: bool = False):
+        self.clock, self.at_most = clock, at_most
         self._began = None
         self._ends = []  # When each epoch of this process ended.
 
@@ -255,11 +256,14 @@ class TimeLeft:
         return per_epoch * max(0, epochs_left)
 
     def phrase(self, epochs_left: int) -> str:
-        """'about 5 h 04 min left', or '' when there is no estimate yet or nothing is left."""
+        """'about 5 h 04 min left' ('at most about ...' with `at_most`), or '' when there is no estimate
+        yet or nothing is left."""
         seconds = self.seconds(epochs_left)
         if not seconds:
             return ""
-        return "less than a minute left" if seconds < 30 else f"about {describe_duration(seconds)} left"
+        if seconds < 30:
+            return "less than a minute left"
+        return ("at most " if self.at_most else "") + f"about {describe_duration(seconds)} left"
 
 
 class ProgressBar(keras.callbacks.ProgbarLogger):

@@ -188,7 +188,9 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
     # A progress bar on a terminal; plain lines, one per epoch, in logs and pipes.
     terminal = bool(verbose) and sys.stdout.isatty()
     if verbose:
-        callbacks.append(cbs.ProgressBar() if terminal else cbs.EpochLines(config.epoch, clock=clock))
+        time_left = cbs.TimeLeft(at_most=bool(config.patience))  # --patience may end the training sooner.
+        callbacks.append(cbs.ProgressBar(time_left) if terminal
+                         else cbs.EpochLines(config.epoch, clock=clock, time_left=time_left))
     started = time.time()
     history = {}
     ended = ended_early_line(config) if chief else None
