@@ -406,7 +406,7 @@ class PeriodicEval(keras.callbacks.Callback):
                            "checkpoint": os.path.relpath(path, self.folder)}
             quality = evaluate.update_quality(self.folder, lambda saved: saved.update(best=best_record))
             best = f"; best {self.keep_best} so far, kept as {path}"
-        ended = evaluate.ended_early(quality, self.keep_best, self.patience) if self.best_manager else None
+        ended = evaluate.ended_early(quality, self.keep_best, self.patience)  # None without --patience.
         if ended:
             self.model.stop_training = True
         if self.verbose:
