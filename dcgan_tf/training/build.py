@@ -139,14 +139,21 @@ def load_trained(config: RunConfig, given: Optional[Collection[str]] = None) -> 
                                  f"options, which fit the run's checkpoint" + (f"; the damaged file is kept as "
                                  f"{kept}." if kept else ".")), stacklevel=2)
     if config.from_best:
-        from dcgan_tf.quality.evaluate import best_checkpoint
-
-        best = best_checkpoint(info.folder)
-        if best is None:
-            raise UserError(f"no best checkpoint in {os.path.join(info.folder, runs.BEST_DIR)}; train with "
-                            f"--eval_freq N --keep_best kid (or fid) first, or drop --from_best.")
-        run.resumed_from = restore(run, [best])
+        restore_best(run)
     return run
+
+
+def restore_best(run: Run) -> str:
+    """Restores the run's best checkpoint (kept by --keep_best) into its objects and returns it."""
+    from dcgan_tf.quality.evaluate import best_checkpoint
+
+    folder = run.config.run_checkpoint_dir
+    best = best_checkpoint(folder)
+    if best is None:
+        raise UserError(f"no best checkpoint in {os.path.join(folder, runs.BEST_DIR)}; train with "
+                        f"--eval_freq N --keep_best kid (or fid) first, or drop --from_best.")
+    run.resumed_from = restore(run, [best])
+    return run.resumed_from
 
 
 def _options_without_config(config: RunConfig, info: runs.RunInfo) -> RunConfig:
