@@ -171,4 +171,11 @@ def run() -> None:
     if "verbose" not in flags.FLAGS:
         flags.DEFINE_bool("verbose", False, f"Show TensorFlow's own start-up and C++ log lines (or set "
                           f"{quiet.VERBOSE_ENV}=1).", module_name=sys.argv[0] or "dcgan_tf")
-    app.run(main, flags_parser=_parse_flags)
+    try:
+        app.run(main, flags_parser=_parse_flags)
+    except BrokenPipeError:
+        # The reader of the output went away (`... --help | head`): end quietly, with the status of a
+        # command killed by SIGPIPE (128 + 13), as the shell's own tools do. Python's flush at exit
+        # would fail again on the closed pipe, so stdout points at the null device from here.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)

@@ -2,10 +2,12 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
-from tests.conftest import TINY_FLAGS, assert_one_line_error, run_main, write_images
+from tests.conftest import MAIN, TINY_FLAGS, assert_one_line_error, run_main, write_images
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h", "--helpfull"])
@@ -17,6 +19,18 @@ def test_help_lists_the_flags_and_exits_0(tmp_path, flag):
                    "--batch_size", "--learning_rate", "--beta1", "--z_dist", "--g_steps", "--sample_freq",
                    "--ckpt_freq", "--max_to_keep", "--export_dir", "--log_dir", "--seed", "--recipe", "--ema_decay"):
         assert option in proc.stdout, option
+
+
+def test_a_closed_pipe_ends_help_quietly(tmp_path):
+    # `python main.py --help | head`: the reader is gone before the help is written.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, MAIN, "--help"], cwd=tmp_path, stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141 and proc.stderr == "", proc.stderr[-2000:]
 
 
 def test_train_resume_test_grid_and_export(workdir):
