@@ -118,6 +118,19 @@ def test_a_signal_before_the_first_step_stops_at_once_and_restores_the_handlers(
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_hangups_stay_ignored_under_nohup():
+    stop = callbacks.GracefulStop()
+    stop.set_model(_Model())
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # What nohup does.
+    try:
+        stop.on_train_begin()
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == stop._handle  # The others are taken over.
+        stop.on_train_end()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def test_progress_bar_ends_where_training_stopped():
     bar = callbacks.ProgressBar()
     model = _Model()
@@ -267,3 +280,29 @@ def test_a_stopped_command_runs_nothing_after_the_stop(workdir, monkeypatch, cap
     assert tf.train.latest_checkpoint(config.run_checkpoint_dir).endswith("ckpt-1")
     assert not os.path.exists(config.export_dir)
     assert not [name for name in os.listdir(config.run_checkpoint_dir) if name.endswith((".png", ".gif"))]
+
+
+def test_a_hangup_saves_like_sigterm_and_nothing_more_reaches_the_closed_terminal(workdir):
+    # A training in a terminal whose session drops (ssh): SIGHUP, and writes to the terminal fail.
+    import pty
+    import subprocess
+    import sys
+
+    from tests.conftest import MAIN, TINY_FLAGS
+
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen([sys.executable, MAIN, "--dataset", "faces", *TINY_FLAGS, "--train", "--epoch", "500",
+                             "--ckpt_freq", "1000", "--sample_freq", "1000"], cwd=workdir,
+                            stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    seen = b""
+    try:
+        while b"Epoch 3/" not in seen:  # Steps after the first: past the tracing.
+            seen += os.read(controller, 4096)
+    finally:
+        os.close(controller)  # The terminal is gone: its reads and writes fail from here.
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(timeout=120) == 0
+    run_dir = workdir / "checkpoints" / "faces_4_32_32_z8_gf4_df4"
+    step = int(tf.train.latest_checkpoint(str(run_dir)).rsplit("-", 1)[1])
+    assert 4 <= step < 1000  # Saved at the stop, not by --ckpt_freq nor at the 500th epoch.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -181,10 +182,11 @@ class CheckpointSaver(keras.callbacks.Callback):
 
 
 class GracefulStop(keras.callbacks.Callback):
-    """On SIGINT (Ctrl-C) or SIGTERM, finish the current step and end `fit` normally, so the
-    end-of-training callbacks save a checkpoint. A second Ctrl-C interrupts at once."""
+    """On SIGINT (Ctrl-C), SIGTERM or SIGHUP (the terminal closed, e.g. a dropped ssh session), finish
+    the current step and end `fit` normally, so the end-of-training callbacks save a checkpoint. A
+    second Ctrl-C interrupts at once. Under nohup (SIGHUP ignored) hangups stay ignored."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
 
     def __init__(self):
         super().__init__()
@@ -198,6 +200,8 @@ class GracefulStop(keras.callbacks.Callback):
         if threading.current_thread() is not threading.main_thread():
             return  # Signal handlers can only be set from the main thread.
         for sig in self.SIGNALS:
+            if sig != signal.SIGINT and signal.getsignal(sig) == signal.SIG_IGN:
+                continue  # nohup's choice (SIGINT's SIG_IGN only marks a shell's background job).
             self._previous[sig] = signal.signal(sig, self._handle)
 
     def on_train_end(self, logs=None):
@@ -209,6 +213,8 @@ class GracefulStop(keras.callbacks.Callback):
         self._stepped = True
 
     def _handle(self, signum, frame):
+        if signum == getattr(signal, "SIGHUP", None):
+            detach_from_terminal()
         if not self._stepped:
             # Still tracing or in the first step: nothing new to save, so stop now rather than after it.
             self.on_train_end()
@@ -219,6 +225,21 @@ class GracefulStop(keras.callbacks.Callback):
         self.model.stop_training = True
         print(f"\n{self.received} received: stopping after this step and saving a checkpoint "
               "(Ctrl-C again to quit at once).", flush=True)
+
+
+def detach_from_terminal() -> None:
+    """After a hangup, writing to the terminal fails (EIO): stdout and stderr, where they are a
+    terminal, go to the null device from here on; files and pipes keep their output."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            fd = stream.fileno()
+            if not stat.S_ISCHR(os.fstat(fd).st_mode):
+                continue
+        except (AttributeError, OSError, ValueError):  # Not a real file (a test's capture, a closed stream).
+            continue
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
 
 
 def describe_duration(seconds: float) -> str:
