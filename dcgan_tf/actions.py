@@ -142,7 +142,7 @@ def train(command: Command) -> None:
             print(f"dcgan_tf: wrote {path}")
     except Exception as e:  # Pictures must not turn a finished training into a failure.
         print(f"dcgan_tf: warning: no training report ({type(e).__name__}: {e})", file=sys.stderr)
-    if best_later:
+    if best_later and result.chief:  # Only the chief measures and keeps a best.
         best = build.restore_best(run)
         print(f"dcgan_tf: --from_best: the actions after the training use the run's best checkpoint, {best}")
 
