@@ -293,7 +293,9 @@ def test_a_hangup_saves_like_sigterm_and_nothing_more_reaches_the_closed_termina
     controller, terminal = pty.openpty()
     proc = subprocess.Popen([sys.executable, MAIN, "--dataset", "faces", *TINY_FLAGS, "--train", "--epoch", "500",
                              "--ckpt_freq", "1000", "--sample_freq", "1000"], cwd=workdir,
-                            stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal)
+                            stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal,
+                            # Hangups as in a login shell, even where the suite runs under nohup.
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     os.close(terminal)
     seen = b""
     try:
