@@ -177,5 +177,5 @@ def run() -> None:
         # The reader of the output went away (`... --help | head`): end quietly, with the status of a
         # command killed by SIGPIPE (128 + 13), as the shell's own tools do. Python's flush at exit
         # would fail again on the closed pipe, so stdout points at the null device from here.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        quiet.to_null_device(sys.stdout.fileno())
         sys.exit(141)

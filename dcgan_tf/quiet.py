@@ -1,5 +1,6 @@
 """Quiet start-up: TensorFlow's C++ start-up lines kept out of stderr unless asked for
-(`--verbose` or DCGAN_TF_VERBOSE=1). main.py and the benchmarks call quiet_tensorflow() first."""
+(`--verbose` or DCGAN_TF_VERBOSE=1). main.py and the benchmarks call quiet_tensorflow() first.
+Also where output nobody can read any more goes (to_null_device)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,14 @@ import sys
 from dcgan_tf.import_hooks import around_first_import
 
 VERBOSE_ENV = "DCGAN_TF_VERBOSE"
+
+
+def to_null_device(fd: int) -> None:
+    """Points file descriptor `fd` at the null device: output whose reader is gone (a closed pipe, a
+    hung-up terminal) is dropped from here on instead of failing every write."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, fd)
+    os.close(null)
 
 
 def verbose_from_env() -> bool:

@@ -18,7 +18,7 @@ import time
 import keras
 import tensorflow as tf
 
-from dcgan_tf import runs
+from dcgan_tf import quiet, runs
 from dcgan_tf.model.gan import generated_images
 from dcgan_tf.data.images import make_grid, save_png
 
@@ -237,9 +237,7 @@ def detach_from_terminal() -> None:
                 continue
         except (AttributeError, OSError, ValueError):  # Not a real file (a test's capture, a closed stream).
             continue
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, fd)
-        os.close(null)
+        quiet.to_null_device(fd)
 
 
 def describe_duration(seconds: float) -> str:
