@@ -1,6 +1,6 @@
 """Quiet start-up: TensorFlow's C++ start-up lines kept out of stderr unless asked for
 (`--verbose` or DCGAN_TF_VERBOSE=1). main.py and the benchmarks call quiet_tensorflow() first.
-Also where output nobody can read any more goes (to_null_device)."""
+Also where output nobody can read any more goes (to_null_device, ClosedPipeGuard)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,35 @@ def to_null_device(fd: int) -> None:
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, fd)
     os.close(null)
+
+
+class ClosedPipeGuard:
+    """Stands in for sys.stdout while a training runs. Where the output's reader goes away
+    (`main.py --train ... | head`), the stream is pointed at the null device and `on_closed()` is
+    called once, instead of a BrokenPipeError ending the training between two checkpoints."""
+
+    def __init__(self, stream, on_closed):
+        self.stream, self.on_closed, self.pipe_closed = stream, on_closed, False
+
+    def _guarded(self, call, *args):
+        try:
+            return call(*args)
+        except BrokenPipeError:
+            if not self.pipe_closed:
+                self.pipe_closed = True
+                to_null_device(self.stream.fileno())  # What is still buffered goes there too.
+                self.on_closed()
+            return None
+
+    def write(self, text):
+        written = self._guarded(self.stream.write, text)
+        return len(text) if written is None else written
+
+    def flush(self):
+        self._guarded(self.stream.flush)
+
+    def __getattr__(self, name):  # isatty(), fileno(), encoding, ...: the stream's own.
+        return getattr(self.stream, name)
 
 
 def verbose_from_env() -> bool:

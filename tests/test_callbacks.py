@@ -1,5 +1,6 @@
 import os
 import signal
+import sys
 import time
 
 import keras
@@ -286,7 +287,6 @@ def test_a_hangup_saves_like_sigterm_and_nothing_more_reaches_the_closed_termina
     # A training in a terminal whose session drops (ssh): SIGHUP, and writes to the terminal fail.
     import pty
     import subprocess
-    import sys
 
     from tests.conftest import MAIN, TINY_FLAGS
 
@@ -308,3 +308,44 @@ def test_a_hangup_saves_like_sigterm_and_nothing_more_reaches_the_closed_termina
     run_dir = workdir / "checkpoints" / "faces_4_32_32_z8_gf4_df4"
     step = int(tf.train.latest_checkpoint(str(run_dir)).rsplit("-", 1)[1])
     assert 4 <= step < 1000  # Saved at the stop, not by --ckpt_freq nor at the 500th epoch.
+
+
+def test_a_closed_stdout_pipe_stops_the_training_and_gives_the_real_stdout_back(monkeypatch):
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    piped = os.fdopen(write_end, "w")
+    monkeypatch.setattr(sys, "stdout", piped)
+    stop = callbacks.GracefulStop()
+    stop.set_model(_Model())
+    stop.on_train_begin()
+    try:
+        print("Epoch 1/9: a line nobody reads", flush=True)  # EPIPE: Python ignores SIGPIPE.
+        print("and one more", flush=True)
+        assert stop.model.stop_training and stop.received == callbacks.GracefulStop.CLOSED_PIPE
+        assert os.path.samestat(os.fstat(write_end), os.stat(os.devnull))
+    finally:
+        stop.on_train_end()
+    assert sys.stdout is piped
+    piped.close()
+
+
+def test_a_closed_pipe_saves_like_sigterm_and_ends_as_sigpipe_would(workdir):
+    # `main.py --train ... | head`: the reader goes away while the training runs.
+    import subprocess
+
+    from tests.conftest import MAIN, TINY_FLAGS
+
+    proc = subprocess.Popen([sys.executable, MAIN, "--dataset", "faces", *TINY_FLAGS, "--train", "--epoch", "500",
+                             "--ckpt_freq", "1000", "--sample_freq", "1000"], cwd=workdir,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("Epoch 3/"):  # Steps after the first: past the tracing.
+            break
+    read_step = int(line.split("step ")[1].split(",")[0])
+    proc.stdout.close()
+    errors = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in errors, errors[-3000:]
+    assert [line for line in errors.splitlines() if "closed pipe" in line][0].endswith("Run the same command to resume.")
+    run_dir = workdir / "checkpoints" / "faces_4_32_32_z8_gf4_df4"
+    step = int(tf.train.latest_checkpoint(str(run_dir)).rsplit("-", 1)[1])
+    assert read_step < step < 1000  # Saved at the stop, after the last line read; not by --ckpt_freq.

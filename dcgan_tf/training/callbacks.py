@@ -184,19 +184,23 @@ class CheckpointSaver(keras.callbacks.Callback):
 class GracefulStop(keras.callbacks.Callback):
     """On SIGINT (Ctrl-C), SIGTERM or SIGHUP (the terminal closed, e.g. a dropped ssh session), finish
     the current step and end `fit` normally, so the end-of-training callbacks save a checkpoint. A
-    second Ctrl-C interrupts at once. Under nohup (SIGHUP ignored) hangups stay ignored."""
+    second Ctrl-C interrupts at once. Under nohup (SIGHUP ignored) hangups stay ignored. The same stop
+    when stdout's reader goes away (`--train ... | head`): `received` is then CLOSED_PIPE."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
+    CLOSED_PIPE = "a closed output pipe"
 
     def __init__(self):
         super().__init__()
         self.received = None
         self._previous = {}
         self._stepped = False
+        self._stdout_guard = None
 
     def on_train_begin(self, logs=None):
         self.received = None
         self._stepped = False
+        self._stdout_guard = sys.stdout = quiet.ClosedPipeGuard(sys.stdout, self._pipe_closed)
         if threading.current_thread() is not threading.main_thread():
             return  # Signal handlers can only be set from the main thread.
         for sig in self.SIGNALS:
@@ -208,6 +212,13 @@ class GracefulStop(keras.callbacks.Callback):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
+        if self._stdout_guard is not None and sys.stdout is self._stdout_guard:
+            sys.stdout = self._stdout_guard.stream
+        self._stdout_guard = None
+
+    def _pipe_closed(self):
+        self.received = self.received or self.CLOSED_PIPE
+        self.model.stop_training = True
 
     def on_train_batch_end(self, batch, logs=None):
         self._stepped = True

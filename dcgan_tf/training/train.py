@@ -29,12 +29,14 @@ from dcgan_tf.training.build import Run, build_run, prepare_data
 from dcgan_tf.training.runlock import RunLock
 from dcgan_tf.training.summaries import Summaries
 
+STOPPED_BY_CLOSED_PIPE = cbs.GracefulStop.CLOSED_PIPE  # TrainResult.stopped_by when stdout's reader went away.
+
 
 @dataclasses.dataclass
 class TrainResult:
     run: Run
     history: dict
-    stopped_by: Optional[str]  # Signal name when stopped early, else None.
+    stopped_by: Optional[str]  # Signal name (or STOPPED_BY_CLOSED_PIPE) when stopped early, else None.
     steps_run: int
     seconds: float  # Wall-clock, from the first step's start to the end of training.
     step_seconds: float  # Of it, the train steps alone (without grids, checkpoints and measurements).
