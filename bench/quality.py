@@ -40,7 +40,7 @@ from dcgan_tf import quiet  # noqa: E402
 quiet.quiet_tensorflow()  # Before TensorFlow's import (--start_from reads checkpoints): none of its C++ lines.
 
 # KID of an independent PyTorch copy of this network (full width 64, batch 25, 500 generated images of
-# fixed z against all 100 frames), from the project's quality issue: {label: {size: [(step, kid)]}}.
+# fixed z against all 100 frames), as the README cites it: {label: {size: [(step, kid)]}}.
 REFERENCE = {
     "reference DiffAugment, lr 2e-4": {64: [(1000, 0.37), (2000, 0.35), (3000, 0.28), (4500, 0.24)]},
     "reference DiffAugment, lr 1e-4": {64: [(1000, 0.43), (2000, 0.34), (3000, 0.30), (4500, 0.26)],

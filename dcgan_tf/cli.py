@@ -96,7 +96,8 @@ def main(argv, flag_values: flags.FlagValues = flags.FLAGS) -> int:
 
 def execute(argv) -> int:
     """Runs a command line in this process (argv[0] is the program name) and returns its exit
-    status, as main.py would; for tests and for driving the tool from Python."""
+    status, as main.py would for the command's own flags; for tests and for driving the tool from
+    Python. main.py's process-wide options (--verbose, --version, --help) are run()'s alone."""
     flag_values = flags.FlagValues()
     define_flags(flag_values)
     try:

@@ -40,7 +40,7 @@ BEFORE_THE_OPTION = {"ema_decay": 0.0, "ema_rampup": 1 / 9, "r1_gamma": 0.0, "r1
                      "d_minibatch_std": False, "mirror": False, "precision": "float32"}
 
 
-# Architecture presets (--arch): each seed system's defaults, as plain data. A RunConfig field left
+# Architecture presets (--arch): each source program's defaults, as plain data. A RunConfig field left
 # at None takes the preset's value; an explicit flag overrides it. Registry: dcgan_tf.model.nets.
 _NO_TRICKS = {"real_label_low": 1.0, "real_label_high": 1.0, "fake_label_low": 0.0, "fake_label_high": 0.0,
               "label_flip_prob": 0.0, "diffaug": "", "ema_decay": 0.0, "r1_gamma": 0.0,
@@ -71,9 +71,9 @@ PRESETS = {
 }
 PRESET_FIELDS = tuple(PRESETS["simpsons"])
 
-# --recipe: "original" trains with the preset's values above, as its seed system did; "default" puts
+# --recipe: "original" trains with the preset's values above, as its source program did; "default" puts
 # these measured improvements on top of them (README, "Image quality"). Presets not listed here have
-# no improved recipe: both recipes are their seed's.
+# no improved recipe: both recipes are their source program's.
 RECIPES = ("default", "original")
 IMPROVED = {
     # DiffAugment keeps D from memorising 100 frames, lr 2e-4 learns faster with it, the moving
@@ -118,9 +118,9 @@ def recipe_help() -> str:
     return (f"Training recipe: default (for simpsons: DiffAugment {improved['diffaug']}, lr "
             f"{improved['learning_rate']:g}, a moving average of G's weights with decay {improved['ema_decay']:g}, "
             f"an R1 penalty of {improved['r1_gamma']:g} that adapts to D(x) {improved['r1_target']:g}; measured to "
-            f"reach faces, see the README) or original (the preset's seed system exactly: for simpsons the 2018 "
+            f"reach faces, see the README) or original (the preset's source program exactly: for simpsons the 2018 "
             f"program, lr {original['learning_rate']:g}, no augmentation, no average, no R1). Other presets train "
-            f"their seed system's recipe either way; explicit flags override both.")
+            f"their source program's recipe either way; explicit flags override both.")
 
 
 def parse_diffaug(text: str) -> tuple:
@@ -213,7 +213,7 @@ class RunConfig:
     hidden_dim: Optional[int] = _opt(None, "Units of each hidden layer of the mlp architecture, and of D's "
                                            "dense layer in the mnist one; default: the preset's.")
     g_leaky: bool = _opt(False, "classic architecture: LeakyReLU(0.2) instead of ReLU in the generator "
-                                "(version 2 of seed system 004, the classic DCGAN).")
+                                "(version 2 of the classic DCGAN's source program).")
     # Training.
     epoch: int = _opt(10000, "Number of epochs to train (in total, counting earlier runs).")
     batch_size: Optional[int] = _opt(None, "Images per batch; default: the preset's.")
@@ -360,7 +360,7 @@ class RunConfig:
             g_learning_rate=config.learning_rate if config.g_learning_rate is None else config.g_learning_rate,
         )
         if not config.run:
-            config = dataclasses.replace(config, run=runs.run_name(config.to_dict(), PRESETS[arch]))
+            config = dataclasses.replace(config, run=runs.default_run_name(config.to_dict(), PRESETS[arch]))
         config.validate()
         return config
 

@@ -171,7 +171,7 @@ def base_name(dataset: str, batch_size: int, height: int, width: int) -> str:
     return f"{dataset}_{batch_size}_{height}_{width}"
 
 
-def run_name(values: dict, preset: dict) -> str:
+def default_run_name(values: dict, preset: dict) -> str:
     """The run's default name: the original's, plus a part for each model-shaping option that differs
     from the architecture's preset (`preset`), so differently shaped runs never share a folder."""
     parts = [base_name(values["dataset"], values["batch_size"], values["output_height"], values["output_width"])]

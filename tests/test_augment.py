@@ -133,12 +133,12 @@ def test_empty_policy_returns_the_images_themselves():
     assert augment.diff_augment(x, (), keras.random.SeedGenerator(1)) is x
 
 
-def test_parse_policy():
-    assert augment.parse_policy("color,translation,cutout") == ("color", "translation", "cutout")
-    assert augment.parse_policy(" cutout , Color ") == ("cutout", "color")
-    assert augment.parse_policy("") == () and augment.parse_policy(" ") == ()
+def test_parse_diffaug():
+    assert augment.parse_diffaug("color,translation,cutout") == ("color", "translation", "cutout")
+    assert augment.parse_diffaug(" cutout , Color ") == ("cutout", "color")
+    assert augment.parse_diffaug("") == () and augment.parse_diffaug(" ") == ()
     with pytest.raises(UserError) as caught:
-        augment.parse_policy("color,flip")
+        augment.parse_diffaug("color,flip")
     message = str(caught.value)
     assert "\n" not in message and "'flip'" in message
     assert all(name in message for name in augment.AUGMENTATIONS)

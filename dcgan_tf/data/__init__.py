@@ -1,1 +1,2 @@
-"""Data: image folders and built-in datasets in, the tf.data pipeline, grids and PNG files out."""
+"""Data: image folders to training batches (pipeline), the built-in datasets (datasets), the original
+frames fetched (download), and grids written as PNG files (images)."""

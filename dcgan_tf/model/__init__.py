@@ -1,1 +1,3 @@
-"""The model: network pairs (nets/), the training model and its step (gan), losses, DiffAugment, latent z, the moving average of G."""
+"""The model: network pairs (nets/), the training model and its step (gan), losses, DiffAugment (augment),
+latent z, the moving average of G (ema), the convolutions' forms (conv), FLOP counts (flops) and
+the sums across replicas (replicas)."""

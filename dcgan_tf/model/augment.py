@@ -18,9 +18,9 @@ import tensorflow as tf
 
 # The policy is parsed with the flags, before TensorFlow is imported: see config.py.
 from dcgan_tf.model import replicas
-from dcgan_tf.config import AUGMENTATIONS, parse_diffaug as parse_policy
+from dcgan_tf.config import AUGMENTATIONS, parse_diffaug
 
-__all__ = ["AUGMENTATIONS", "parse_policy", "diff_augment", "brightness", "saturation", "contrast", "color",
+__all__ = ["AUGMENTATIONS", "parse_diffaug", "diff_augment", "brightness", "saturation", "contrast", "color",
            "translation", "cutout"]
 
 
@@ -109,7 +109,7 @@ _OPS = {"color": color, "translation": translation, "cutout": cutout}
 
 
 def diff_augment(images, policy, seed):
-    """Applies the augmentations named in `policy` (a tuple from parse_policy) in order, each with
+    """Applies the augmentations named in `policy` (a tuple from parse_diffaug) in order, each with
     fresh random draws from `seed`; an empty policy returns `images` itself."""
     if not policy:
         return images

@@ -9,7 +9,8 @@ D(T(G(z))) in every G update, each call with fresh random draws. With `r1_gamma`
 has the R1 penalty gamma/2 * E[|grad_x D(T(x))|^2] at the real images (losses.r1_penalty); with an
 `r1_target` > 0 the penalty is adaptive: its weight (0 to 1, times gamma) rises while D calls the real
 images real with a mean probability above the target and falls while below (losses.adapted_r1_weight),
-so it acts only once D begins to memorise the training images, and costs nothing before. With a
+so it acts only once D begins to memorise the training images, and costs nothing before (except
+under a strategy with several replicas, which computes it always). With a
 `lecam_weight` > 0, D's loss also has the LeCam penalty (losses.lecam_penalty) against moving averages of
 its own mean logits (the anchors, kept in checkpoints). With a `cr_weight` > 0 (and an augmentation
 policy), D's loss also has the consistency penalty (bCR, losses.consistency_penalty) between its logits
@@ -71,14 +72,14 @@ class DCGAN(keras.Model):
         self.fake_label_range = tuple(float(v) for v in fake_label_range)
         self.label_flip_prob = float(label_flip_prob)
         self.z_seed = keras.random.SeedGenerator(seed, name="z_seed")
-        # DiffAugment's own random state (seeded with z's seed + 1, another stream), so turning it on
-        # or off leaves the z stream as it was.
         self.augment = tuple(augment)
         if cr_weight > 0 and not self.augment:
             raise ValueError("cr_weight needs an augmentation policy: it compares two augmentations of each image")
         if cr_images not in CR_IMAGES:
             raise ValueError(f"cr_images must be {' or '.join(map(repr, CR_IMAGES))}, got {cr_images!r}")
         self.cr_weight, self.cr_fakes = float(cr_weight), cr_images == "both"
+        # DiffAugment's own random state (seeded with z's seed + 1, another stream), so turning it on
+        # or off leaves the z stream as it was.
         z_seed = seed if seed is not None else int(keras.ops.convert_to_numpy(self.z_seed.state)[0])
         self.augment_seed = keras.random.SeedGenerator(z_seed + 1, name="augment_seed")
         # Counters live in checkpoints so that a resumed run continues them.

@@ -1,2 +1,3 @@
-"""Training: the loop (train), building a run and restoring it (build), the callbacks (callbacks, summaries),
-checkpoints, the optimizers, the precision, tf.distribute (distribute) and the run lock (runlock)."""
+"""Training: the loop (train), which run a command means and its options (run_options), building a run
+and restoring it (build), the callbacks (callbacks, summaries), checkpoints, the optimizers, the
+precision, tf.distribute (distribute) and the run lock (runlock)."""

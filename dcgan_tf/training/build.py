@@ -54,7 +54,7 @@ def build_run(config: RunConfig) -> Run:
                   g_steps=config.g_steps, seed=config.seed, name="dcgan",
                   real_label_range=(config.real_label_low, config.real_label_high),
                   fake_label_range=(config.fake_label_low, config.fake_label_high),
-                  label_flip_prob=config.label_flip_prob, augment=augment.parse_policy(config.diffaug),
+                  label_flip_prob=config.label_flip_prob, augment=augment.parse_diffaug(config.diffaug),
                   ema_generator=ema_generator, ema_decay=config.ema_decay, ema_rampup=config.ema_rampup,
                   r1_gamma=config.r1_gamma, r1_target=config.r1_target, lecam_weight=config.lecam_weight,
                   cr_weight=config.cr_weight, cr_images=config.cr_images)

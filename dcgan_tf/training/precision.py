@@ -3,7 +3,7 @@
 bfloat16 only pays on hardware that multiplies it natively. On a CPU without AVX512_BF16 or AMX,
 TensorFlow's oneDNN kernels convert bfloat16 to float32 and back around every matmul: a 4096x4096
 matmul measured 156 GFLOP/s in float32 and 46 in bfloat16 on such a Xeon, while on a CPU with
-AVX512_BF16 mixed_bfloat16 trained 1.6x faster than float32 (issue 14). So:
+AVX512_BF16 mixed_bfloat16 trained 1.6x faster than float32 (docs/speed.md). So:
 
 - GPUs (all of them, by the lowest compute capability): 8.0 and up (Ampere, Hopper, ...) compute
   bfloat16 natively: mixed_bfloat16 (float32's range, no loss scaling); 7.x (Volta, Turing) have

@@ -144,7 +144,7 @@ def initialised_run(config: RunConfig, given: Collection[str]) -> RunConfig:
         values[field] = theirs
     config = dataclasses.replace(config, **values, init_from=_start_checkpoint(config, typed, source))
     if "run" not in given:
-        derived = runs.run_name(config.to_dict(), PRESETS[config.arch])
+        derived = runs.default_run_name(config.to_dict(), PRESETS[config.arch])
         config = dataclasses.replace(config, run=runs.match_entry(config.checkpoint_dir, derived) or derived)
         _check_not_the_source(config, typed, source.folder)
         resumed = _resumed_initialised_run(config, typed, source.folder, given)

@@ -1,4 +1,4 @@
-"""One writer per run: an exclusive lock on the run's folder for the whole training process.
+"""One writer per run: an exclusive lock on the run for the whole training process.
 
 The lock is an advisory `flock` on `<run checkpoint folder>/.lock`, held through an open file. The
 kernel releases it when the process ends in any way, SIGKILL included, so a crash never leaves a
