@@ -349,3 +349,18 @@ def test_a_closed_pipe_saves_like_sigterm_and_ends_as_sigpipe_would(workdir):
     run_dir = workdir / "checkpoints" / "faces_4_32_32_z8_gf4_df4"
     step = int(tf.train.latest_checkpoint(str(run_dir)).rsplit("-", 1)[1])
     assert read_step < step < 1000  # Saved at the stop, after the last line read; not by --ckpt_freq.
+
+
+def test_a_training_that_fails_gives_back_the_signal_handlers_and_stdout(workdir):
+    class Failing(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raise RuntimeError("a callback failed")
+
+    config = tiny_config(workdir, epoch=2, ckpt_freq=100, sample_freq=100)
+    handler, stdout = signal.getsignal(signal.SIGTERM), sys.stdout
+    try:
+        train.train(config, verbose=0, extra_callbacks=[Failing()])
+        raise AssertionError("the failure did not reach the caller")
+    except RuntimeError:
+        pass
+    assert signal.getsignal(signal.SIGTERM) is handler and sys.stdout is stdout

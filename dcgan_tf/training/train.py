@@ -198,8 +198,11 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
     ended = ended_early_line(config) if chief else None
     if start_epoch < config.epoch and not ended:
         with _worker_errors(config, run):
-            history = _fit(model, config, strategy, image_set.images, epoch_steps,
-                           cbs.TrainingCallbacks(callbacks, model, config.epoch, verbose=int(terminal)), terminal)
+            try:
+                history = _fit(model, config, strategy, image_set.images, epoch_steps,
+                               cbs.TrainingCallbacks(callbacks, model, config.epoch, verbose=int(terminal)), terminal)
+            finally:
+                stop.on_train_end()  # Signal handlers and stdout as they were, however `fit` ended.
     elif verbose:
         print(ended or finished_line(config.run_name, start_epoch))
     if writer is not None:
