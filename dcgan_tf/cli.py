@@ -92,6 +92,16 @@ def main(argv, flag_values: flags.FlagValues = flags.FLAGS) -> int:
         print("dcgan_tf: interrupted; checkpoints already saved are untouched.",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _output_gone()
+
+
+def _output_gone() -> int:
+    """The reader of the output went away (`... | head`): the command ends quietly, with the status of
+    one killed by SIGPIPE (128 + 13), as the shell's own tools do. Python's flush at exit would fail
+    again on the closed pipe, so stdout points at the null device from here."""
+    quiet.stream_to_null_device(sys.stdout)
+    return 141
 
 
 def execute(argv) -> int:
@@ -174,9 +184,5 @@ def run() -> None:
                           f"{quiet.VERBOSE_ENV}=1).", module_name=sys.argv[0] or "dcgan_tf")
     try:
         app.run(main, flags_parser=_parse_flags)
-    except BrokenPipeError:
-        # The reader of the output went away (`... --help | head`): end quietly, with the status of a
-        # command killed by SIGPIPE (128 + 13), as the shell's own tools do. Python's flush at exit
-        # would fail again on the closed pipe, so stdout points at the null device from here.
-        quiet.to_null_device(sys.stdout.fileno())
-        sys.exit(141)
+    except BrokenPipeError:  # Before main(): `--help | head`.
+        sys.exit(_output_gone())

@@ -47,24 +47,24 @@ _NO_TRICKS = {"real_label_low": 1.0, "real_label_high": 1.0, "fake_label_low": 0
               "r1_target": 0.0, "lecam_weight": 0.0, "cr_weight": 0.0, "d_dropout": 0.0,
               "d_minibatch_std": False, "mirror": False}
 PRESETS = {
-    # The original Simpsons DCGAN (seed 002): 5 stride-2 layers of 5x5 kernels, no tricks.
+    # The original Simpsons DCGAN: 5 stride-2 layers of 5x5 kernels, no tricks.
     "simpsons": {"output_height": 128, "c_dim": 0, "z_dim": 100, "z_dist": "uniform_signed", "gf_dim": 64,
                  "df_dim": 64, "hidden_dim": 256, "batch_size": 25, "learning_rate": 1e-4, "beta1": 0.5,
                  "g_steps": 2, **_NO_TRICKS},
-    # Seed 000: the MLP GAN (its MNIST settings; its art run used z 256, hidden 64, 128x128x3, batch 4).
+    # mlp: the MLP GAN (its MNIST settings; its art run used z 256, hidden 64, 128x128x3, batch 4).
     "mlp": {"output_height": 28, "c_dim": 0, "z_dim": 64, "z_dist": "normal01", "gf_dim": 64, "df_dim": 64,
             "hidden_dim": 256, "batch_size": 32, "learning_rate": 2e-4, "beta1": 0.5, "g_steps": 1,
             **_NO_TRICKS},
-    # Seed 001: the art DCGAN, 4x4 kernels, Gaussian z of 200, soft and swapped labels.
+    # art: the art DCGAN, 4x4 kernels, Gaussian z of 200, soft and swapped labels.
     "art": {"output_height": 64, "c_dim": 0, "z_dim": 200, "z_dist": "normal01", "gf_dim": 128,
             "df_dim": 128, "hidden_dim": 256, "batch_size": 64, "learning_rate": 2e-4, "beta1": 0.5,
             "g_steps": 1, **_NO_TRICKS, "real_label_low": 0.9, "real_label_high": 1.1, "fake_label_low": 0.0,
             "fake_label_high": 0.2, "label_flip_prob": 0.03},
-    # Seed 003: the small MNIST / Fashion-MNIST DCGAN (TensorFlow tutorial settings).
+    # mnist: the small MNIST / Fashion-MNIST DCGAN (TensorFlow tutorial settings).
     "mnist": {"output_height": 28, "c_dim": 1, "z_dim": 100, "z_dist": "normal01", "gf_dim": 64,
               "df_dim": 64, "hidden_dim": 512, "batch_size": 256, "learning_rate": 1e-4, "beta1": 0.9,
               "g_steps": 1, **_NO_TRICKS},
-    # Seed 004 v1: the classic 64x64 DCGAN (v2: --g_leaky plus soft labels 0.7..1 and 0..0.3).
+    # classic: version 1 of the classic 64x64 DCGAN (v2: --g_leaky plus soft labels 0.7..1 and 0..0.3).
     "classic": {"output_height": 64, "c_dim": 0, "z_dim": 100, "z_dist": "normal01", "gf_dim": 64,
                 "df_dim": 64, "hidden_dim": 256, "batch_size": 128, "learning_rate": 5e-4, "beta1": 0.5,
                 "g_steps": 1, **_NO_TRICKS},
@@ -226,7 +226,7 @@ class RunConfig:
     beta2: float = _opt(0.999, "Adam beta2 of both networks (every preset's seed used 0.999).")
     g_steps: Optional[int] = _opt(None, "Generator updates per discriminator update (the original used 2); "
                                         "default: the preset's.")
-    # Tricks for D's labels (seed 001: real 0.9..1.1, fake 0..0.2, flip 0.03; seed 004 v2: 0.7..1, 0..0.3).
+    # Tricks for D's labels (art: real 0.9..1.1, fake 0..0.2, flip 0.03; classic v2: 0.7..1, 0..0.3).
     real_label_low: Optional[float] = _opt(None, "D's labels for real images are drawn per image from "
                                                  "U(real_label_low, real_label_high); default: the preset's.")
     real_label_high: Optional[float] = _opt(None, "Upper end of the real labels; default: the preset's.")

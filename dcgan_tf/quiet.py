@@ -21,6 +21,16 @@ def to_null_device(fd: int) -> None:
     os.close(null)
 
 
+def stream_to_null_device(stream) -> None:
+    """to_null_device for a stream's file descriptor; nothing for a stream that has none (a caller's
+    capture, a closed stream)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    to_null_device(fd)
+
+
 class ClosedPipeGuard:
     """Stands in for sys.stdout while a training runs. Where the output's reader goes away
     (`main.py --train ... | head`), the stream is pointed at the null device and `on_closed()` is
@@ -35,7 +45,7 @@ class ClosedPipeGuard:
         except BrokenPipeError:
             if not self.pipe_closed:
                 self.pipe_closed = True
-                to_null_device(self.stream.fileno())  # What is still buffered goes there too.
+                stream_to_null_device(self.stream)  # What is still buffered goes there too.
                 self.on_closed()
             return None
 

@@ -4,6 +4,7 @@ import sys
 import time
 
 import keras
+import pytest
 import tensorflow as tf
 
 from dcgan_tf.training import callbacks
@@ -310,42 +311,62 @@ def test_a_hangup_saves_like_sigterm_and_nothing_more_reaches_the_closed_termina
     assert 4 <= step < 1000  # Saved at the stop, not by --ckpt_freq nor at the 500th epoch.
 
 
-def test_a_closed_stdout_pipe_stops_the_training_and_gives_the_real_stdout_back(monkeypatch):
+def _closed_pipe_stdout(monkeypatch):
+    """sys.stdout writing into a pipe whose reader is gone (writes fail with EPIPE: Python ignores SIGPIPE)."""
     read_end, write_end = os.pipe()
     os.close(read_end)
     piped = os.fdopen(write_end, "w")
     monkeypatch.setattr(sys, "stdout", piped)
-    stop = callbacks.GracefulStop()
+    return piped
+
+
+@pytest.mark.parametrize("stops", [True, False])  # False: a worker of a multiworker cluster.
+def test_a_closed_stdout_pipe_stops_the_training_and_gives_the_real_stdout_back(monkeypatch, stops):
+    piped = _closed_pipe_stdout(monkeypatch)
+    stop = callbacks.GracefulStop(stop_on_closed_pipe=stops)
     stop.set_model(_Model())
     stop.on_train_begin()
     try:
-        print("Epoch 1/9: a line nobody reads", flush=True)  # EPIPE: Python ignores SIGPIPE.
+        stop.on_train_batch_end(0)
+        print("Epoch 1/9: a line nobody reads", flush=True)
         print("and one more", flush=True)
-        assert stop.model.stop_training and stop.received == callbacks.GracefulStop.CLOSED_PIPE
-        assert os.path.samestat(os.fstat(write_end), os.stat(os.devnull))
-    finally:
+        assert stop.pipe_closed and os.path.samestat(os.fstat(piped.fileno()), os.stat(os.devnull))
+        assert stop.model.stop_training is stops
+        assert stop.received == (callbacks.GracefulStop.CLOSED_PIPE if stops else None)
+        if stops:  # A signal after it: its name is what stopped the training; the pipe stays on record.
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert stop.received == "SIGTERM" and stop.pipe_closed
         stop.on_train_end()
+        assert sys.stdout is not piped  # Still guarded: the other callbacks' last lines come after this.
+    finally:
+        stop.release()
     assert sys.stdout is piped
     piped.close()
 
 
-def test_a_closed_pipe_saves_like_sigterm_and_ends_as_sigpipe_would(workdir):
-    # `main.py --train ... | head`: the reader goes away while the training runs.
+@pytest.mark.parametrize("stderr_too", [False, True])
+def test_a_closed_pipe_saves_like_sigterm_and_ends_as_sigpipe_would(workdir, stderr_too):
+    # `main.py --train ... | head` (and `2>&1 | head`): the reader goes away while the training runs.
     import subprocess
 
     from tests.conftest import MAIN, TINY_FLAGS
 
     proc = subprocess.Popen([sys.executable, MAIN, "--dataset", "faces", *TINY_FLAGS, "--train", "--epoch", "500",
-                             "--ckpt_freq", "1000", "--sample_freq", "1000"], cwd=workdir,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--ckpt_freq", "1000", "--sample_freq", "1000"], cwd=workdir, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT if stderr_too else subprocess.PIPE,
+                            text=True)
     for line in proc.stdout:
         if line.startswith("Epoch 3/"):  # Steps after the first: past the tracing.
             break
     read_step = int(line.split("step ")[1].split(",")[0])
     proc.stdout.close()
-    errors = proc.stderr.read()
+    # With stderr in the same pipe, the closing line is lost with it; the status is not 120 (a failed
+    # flush at exit), nor 1 (a traceback).
+    errors = "" if stderr_too else proc.stderr.read()
     assert proc.wait(timeout=120) == 141 and "Traceback" not in errors, errors[-3000:]
-    assert [line for line in errors.splitlines() if "closed pipe" in line][0].endswith("Run the same command to resume.")
+    if not stderr_too:
+        said = [line for line in errors.splitlines() if "closed pipe" in line]
+        assert said and said[0].startswith("dcgan_tf: ") and said[0].endswith("Run the same command to resume."), errors
     run_dir = workdir / "checkpoints" / "faces_4_32_32_z8_gf4_df4"
     step = int(tf.train.latest_checkpoint(str(run_dir)).rsplit("-", 1)[1])
     assert read_step < step < 1000  # Saved at the stop, after the last line read; not by --ckpt_freq.

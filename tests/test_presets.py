@@ -1,4 +1,4 @@
-"""--arch presets: the registry, the defaults table, each seed's layer list, and training end to end."""
+"""--arch presets: the registry, the defaults table, each source program's layer list, and training end to end."""
 
 import dataclasses
 import json
@@ -196,7 +196,7 @@ def test_help_lists_the_presets_and_their_defaults(capsys):
 
 
 # --------------------------------------------------------------------------------------------------
-# Each network pair against its seed's description (at the seed's widths)
+# Each network pair against its source program's description (at its widths)
 # --------------------------------------------------------------------------------------------------
 def _build(**values):
     config = RunConfig.create(**{"precision": "float32", **values})
@@ -262,7 +262,7 @@ def test_classic_seed_004(leaky):
     convs = [getattr(d, f"d_h{i}_conv") for i in range(5)]
     assert [l.filters for l in convs] == [64, 128, 256, 512, 1]
     assert not hasattr(d, "d_bn0") and not hasattr(d, "d_bn4") and all(hasattr(d, f"d_bn{i}") for i in (1, 2, 3))
-    # PyTorch's DCGAN (the seed's layout) has 3,576,704 and 2,765,568 trainable numbers.
+    # PyTorch's DCGAN (the classic source program's layout) has 3,576,704 and 2,765,568 trainable numbers.
     count = lambda m: sum(int(np.prod(v.shape)) for v in m.trainable_weights)  # noqa: E731
     assert (count(g), count(d)) == (3_576_704, 2_765_568)
     # --g_leaky: negative pre-activations pass through (scaled) instead of being cut to 0.

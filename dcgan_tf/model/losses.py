@@ -29,7 +29,7 @@ def label_range(shape, low: float, high: float, seed=None):
 
 def swap_labels(real_labels, fake_labels, flip_prob: float, seed=None):
     """(real, fake) labels with the pair of each sample swapped with probability `flip_prob` (one draw
-    per sample, shared by the real and the fake label of that index, as seed 001 did)."""
+    per sample, shared by the real and the fake label of that index, as the art DCGAN's source program did)."""
     if flip_prob <= 0:
         return real_labels, fake_labels
     flip = keras.random.uniform(tf.shape(real_labels), dtype="float32", seed=seed) < flip_prob

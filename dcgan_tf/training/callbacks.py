@@ -184,15 +184,22 @@ class CheckpointSaver(keras.callbacks.Callback):
 class GracefulStop(keras.callbacks.Callback):
     """On SIGINT (Ctrl-C), SIGTERM or SIGHUP (the terminal closed, e.g. a dropped ssh session), finish
     the current step and end `fit` normally, so the end-of-training callbacks save a checkpoint. A
-    second Ctrl-C interrupts at once. Under nohup (SIGHUP ignored) hangups stay ignored. The same stop
-    when stdout's reader goes away (`--train ... | head`): `received` is then CLOSED_PIPE."""
+    second Ctrl-C interrupts at once. Under nohup (SIGHUP ignored) hangups stay ignored.
+
+    Where stdout's reader goes away (`--train ... | head`), stdout leads to the null device from then
+    on and `pipe_closed` says so; with `stop_on_closed_pipe` the training stops the same way
+    (`received` is then CLOSED_PIPE, unless a signal came first). A worker of a multiworker cluster
+    keeps training instead: the workers must stop together. `release()` gives stdout and the signal
+    handlers back, once the training has ended in whatever way."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
     CLOSED_PIPE = "a closed output pipe"
 
-    def __init__(self):
+    def __init__(self, stop_on_closed_pipe: bool = True):
         super().__init__()
+        self.stop_on_closed_pipe = stop_on_closed_pipe
         self.received = None
+        self.pipe_closed = False
         self._previous = {}
         self._stepped = False
         self._stdout_guard = None
@@ -200,7 +207,10 @@ class GracefulStop(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.received = None
         self._stepped = False
-        self._stdout_guard = sys.stdout = quiet.ClosedPipeGuard(sys.stdout, self._pipe_closed)
+        if self._stdout_guard is None and sys.stdout is not None:
+            self._stdout_guard = sys.stdout = quiet.ClosedPipeGuard(sys.stdout, self._pipe_closed)
+        if self._previous:
+            return  # Already set, by a part of the training whose end was not reached.
         if threading.current_thread() is not threading.main_thread():
             return  # Signal handlers can only be set from the main thread.
         for sig in self.SIGNALS:
@@ -212,13 +222,20 @@ class GracefulStop(keras.callbacks.Callback):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
+
+    def release(self):
+        """Signal handlers and stdout as they were before the training (stdout is guarded until here,
+        so that the other callbacks' last lines at the training's end are guarded too)."""
+        self.on_train_end()
         if self._stdout_guard is not None and sys.stdout is self._stdout_guard:
             sys.stdout = self._stdout_guard.stream
         self._stdout_guard = None
 
     def _pipe_closed(self):
-        self.received = self.received or self.CLOSED_PIPE
-        self.model.stop_training = True
+        self.pipe_closed = True
+        if self.stop_on_closed_pipe:
+            self.received = self.received or self.CLOSED_PIPE
+            self.model.stop_training = True
 
     def on_train_batch_end(self, batch, logs=None):
         self._stepped = True
@@ -230,7 +247,7 @@ class GracefulStop(keras.callbacks.Callback):
             # Still tracing or in the first step: nothing new to save, so stop now rather than after it.
             self.on_train_end()
             raise KeyboardInterrupt
-        if self.received is not None and signum == signal.SIGINT:
+        if self.received not in (None, self.CLOSED_PIPE) and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.received = signal.Signals(signum).name
         self.model.stop_training = True

@@ -43,6 +43,7 @@ class TrainResult:
     first_seconds: float  # Of those, the first execution's (tracing and graph optimisation included).
     first_steps: int  # The steps of that first execution (--steps_per_execution, or fewer when resuming).
     samples: List[str]
+    output_closed: bool = False  # stdout's reader went away during the training (its lines went nowhere).
     chief: bool = True  # False on the other workers of a multiworker run (they write no files).
 
 
@@ -164,7 +165,7 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
     failure = cbs.OutputFailure()
     samples = cbs.SampleGrid(run.sample_z, config.run_sample_dir, config.sample_freq, summary_writer=writer,
                              failure=failure)
-    stop = cbs.GracefulStop()
+    stop = cbs.GracefulStop(stop_on_closed_pipe=config.strategy != "multiworker")
     guard = cbs.NonFiniteGuard()
     # Order matters: the epoch counter moves before the checkpoint of an epoch's last step is saved,
     # so that checkpoint already counts the epoch it completed.
@@ -202,7 +203,7 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
                 history = _fit(model, config, strategy, image_set.images, epoch_steps,
                                cbs.TrainingCallbacks(callbacks, model, config.epoch, verbose=int(terminal)), terminal)
             finally:
-                stop.on_train_end()  # Signal handlers and stdout as they were, however `fit` ended.
+                stop.release()  # Signal handlers and stdout as they were, however `fit` ended.
     elif verbose:
         print(ended or finished_line(config.run_name, start_epoch))
     if writer is not None:
@@ -221,7 +222,7 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
                f"{config.run_name} --run NEW_NAME --learning_rate LOWER (the same command would diverge "
                f"the same way)." if newest else
                "Train again with a lower --learning_rate (or another --seed)."))
-    return TrainResult(run=run, history=history, stopped_by=stop.received,
+    return TrainResult(run=run, history=history, stopped_by=stop.received, output_closed=stop.pipe_closed,
                        steps_run=int(model.step.numpy()) - start_step, seconds=time.time() - started,
                        step_seconds=clock.seconds, first_seconds=clock.first_seconds or 0.0,
                        first_steps=model.steps_per_execution, samples=samples.written, chief=chief)

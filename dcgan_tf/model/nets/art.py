@@ -1,12 +1,12 @@
-"""The art DCGAN of seed 001 (PyTorch): 4x4 kernels, stride 2, padding 1 ("same"), LeakyReLU(0.2).
+"""The art DCGAN (its source program is in PyTorch): 4x4 kernels, stride 2, padding 1 ("same"), LeakyReLU(0.2).
 
 D: conv df (no batch norm) + LeakyReLU, then conv + BN + LeakyReLU blocks doubling the filters (held
-at 4*df in the middle), the last at 8*df (1024 at the seed's df 128), down to 4x4; then dense to one
+at 4*df in the middle), the last at 8*df (1024 at the source program's df 128), down to 4x4; then dense to one
 logit. G mirrors it: dense z -> 4x4x(8*gf), BN + LeakyReLU, transposed convs halving back to gf,
 each with BN + LeakyReLU, then a transposed conv to c_dim with tanh.
 
 The number of stride-2 layers follows the size: log2(size) - 2 (4 at 64x64, 6 at 256x256, where the
-filters are the seed's 128, 256, 512, 512, 512, 1024). Square sizes that are powers of two >= 16.
+filters are the source program's 128, 256, 512, 512, 512, 1024). Square sizes that are powers of two >= 16.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def build(*, height: int, width: int, c_dim: int, z_dim: int, gf_dim: int, df_di
 
 
 def d_filters(size: int, df_dim: int) -> List[int]:
-    """Filters of D's convs: df, 2df, 4df, 4df, ..., 8df (seed 001 at df 128: 128 256 512 512 512 1024)."""
+    """Filters of D's convs: df, 2df, 4df, 4df, ..., 8df (the source program at df 128: 128 256 512 512 512 1024)."""
     n = num_layers(size)
     return [df_dim * min(2 ** i, 4) for i in range(n - 1)] + [df_dim * 8]
 

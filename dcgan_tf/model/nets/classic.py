@@ -1,11 +1,11 @@
-"""The classic 64x64 DCGAN of seed 004 (version 1; PyTorch's DCGAN layout), 4x4 kernels.
+"""The classic 64x64 DCGAN (its source program's version 1; PyTorch's DCGAN layout), 4x4 kernels.
 
 G: z as a 1x1 map -> transposed conv 8gf to 4x4 (valid), then stride-2 transposed convs 4gf (8x8),
 2gf (16x16), gf (32x32), each followed by BN + ReLU, and a last one to c_dim at 64x64 with tanh.
-`leaky` (--g_leaky, the seed's version 2) uses LeakyReLU(0.2) instead of ReLU in G.
+`leaky` (--g_leaky, the source program's version 2) uses LeakyReLU(0.2) instead of ReLU in G.
 D: 5 convs: df (32x32), 2df, 4df, 8df (4x4) with LeakyReLU(0.2), batch norm on all but the first
-and the last; the last is a 4x4 valid conv to one logit (the seed's sigmoid lives in the loss).
-No biases before batch norm, as in the seed's layout.
+and the last; the last is a 4x4 valid conv to one logit (the source program's sigmoid lives in the loss).
+No biases before batch norm, as in the source program's layout.
 """
 
 from __future__ import annotations

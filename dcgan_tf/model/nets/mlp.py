@@ -1,7 +1,7 @@
-"""The MLP GAN of seed 000: two hidden dense layers on each side.
+"""The MLP GAN: two hidden dense layers on each side.
 
 G: z -> hidden -> hidden -> H*W*C (tanh), reshaped to an image. D: the flattened image -> hidden ->
-hidden -> 1 logit. LeakyReLU(0.2) after every hidden layer. Any image size (seed 000 used 28x28x1
+hidden -> 1 logit. LeakyReLU(0.2) after every hidden layer. Any image size (its source program used 28x28x1
 for MNIST and 128x128x3 for art).
 """
 

@@ -1,10 +1,10 @@
-"""The small 28x28x1 DCGAN of seed 003 (after TensorFlow's DCGAN tutorial), 5x5 kernels, LeakyReLU.
+"""The small 28x28x1 DCGAN (its source program follows TensorFlow's DCGAN tutorial), 5x5 kernels, LeakyReLU.
 
-D (the seed's table): conv 64 at 28x28, conv 128 at 14x14, flatten, dense 512, dense to one logit.
-G (the seed's table): dense to 7x7x256, transposed convs to 128 at 14x14 and 64 at 28x28, then a
+D (the source program's table): conv 64 at 28x28, conv 128 at 14x14, flatten, dense 512, dense to one logit.
+G (the source program's table): dense to 7x7x256, transposed convs to 128 at 14x14 and 64 at 28x28, then a
 stride-1 transposed conv to 1 channel with tanh. Batch norm after G's dense and transposed convs, as
-in the tutorial the seed is based on (the seed's table does not list normalisation). Widths scale
-with gf_dim / df_dim (64 = the seed's).
+in the tutorial the source program is based on (the source program's table does not list normalisation). Widths scale
+with gf_dim / df_dim (64 = the source program's).
 """
 
 from __future__ import annotations
