@@ -122,15 +122,17 @@ def train(command: Command) -> None:
     result = training.train(config)
     run = command.__dict__["run"] = result.run  # Later actions of this command use the trained run.
     step = int(run.model.step.numpy())
-    if result.stopped_by and result.output_closed:  # stdout leads nowhere now: the line goes to stderr.
-        stopped = ("stdout's reader went away (a closed pipe): stopped" if result.stopped_by == training.STOPPED_BY_CLOSED_PIPE
-                   else f"stopped by {result.stopped_by} (stdout's reader had gone away)")
-        print(f"dcgan_tf: {stopped} at step {step}; checkpoint saved in {run.config.run_checkpoint_dir}. Run the "
-              f"same command to resume.", file=sys.stderr, flush=True)
-        raise BrokenPipeError  # The command ends as one killed by SIGPIPE would (cli.main).
     if result.stopped_by:
-        print(f"dcgan_tf: stopped by {result.stopped_by} at step {step}; checkpoint saved in "
-              f"{run.config.run_checkpoint_dir}. Run the same command to resume.")
+        if result.stopped_by == training.STOPPED_BY_CLOSED_PIPE:
+            stopped = "stdout's reader went away (a closed pipe): stopped"
+        else:
+            stopped = f"stopped by {result.stopped_by}" + (" (stdout's reader had gone away)" if result.output_closed
+                                                           else "")
+        # Where stdout leads nowhere now, the line goes to stderr.
+        print(f"dcgan_tf: {stopped} at step {step}; checkpoint saved in {run.config.run_checkpoint_dir}. Run the "
+              f"same command to resume.", file=sys.stderr if result.output_closed else sys.stdout, flush=True)
+        if result.output_closed:
+            raise BrokenPipeError  # The command ends as one killed by SIGPIPE would (cli.main).
         # A stop must be prompt (container runtimes kill after a grace period): the report takes
         # seconds on a long run, and later actions (--export, --eval, ...) more.
         print("dcgan_tf: after a stop nothing else runs: the training report and the command's other "
