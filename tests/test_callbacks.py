@@ -120,6 +120,19 @@ def test_a_signal_before_the_first_step_stops_at_once_and_restores_the_handlers(
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_a_cluster_worker_asks_for_a_stop_even_before_its_first_step(capsys):
+    # It cannot quit alone: the other workers would wait for it. Its stop goes to the agreement.
+    stop = callbacks.GracefulStop(cluster_worker=True)
+    stop.set_model(_Model())
+    stop.on_train_begin()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.model.stop_training and stop.received == "SIGTERM"
+    finally:
+        stop.release()
+    assert "SIGTERM received: stopping after the next step, with the other workers," in capsys.readouterr().out
+
+
 def test_hangups_stay_ignored_under_nohup():
     stop = callbacks.GracefulStop()
     stop.set_model(_Model())
@@ -320,10 +333,9 @@ def _closed_pipe_stdout(monkeypatch):
     return piped
 
 
-@pytest.mark.parametrize("stops", [True, False])  # False: a worker of a multiworker cluster.
-def test_a_closed_stdout_pipe_stops_the_training_and_gives_the_real_stdout_back(monkeypatch, stops):
+def test_a_closed_stdout_pipe_stops_the_training_and_gives_the_real_stdout_back(monkeypatch):
     piped = _closed_pipe_stdout(monkeypatch)
-    stop = callbacks.GracefulStop(stop_on_closed_pipe=stops)
+    stop = callbacks.GracefulStop()
     stop.set_model(_Model())
     stop.on_train_begin()
     try:
@@ -331,11 +343,10 @@ def test_a_closed_stdout_pipe_stops_the_training_and_gives_the_real_stdout_back(
         print("Epoch 1/9: a line nobody reads", flush=True)
         print("and one more", flush=True)
         assert stop.pipe_closed and os.path.samestat(os.fstat(piped.fileno()), os.stat(os.devnull))
-        assert stop.model.stop_training is stops
-        assert stop.received == (callbacks.GracefulStop.CLOSED_PIPE if stops else None)
-        if stops:  # A signal after it: its name is what stopped the training; the pipe stays on record.
-            os.kill(os.getpid(), signal.SIGTERM)
-            assert stop.received == "SIGTERM" and stop.pipe_closed
+        assert stop.model.stop_training and stop.received == callbacks.GracefulStop.CLOSED_PIPE
+        # A signal after it: its name is what stopped the training; the pipe stays on record.
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.received == "SIGTERM" and stop.pipe_closed
         stop.on_train_end()
         assert sys.stdout is not piped  # Still guarded: the other callbacks' last lines come after this.
     finally:

@@ -1,11 +1,13 @@
-"""--strategy mirrored / multiworker: equal to one device, identical workers, chief-only files, a lost
-worker as one error line. Logical CPU devices and TF_CONFIG must be set before TensorFlow starts, so
+"""--strategy mirrored / multiworker: equal to one device, identical workers, chief-only files, a stop
+on one worker ending all of them after the same step, a lost worker as one error line. Logical CPU devices and TF_CONFIG must be set before TensorFlow starts, so
 the training runs in subprocesses, all started at once by one module fixture."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,6 +16,7 @@ import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import REPO, TINY_FLAGS, assert_one_line_error, write_images
 
@@ -128,6 +131,23 @@ def _err(*procs):
     return "\n".join(f"--- exit {p.poll()}, stderr:\n{text(p)}" for p in procs)
 
 
+def _start_workers(folder, name="worker"):
+    """main.py --train on a two-worker cluster (on free ports) in `folder`, as worker 0 (the chief)
+    and worker 1; their output in NAME0/NAME1.out and .err. The same command resumes the run."""
+    ports = _free_ports(2)
+    return [_start(
+        [sys.executable, "-c", _WORKER, REPO, str(folder / f"weights{i}.npy"), "--train",
+         "--dataset", "faces", *TINY_FLAGS, "--epoch", "10000", "--seed", "1", "--strategy", "multiworker",
+         "--ckpt_freq", "2", "--sample_freq", "2",
+         "--checkpoint_dir", f"ckpt{i}", "--sample_dir", f"samples{i}", "--log_dir", f"logs{i}"],
+        folder, f"{name}{i}", TF_CONFIG=_tf_config(ports, i)) for i in range(2)]
+
+
+def _newest_checkpoint_step(folder) -> int:
+    newest = tf.train.latest_checkpoint(str(folder))
+    return int(newest.rsplit("-", 1)[1]) if newest else 0
+
+
 @pytest.fixture(scope="module")
 def jobs(tmp_path_factory):
     """Starts every training of this module at once: mirrored vs one device, and two workers."""
@@ -136,13 +156,7 @@ def jobs(tmp_path_factory):
         write_images(root / name / "data" / "faces", 8)
     started = {"mirrored": _start([sys.executable, "-c", _MIRRORED, REPO, str(root / "mirrored"),
                                    str(root / "mirrored" / "out.npz")], root / "mirrored", "mirrored")}
-    ports = _free_ports(2)
-    started["workers"] = [_start(
-        [sys.executable, "-c", _WORKER, REPO, str(root / "workers" / f"weights{i}.npy"), "--train",
-         "--dataset", "faces", *TINY_FLAGS, "--epoch", "10000", "--seed", "1", "--strategy", "multiworker",
-         "--ckpt_freq", "2", "--sample_freq", "2",
-         "--checkpoint_dir", f"ckpt{i}", "--sample_dir", f"samples{i}", "--log_dir", f"logs{i}"],
-        root / "workers", f"worker{i}", TF_CONFIG=_tf_config(ports, i)) for i in range(2)]
+    started["workers"] = _start_workers(root / "workers")
     yield root, started
     for proc in [started["mirrored"], *started["workers"]]:
         if proc.poll() is None:
@@ -150,8 +164,8 @@ def jobs(tmp_path_factory):
             proc.wait()
 
 
-# First: its wait for the dead worker's missing heartbeats overlaps the mirrored run.
-def test_two_workers_train_alike_only_the_chief_writes_and_a_dead_worker_stops_the_other(jobs):
+# First: its waits overlap the mirrored run.
+def test_two_workers_train_alike_only_the_chief_writes_stop_together_and_a_dead_worker_stops_the_other(jobs):
     root, started = jobs
     chief, worker = started["workers"]
     folder = root / "workers"
@@ -170,8 +184,44 @@ def test_two_workers_train_alike_only_the_chief_writes_and_a_dead_worker_stops_t
     # The other worker wrote nothing of its own.
     assert not any((folder / f"{kind}1").exists() for kind in ("ckpt", "samples", "logs"))
 
-    # Killed mid-training: the chief notices the missing heartbeats (distribute.HEARTBEAT_TIMEOUT_S),
-    # far sooner than the default --worker_timeout a step would wait.
+    # SIGTERM to the other worker alone: both end after the same step, and the chief saves it.
+    worker.send_signal(signal.SIGTERM)
+    for proc in (worker, chief):
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail("a worker still runs 120 s after SIGTERM reached one of them\n" + _err(chief, worker))
+    assert chief.returncode == 0 and worker.returncode == 0, _err(chief, worker)
+    said = [re.search(r"dcgan_tf: stopped by (.+) at step (\d+); ", (folder / f"worker{i}.out").read_text())
+            for i in range(2)]
+    assert all(said), _err(chief, worker)
+    assert [s.group(1) for s in said] == ["another worker of the cluster", "SIGTERM"]
+    stopped_at = int(said[0].group(2))
+    assert int(said[1].group(2)) == stopped_at > 2 and _newest_checkpoint_step(folder / "ckpt0" / run) == stopped_at
+
+    # Restarted while the other worker cannot read the chief's checkpoint (its own --checkpoint_dir, as
+    # on another host): both refuse to start, in one line.
+    started["workers"] = _start_workers(folder, "unshared")
+    for proc in started["workers"]:
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail("workers without the same checkpoint still run after 120 s\n" + _err(*started["workers"]))
+        err = proc.err_path.read_text(errors="replace")
+        assert_one_line_error(subprocess.CompletedProcess([], proc.returncode, "", err),
+                              f"different newest checkpoints (at steps 0, {stopped_at};", "--checkpoint_dir")
+
+    # With the chief's run folder copied to it, the same commands resume the run. Killed mid-training,
+    # a worker is missed by the chief through its heartbeats (distribute.HEARTBEAT_TIMEOUT_S), far
+    # sooner than the default --worker_timeout.
+    shutil.copytree(folder / "ckpt0", folder / "ckpt1")
+    chief, worker = started["workers"] = _start_workers(folder, "resumed")
+    deadline = time.time() + 300
+    while _newest_checkpoint_step(folder / "ckpt0" / run) <= stopped_at:
+        assert chief.poll() is None and worker.poll() is None, _err(chief, worker)
+        assert time.time() < deadline, "the resumed workers saved no new checkpoint\n" + _err(chief, worker)
+        time.sleep(0.5)
+    assert f"/ckpt-{stopped_at} (epoch " in (folder / "resumed0.out").read_text()  # The start line's "resumed from".
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     try:

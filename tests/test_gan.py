@@ -330,3 +330,24 @@ def test_summaries_of_several_fits_in_one_process_do_not_warn_of_retracing(tmp_p
     finally:
         logging.getLogger("tensorflow").removeHandler(handler)
     assert not [m for m in messages if "retracing" in m], messages
+
+
+@pytest.mark.parametrize("across_workers", [False, True])
+def test_a_stop_ends_fit_after_its_step_or_on_a_cluster_after_the_next(tmp_path, across_workers):
+    # One process stops after the step whose callback asked; a multiworker cluster's workers first
+    # agree on it in the next step (replicas.StopAgreement), so all of them end after that same step.
+    from dcgan_tf.model import replicas
+
+    class StopAtStep2(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.step.numpy()) == 2:
+                self.model.stop_training = True
+
+    model = _model(tmp_path)
+    assert not model.stop_agreement.across_workers  # No multiworker strategy here.
+    model.stop_agreement = replicas.StopAgreement(across_workers=across_workers)
+    model.fit(_batches(count=6), epochs=1, verbose=0, shuffle=False, callbacks=[StopAtStep2()])
+    assert int(model.step.numpy()) == (3 if across_workers else 2)
+    assert model.stop_training and not model.stop_agreement.requested_elsewhere
+    model.fit(_batches(count=2), epochs=1, verbose=0, shuffle=False)  # A new fit starts unstopped.
+    assert int(model.step.numpy()) == (5 if across_workers else 4) and not model.stop_training

@@ -1,4 +1,5 @@
-"""The train step's replica helpers outside a strategy (one replica: each is the identity); under
+"""The train step's replica helpers outside a strategy (one replica: each is the identity) and the
+stop agreement of a multiworker cluster (its two-worker run: tests/test_distribute.py); under
 MirroredStrategy over two devices, tests/test_distribute.py's test that the update equals one device's."""
 
 import numpy as np
@@ -16,3 +17,24 @@ def test_one_replica_keeps_every_row_and_value():
     assert replicas.all_mean(values) is values
     assert replicas.step_logs(values) is values
 
+
+
+def test_a_stop_is_agreed_at_once_by_one_process_and_in_the_next_step_across_workers():
+    alone = replicas.StopAgreement()
+    alone.request()
+    assert alone.agreed and not alone.requested_elsewhere
+    alone.reset()
+    assert not alone.agreed
+
+    cluster = replicas.StopAgreement(across_workers=True)
+    step = tf.function(cluster.agree)  # What the train step runs on every worker.
+    step()
+    assert not cluster.agreed
+    cluster.request()
+    assert not cluster.agreed  # Asked for here; the workers have not agreed yet.
+    step()
+    assert cluster.agreed and not cluster.requested_elsewhere
+    cluster.reset()
+    assert not cluster.agreed
+    step()
+    assert not cluster.agreed

@@ -102,6 +102,9 @@ class DCGAN(keras.Model):
                               if self.lecam_weight > 0 else None)
         self.metric_names = METRIC_NAMES + (("r1_weight",) if self.r1_weight is not None else ())
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
+        # What `stop_training` reads and sets: the workers of a multiworker cluster stop together.
+        self.stop_agreement = replicas.StopAgreement(
+            across_workers=isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy))
 
     def _add_counter(self, name):
         # Under tf.distribute every replica updates the counters alike; the first replica's update counts.
@@ -120,6 +123,24 @@ class DCGAN(keras.Model):
     @property
     def metrics(self):
         return list(self.trackers.values())
+
+    @property
+    def stop_training(self) -> bool:
+        """Whether `fit` ends after this step. Callbacks set it as for any Keras model; under a
+        multiworker strategy a stop set on one worker takes effect on all of them after the next
+        step (replicas.StopAgreement)."""
+        agreement = getattr(self, "stop_agreement", None)
+        return agreement is not None and agreement.agreed
+
+    @stop_training.setter
+    def stop_training(self, value: bool) -> None:
+        agreement = getattr(self, "stop_agreement", None)
+        if agreement is None:
+            return  # keras.Model's own __init__, before this one's.
+        if value:
+            agreement.request()
+        else:
+            agreement.reset()
 
     def call(self, z, training=False):
         return generated_images(self.generator, z, training=training)
@@ -168,6 +189,7 @@ class DCGAN(keras.Model):
         self.step_values.keep(step, values, z=z, d_x=d_x, d_g_z=d_g_z)
         for name, value in values.items():
             self.trackers[name].update_state(value)
+        self.stop_agreement.agree()
         return replicas.step_logs({name: tracker.result() for name, tracker in self.trackers.items()})
 
     def _updates(self, real_images):

@@ -49,3 +49,53 @@ def step_logs(logs: dict) -> dict:
     if not isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
         return logs
     return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+
+
+class StopAgreement:
+    """When `fit` ends: after the step in which its model's `stop_training` turned true.
+
+    One process stops at once (`request()` is agreed straight away). The workers of a multiworker
+    cluster must all end after the same step, since each later step and the final checkpoint run
+    collectives that every worker joins, while a stop is asked for on one of them (a signal, a closed
+    output pipe, the chief's --patience or failed write). There a request only marks this worker, the
+    next step sums the marks of all workers (`agree()`, called inside the step by every worker), and
+    `agreed` turns true on all of them after that same step. Not part of checkpoints."""
+
+    def __init__(self, across_workers: bool = False):
+        self.across_workers = across_workers
+        self._agreed = False  # One process: no variables, no collective.
+        if across_workers:
+            def variable(name):
+                # Every replica holds the same value; the first replica's assignment counts.
+                return tf.Variable(0.0, trainable=False, name=name,
+                                   aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+            self._requested_here, self._agreed_sum = variable("stop_requested"), variable("stop_agreed")
+
+    def request(self) -> None:
+        if self.across_workers:
+            self._requested_here.assign(1.0)
+        else:
+            self._agreed = True
+
+    def reset(self) -> None:
+        self._agreed = False
+        if self.across_workers:
+            self._requested_here.assign(0.0)
+            self._agreed_sum.assign(0.0)
+
+    def agree(self) -> None:
+        """Inside the train step, on every replica: sums the workers' requests."""
+        context = tf.distribute.get_replica_context()
+        if not self.across_workers or context is None:
+            return
+        self._agreed_sum.assign(context.all_reduce(tf.distribute.ReduceOp.SUM, self._requested_here.read_value()))
+
+    @property
+    def agreed(self) -> bool:
+        return bool(self._agreed_sum.numpy() > 0) if self.across_workers else self._agreed
+
+    @property
+    def requested_elsewhere(self) -> bool:
+        """Agreed, though this worker asked for nothing: another worker stopped the training."""
+        return self.across_workers and self.agreed and not self._requested_here.numpy() > 0

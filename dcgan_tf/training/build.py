@@ -22,7 +22,7 @@ from dcgan_tf.errors import RunWarning, UserError
 from dcgan_tf.model import augment, nets
 from dcgan_tf.model.gan import DCGAN
 from dcgan_tf.model.latent import z_tensor
-from dcgan_tf.training import checkpoints, optimizers, precision, run_options
+from dcgan_tf.training import checkpoints, distribute, optimizers, precision, run_options
 
 
 @dataclasses.dataclass
@@ -69,6 +69,9 @@ def build_run(config: RunConfig) -> Run:
     checkpoint = checkpoints.make_checkpoint(model, sample_z)
     manager = checkpoints.make_manager(checkpoint, config.run_checkpoint_dir, config.max_to_keep)
     run = Run(config=config, model=model, sample_z=sample_z, checkpoint=checkpoint, manager=manager)
+    # The workers of a cluster restore together (restoring runs collectives): from the same step.
+    distribute.check_same_start(tf.distribute.get_strategy(),
+                                checkpoints.checkpoint_step(manager.checkpoints[-1]) if manager.checkpoints else 0)
     if manager.checkpoints:
         run.resumed_from = restore(run, manager.checkpoints[::-1])
         # Optimizer hyper-parameters come from this invocation's flags, not from the checkpoint.

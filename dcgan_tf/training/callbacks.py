@@ -187,17 +187,18 @@ class GracefulStop(keras.callbacks.Callback):
     second Ctrl-C interrupts at once. Under nohup (SIGHUP ignored) hangups stay ignored.
 
     Where stdout's reader goes away (`--train ... | head`), stdout leads to the null device from then
-    on and `pipe_closed` says so; with `stop_on_closed_pipe` the training stops the same way
-    (`received` is then CLOSED_PIPE, unless a signal came first). A worker of a multiworker cluster
-    keeps training instead: the workers must stop together. `release()` gives stdout and the signal
-    handlers back, once the training has ended in whatever way."""
+    on, `pipe_closed` says so and the training stops the same way (`received` is then CLOSED_PIPE,
+    unless a signal came first). A signal before the first step has ended quits at once (nothing new
+    to save), except on a `cluster_worker`: a worker of a multiworker cluster cannot leave alone, so
+    its stop is agreed with the others in the next step (DCGAN.stop_training) and they all stop then.
+    `release()` gives stdout and the signal handlers back, once the training has ended in whatever way."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
     CLOSED_PIPE = "a closed output pipe"
 
-    def __init__(self, stop_on_closed_pipe: bool = True):
+    def __init__(self, cluster_worker: bool = False):
         super().__init__()
-        self.stop_on_closed_pipe = stop_on_closed_pipe
+        self.cluster_worker = cluster_worker
         self.received = None
         self.pipe_closed = False
         self._previous = {}
@@ -233,9 +234,8 @@ class GracefulStop(keras.callbacks.Callback):
 
     def _pipe_closed(self):
         self.pipe_closed = True
-        if self.stop_on_closed_pipe:
-            self.received = self.received or self.CLOSED_PIPE
-            self.model.stop_training = True
+        self.received = self.received or self.CLOSED_PIPE
+        self.model.stop_training = True
 
     def on_train_batch_end(self, batch, logs=None):
         self._stepped = True
@@ -243,7 +243,7 @@ class GracefulStop(keras.callbacks.Callback):
     def _handle(self, signum, frame):
         if signum == getattr(signal, "SIGHUP", None):
             detach_from_terminal()
-        if not self._stepped:
+        if not self._stepped and not self.cluster_worker:
             # Still tracing or in the first step: nothing new to save, so stop now rather than after it.
             self.on_train_end()
             raise KeyboardInterrupt
@@ -251,8 +251,9 @@ class GracefulStop(keras.callbacks.Callback):
             raise KeyboardInterrupt
         self.received = signal.Signals(signum).name
         self.model.stop_training = True
-        print(f"\n{self.received} received: stopping after this step and saving a checkpoint "
-              "(Ctrl-C again to quit at once).", flush=True)
+        when = "after the next step, with the other workers," if self.cluster_worker else "after this step"
+        print(f"\n{self.received} received: stopping {when} and saving a checkpoint (Ctrl-C again to quit "
+              "at once).", flush=True)
 
 
 def detach_from_terminal() -> None:

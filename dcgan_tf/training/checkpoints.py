@@ -23,6 +23,11 @@ def checkpoint_path(folder: str, step) -> str:
     """The path (without .index) of the checkpoint of `step` in `folder`."""
     return os.path.join(folder, f"{CHECKPOINT_PREFIX}-{step}")
 
+
+def checkpoint_step(path: str) -> int:
+    """The step of a checkpoint path made by checkpoint_path."""
+    return int(path.rsplit("-", 1)[1])
+
 # What make_checkpoint saves; the parts in _ADDED_PARTS are missing from checkpoints of earlier
 # versions, which restore without them (those parts keep their fresh state).
 _PARTS = ("generator", "discriminator", "d_optimizer", "g_optimizer", "step", "epoch", "z_seed",
@@ -96,7 +101,7 @@ def make_manager(checkpoint: tf.train.Checkpoint, folder: str, max_to_keep: int)
 def _checkpoint_files(folder: str) -> list:
     """The ckpt-N checkpoints (paths without .index) in `folder`, oldest first, by their files."""
     return sorted((p[:-len(".index")] for p in glob.glob(checkpoint_path(folder, "*") + ".index")),
-                  key=lambda p: int(p.rsplit("-", 1)[1]))
+                  key=checkpoint_step)
 
 
 def newest(folder: str):

@@ -167,6 +167,25 @@ def distribute_batches(strategy: tf.distribute.Strategy, make_global_batches):
     return strategy.distribute_datasets_from_function(pipeline)
 
 
+def check_same_start(strategy: tf.distribute.Strategy, newest_step: int) -> None:
+    """The workers of a multiworker run must restore the same checkpoint (restoring runs collectives
+    that all of them join): `newest_step` is the step of the newest checkpoint this worker found (0:
+    none). A worker whose --checkpoint_dir is not the chief's would otherwise stop the cluster with
+    TensorFlow's internal error. UserError on every worker (all see the same steps); nothing on one
+    process."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    gathered = strategy.run(lambda: tf.distribute.get_replica_context().all_gather(
+        tf.constant([newest_step], tf.int64), axis=0))
+    steps = sorted({int(s) for s in strategy.experimental_local_results(gathered)[0].numpy()})
+    if len(steps) > 1:
+        raise UserError(
+            f"the workers found different newest checkpoints (at steps {', '.join(map(str, steps))}; 0: none): "
+            f"each must read the chief's; put --checkpoint_dir on a file system all hosts share, or copy the "
+            f"chief's run folder to the same place on the other hosts, then restart the same command on every "
+            f"worker.")
+
+
 class ScratchCheckpointManager:
     """What a non-chief worker saves checkpoints through: saving runs collectives that every worker
     must join, so it writes into a temporary folder and deletes it at once (the chief keeps the run's)."""

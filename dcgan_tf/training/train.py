@@ -30,13 +30,14 @@ from dcgan_tf.training.runlock import RunLock
 from dcgan_tf.training.summaries import Summaries
 
 STOPPED_BY_CLOSED_PIPE = cbs.GracefulStop.CLOSED_PIPE  # TrainResult.stopped_by when stdout's reader went away.
+STOPPED_BY_ANOTHER_WORKER = "another worker of the cluster"  # ... when another worker asked for the stop.
 
 
 @dataclasses.dataclass
 class TrainResult:
     run: Run
     history: dict
-    stopped_by: Optional[str]  # Signal name (or STOPPED_BY_CLOSED_PIPE) when stopped early, else None.
+    stopped_by: Optional[str]  # Signal name (or STOPPED_BY_CLOSED_PIPE / _ANOTHER_WORKER) when stopped early, else None.
     steps_run: int
     seconds: float  # Wall-clock, from the first step's start to the end of training.
     step_seconds: float  # Of it, the train steps alone (without grids, checkpoints and measurements).
@@ -165,7 +166,7 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
     failure = cbs.OutputFailure()
     samples = cbs.SampleGrid(run.sample_z, config.run_sample_dir, config.sample_freq, summary_writer=writer,
                              failure=failure)
-    stop = cbs.GracefulStop(stop_on_closed_pipe=config.strategy != "multiworker")
+    stop = cbs.GracefulStop(cluster_worker=config.strategy == "multiworker")
     guard = cbs.NonFiniteGuard()
     # Order matters: the epoch counter moves before the checkpoint of an epoch's last step is saved,
     # so that checkpoint already counts the epoch it completed.
@@ -222,7 +223,8 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
                f"{config.run_name} --run NEW_NAME --learning_rate LOWER (the same command would diverge "
                f"the same way)." if newest else
                "Train again with a lower --learning_rate (or another --seed)."))
-    return TrainResult(run=run, history=history, stopped_by=stop.received, output_closed=stop.pipe_closed,
+    stopped_by = stop.received or (STOPPED_BY_ANOTHER_WORKER if model.stop_agreement.requested_elsewhere else None)
+    return TrainResult(run=run, history=history, stopped_by=stopped_by, output_closed=stop.pipe_closed,
                        steps_run=int(model.step.numpy()) - start_step, seconds=time.time() - started,
                        step_seconds=clock.seconds, first_seconds=clock.first_seconds or 0.0,
                        first_steps=model.steps_per_execution, samples=samples.written, chief=chief)
