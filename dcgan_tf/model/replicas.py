@@ -57,7 +57,7 @@ class StopAgreement:
     One process stops at once (`request()` is agreed straight away). The workers of a multiworker
     cluster must all end after the same step, since each later step and the final checkpoint run
     collectives that every worker joins, while a stop is asked for on one of them (a signal, a closed
-    output pipe, the chief's --patience or failed write). There a request only marks this worker, the
+    output pipe, a failed write on the chief). There a request only marks this worker, the
     next step sums the marks of all workers (`agree()`, called inside the step by every worker), and
     `agreed` turns true on all of them after that same step. Not part of checkpoints."""
 
