@@ -18,6 +18,8 @@ for the real and the generated images it saw (the real ones alone with `cr_image
 second augmentation T'(.) of the same images. With an `ema_generator`, every step ends by moving its
 weights towards G's (dcgan_tf/model/ema.py); that average is what `sampler` returns.
 Each step leaves its values in `step_values` for TensorBoard (written by dcgan_tf/training/summaries.py).
+Under a multiworker strategy each step also sums the workers' stop requests, so that `stop_training`
+(set by any callback) ends every worker after the same step (replicas.StopAgreement).
 """
 
 from __future__ import annotations
