@@ -31,18 +31,24 @@ def test_simpsons_original_recipe_keeps_the_2018_defaults():
             config.label_flip_prob, config.diffaug, config.ema_decay) == (1.0, 1.0, 0.0, 0.0, 0.0, "", 0.0)
 
 
-def test_simpsons_default_recipe_adds_diffaugment_faster_lr_g_average_and_adaptive_r1_only():
+def test_simpsons_default_recipe_adds_diffaugment_g_average_adaptive_r1_and_below_128_a_faster_lr_only():
     default, original = RunConfig.create(seed=1), RunConfig.create(seed=1, recipe="original")
-    assert (default.recipe, default.diffaug, default.learning_rate, default.ema_decay, default.r1_gamma,
-            default.r1_target) == ("default", "color,translation,cutout", 2e-4, 0.999, 0.3, 0.85)
+    assert (default.recipe, default.output_height, default.diffaug, default.learning_rate, default.ema_decay,
+            default.r1_gamma, default.r1_target) == ("default", 128, "color,translation,cutout", 1e-4, 0.999, 0.3, 0.85)
     assert (original.r1_gamma, original.r1_target) == (0.0, 0.0)
     changed = {f.name for f in dataclasses.fields(RunConfig) if getattr(default, f.name) != getattr(original, f.name)}
-    assert changed == {"recipe", "diffaug", "learning_rate", "d_learning_rate", "g_learning_rate", "ema_decay",
-                       "r1_gamma", "r1_target"}
-    assert (default.d_learning_rate, default.g_learning_rate, original.g_learning_rate) == (2e-4, 2e-4, 1e-4)
+    assert changed == {"recipe", "diffaug", "ema_decay", "r1_gamma", "r1_target"}
+    # Below 128x128 the default recipe learns twice as fast; the original keeps its 1e-4 at every size.
+    for height, rate in ((64, 2e-4), (96, 2e-4), (128, 1e-4), (256, 1e-4)):
+        sized = RunConfig.create(seed=1, output_height=height)
+        assert (sized.learning_rate, sized.d_learning_rate, sized.g_learning_rate) == (rate, rate, rate), height
+        assert RunConfig.create(seed=1, output_height=height, recipe="original").learning_rate == 1e-4
+    assert RunConfig.create(seed=1, output_height=64).to_dict()["learning_rate"] == 2e-4  # What config.json keeps.
     # Explicit flags override either recipe.
     mine = RunConfig.create(diffaug="", ema_decay=0.0, learning_rate=5e-5)
     assert (mine.diffaug, mine.ema_decay, mine.learning_rate) == ("", 0.0, 5e-5)
+    assert RunConfig.create(output_height=64, learning_rate=3e-4).g_learning_rate == 3e-4
+    assert RunConfig.create(output_height=64, d_learning_rate=1e-4).d_learning_rate == 1e-4
     assert RunConfig.create(recipe="original", ema_decay=0.99).ema_decay == 0.99
 
 
@@ -181,14 +187,15 @@ def test_help_lists_the_presets_and_their_defaults(capsys):
     help_text = flag_values["arch"].help
     for arch, values in PRESETS.items():
         assert f"{arch}: {values['output_height']}x{values['output_height']}, z {values['z_dim']}" in help_text
-    # The default recipe's values (simpsons: DiffAugment, lr 2e-4, the average of G, adaptive R1).
-    assert "batch 25, lr 0.0002, beta1 0.5, g_steps 2" in help_text
+    # The default recipe's values at each preset's size (simpsons, 128x128: DiffAugment, lr 1e-4, the
+    # average of G, adaptive R1).
+    assert "simpsons: 128x128, z 100 uniform_signed, batch 25, lr 0.0001, beta1 0.5, g_steps 2" in help_text
     assert "DiffAugment color,translation,cutout, G average 0.999, R1 0.3 adaptive to D(x) 0.85; mlp:" in help_text
     assert "real 0.9-1.1 fake 0-0.2 flip 0.03" in help_text
     # --recipe's help says the same values, and the original's learning rate.
     recipe_text = flag_values["recipe"].help
-    assert "lr 0.0002, a moving average of G's weights with decay 0.999, an R1 penalty of 0.3 that adapts to " \
-           "D(x) 0.85" in recipe_text
+    assert "lr 0.0002 (0.0001 from 128x128 up), a moving average of G's weights with decay 0.999, an R1 " \
+           "penalty of 0.3 that adapts to D(x) 0.85" in recipe_text
     assert "the 2018 program, lr 0.0001, no augmentation" in recipe_text
     for flag in ("hidden_dim", "g_leaky", "real_label_low", "real_label_high", "fake_label_low",
                  "fake_label_high", "label_flip_prob"):
