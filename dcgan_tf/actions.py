@@ -128,9 +128,11 @@ def train(command: Command) -> None:
         else:
             stopped = f"stopped by {result.stopped_by}" + (" (stdout's reader had gone away)" if result.output_closed
                                                            else "")
+        saved = (f"checkpoint saved in {run.config.run_checkpoint_dir}" if result.chief
+                 else "the chief saved the checkpoint")  # The other workers of a cluster write nothing.
         # Where stdout leads nowhere now, the line goes to stderr.
-        print(f"dcgan_tf: {stopped} at step {step}; checkpoint saved in {run.config.run_checkpoint_dir}. Run the "
-              f"same command to resume.", file=sys.stderr if result.output_closed else sys.stdout, flush=True)
+        print(f"dcgan_tf: {stopped} at step {step}; {saved}. Run the same command to resume.",
+              file=sys.stderr if result.output_closed else sys.stdout, flush=True)
         if result.output_closed:
             raise BrokenPipeError  # The command ends as one killed by SIGPIPE would (cli.main).
         # A stop must be prompt (container runtimes kill after a grace period): the report takes

@@ -1,6 +1,7 @@
 """--strategy mirrored / multiworker: equal to one device, identical workers, chief-only files, a stop
-on one worker ending all of them after the same step, a lost worker as one error line. Logical CPU devices and TF_CONFIG must be set before TensorFlow starts, so
-the training runs in subprocesses, all started at once by one module fixture."""
+on one worker ending all of them after the same step, workers without the chief's checkpoint refused,
+a lost worker as one error line. Logical CPU devices and TF_CONFIG must be set before TensorFlow
+starts, so the training runs in subprocesses, all started at once by one module fixture."""
 
 from __future__ import annotations
 
@@ -196,6 +197,7 @@ def test_two_workers_train_alike_only_the_chief_writes_stop_together_and_a_dead_
             for i in range(2)]
     assert all(said), _err(chief, worker)
     assert [s.group(1) for s in said] == ["another worker of the cluster", "SIGTERM"]
+    assert "; checkpoint saved in " in said[0].string and "; the chief saved the checkpoint." in said[1].string
     stopped_at = int(said[0].group(2))
     assert int(said[1].group(2)) == stopped_at > 2 and _newest_checkpoint_step(folder / "ckpt0" / run) == stopped_at
 
@@ -209,7 +211,7 @@ def test_two_workers_train_alike_only_the_chief_writes_stop_together_and_a_dead_
             pytest.fail("workers without the same checkpoint still run after 120 s\n" + _err(*started["workers"]))
         err = proc.err_path.read_text(errors="replace")
         assert_one_line_error(subprocess.CompletedProcess([], proc.returncode, "", err),
-                              f"different newest checkpoints (at steps 0, {stopped_at};", "--checkpoint_dir")
+                              f"different newest checkpoints (none, step {stopped_at}):", "--checkpoint_dir")
 
     # With the chief's run folder copied to it, the same commands resume the run. Killed mid-training,
     # a worker is missed by the chief through its heartbeats (distribute.HEARTBEAT_TIMEOUT_S), far

@@ -18,7 +18,6 @@ def test_one_replica_keeps_every_row_and_value():
     assert replicas.step_logs(values) is values
 
 
-
 def test_a_stop_is_agreed_at_once_by_one_process_and_in_the_next_step_across_workers():
     alone = replicas.StopAgreement()
     alone.request()
@@ -32,9 +31,25 @@ def test_a_stop_is_agreed_at_once_by_one_process_and_in_the_next_step_across_wor
     assert not cluster.agreed
     cluster.request()
     assert not cluster.agreed  # Asked for here; the workers have not agreed yet.
+    cluster.reset()  # A new fit: the request, not yet agreed, stays pending.
     step()
     assert cluster.agreed and not cluster.requested_elsewhere
-    cluster.reset()
+    cluster.reset()  # A new fit after the stop: forgotten.
     assert not cluster.agreed
     step()
     assert not cluster.agreed
+
+
+def test_a_stop_asked_for_while_the_step_is_traced_is_requested_eagerly():
+    # A signal handler can run in the middle of tracing: its request must not become a graph op.
+    cluster = replicas.StopAgreement(across_workers=True)
+
+    @tf.function
+    def traced_step():
+        before = cluster.agreed  # Read as a Python value, as Keras's attribute setter does.
+        cluster.request()
+        cluster.agree()
+        return tf.constant(before)
+
+    assert not bool(traced_step())
+    assert cluster.agreed

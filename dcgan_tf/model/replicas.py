@@ -57,9 +57,13 @@ class StopAgreement:
     One process stops at once (`request()` is agreed straight away). The workers of a multiworker
     cluster must all end after the same step, since each later step and the final checkpoint run
     collectives that every worker joins, while a stop is asked for on one of them (a signal, a closed
-    output pipe, a failed write on the chief). There a request only marks this worker, the
-    next step sums the marks of all workers (`agree()`, called inside the step by every worker), and
-    `agreed` turns true on all of them after that same step. Not part of checkpoints."""
+    output pipe). There a request only marks this worker, the next step sums the marks of all workers
+    (`agree()`, called inside the step by every worker), and `agreed` turns true on all of them after
+    that same step. A request not yet agreed when a `fit` ends stays pending into the next (a run
+    resumed mid-epoch trains in two). Not part of checkpoints.
+
+    Requests come from signal handlers and callbacks at any moment, also while the step is being
+    traced: the variables are read and set eagerly (tf.init_scope), never as ops of a traced graph."""
 
     def __init__(self, across_workers: bool = False):
         self.across_workers = across_workers
@@ -73,16 +77,21 @@ class StopAgreement:
             self._requested_here, self._agreed_sum = variable("stop_requested"), variable("stop_agreed")
 
     def request(self) -> None:
-        if self.across_workers:
-            self._requested_here.assign(1.0)
-        else:
+        if not self.across_workers:
             self._agreed = True
+            return
+        with tf.init_scope():
+            self._requested_here.assign(1.0)
 
     def reset(self) -> None:
+        """Forgets a stop that took effect (a new `fit` begins); a pending request stays."""
+        if not self.agreed:
+            return
         self._agreed = False
         if self.across_workers:
-            self._requested_here.assign(0.0)
-            self._agreed_sum.assign(0.0)
+            with tf.init_scope():
+                self._requested_here.assign(0.0)
+                self._agreed_sum.assign(0.0)
 
     def agree(self) -> None:
         """Inside the train step, on every replica: sums the workers' requests."""
@@ -93,9 +102,15 @@ class StopAgreement:
 
     @property
     def agreed(self) -> bool:
-        return bool(self._agreed_sum.numpy() > 0) if self.across_workers else self._agreed
+        if not self.across_workers:
+            return self._agreed
+        with tf.init_scope():
+            return bool(self._agreed_sum.numpy() > 0)
 
     @property
     def requested_elsewhere(self) -> bool:
         """Agreed, though this worker asked for nothing: another worker stopped the training."""
-        return self.across_workers and self.agreed and not self._requested_here.numpy() > 0
+        if not (self.across_workers and self.agreed):
+            return False
+        with tf.init_scope():
+            return not self._requested_here.numpy() > 0

@@ -71,7 +71,7 @@ def build_run(config: RunConfig) -> Run:
     run = Run(config=config, model=model, sample_z=sample_z, checkpoint=checkpoint, manager=manager)
     # The workers of a cluster restore together (restoring runs collectives): from the same step.
     distribute.check_same_start(tf.distribute.get_strategy(),
-                                checkpoints.checkpoint_step(manager.checkpoints[-1]) if manager.checkpoints else 0)
+                                checkpoints.checkpoint_step(manager.checkpoints[-1]) if manager.checkpoints else None)
     if manager.checkpoints:
         run.resumed_from = restore(run, manager.checkpoints[::-1])
         # Optimizer hyper-parameters come from this invocation's flags, not from the checkpoint.

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+from typing import Optional
 
 import tensorflow as tf
 
@@ -167,23 +168,24 @@ def distribute_batches(strategy: tf.distribute.Strategy, make_global_batches):
     return strategy.distribute_datasets_from_function(pipeline)
 
 
-def check_same_start(strategy: tf.distribute.Strategy, newest_step: int) -> None:
+def check_same_start(strategy: tf.distribute.Strategy, newest_step: Optional[int]) -> None:
     """The workers of a multiworker run must restore the same checkpoint (restoring runs collectives
-    that all of them join): `newest_step` is the step of the newest checkpoint this worker found (0:
+    that all of them join): `newest_step` is the step of the newest checkpoint this worker found (None:
     none). A worker whose --checkpoint_dir is not the chief's would otherwise stop the cluster with
     TensorFlow's internal error. UserError on every worker (all see the same steps); nothing on one
     process."""
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return
+    mine = -1 if newest_step is None else newest_step
     gathered = strategy.run(lambda: tf.distribute.get_replica_context().all_gather(
-        tf.constant([newest_step], tf.int64), axis=0))
+        tf.constant([mine], tf.int64), axis=0))
     steps = sorted({int(s) for s in strategy.experimental_local_results(gathered)[0].numpy()})
     if len(steps) > 1:
+        found = ", ".join("none" if s < 0 else f"step {s}" for s in steps)
         raise UserError(
-            f"the workers found different newest checkpoints (at steps {', '.join(map(str, steps))}; 0: none): "
-            f"each must read the chief's; put --checkpoint_dir on a file system all hosts share, or copy the "
-            f"chief's run folder to the same place on the other hosts, then restart the same command on every "
-            f"worker.")
+            f"the workers found different newest checkpoints ({found}): each must read the chief's; put "
+            f"--checkpoint_dir on a file system all hosts share, or copy the chief's run folder to the same "
+            f"place on the other hosts, then restart the same command on every worker.")
 
 
 class ScratchCheckpointManager:

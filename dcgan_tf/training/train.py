@@ -37,7 +37,7 @@ STOPPED_BY_ANOTHER_WORKER = "another worker of the cluster"  # ... when another 
 class TrainResult:
     run: Run
     history: dict
-    stopped_by: Optional[str]  # Signal name (or STOPPED_BY_CLOSED_PIPE / _ANOTHER_WORKER) when stopped early, else None.
+    stopped_by: Optional[str]  # Signal name, STOPPED_BY_CLOSED_PIPE or _ANOTHER_WORKER when stopped early.
     steps_run: int
     seconds: float  # Wall-clock, from the first step's start to the end of training.
     step_seconds: float  # Of it, the train steps alone (without grids, checkpoints and measurements).
