@@ -11,7 +11,7 @@ import dataclasses
 import os
 import random
 import re
-from typing import Optional
+from typing import Collection, Optional
 
 from dcgan_tf import runs
 from dcgan_tf.errors import UserError
@@ -101,6 +101,20 @@ def recipe_values(arch: str, recipe: str, output_height: Optional[int] = None) -
     return values
 
 
+def recipe_at_new_height(config: "RunConfig", previous_height: int, given: Collection[str] = ()) -> "RunConfig":
+    """`config` whose output height another run has set (--init_from): each value the recipe chose for
+    the size (IMPROVED_LARGE; the learning rates follow --learning_rate) resolved again at the new
+    height, where it still holds the recipe's value for `previous_height` and was not given as a flag."""
+    before = recipe_values(config.arch, config.recipe, previous_height)
+    now = recipe_values(config.arch, config.recipe, config.output_height)
+    fields = {name: name for name in IMPROVED_LARGE.get(config.arch, (None, {}))[1]}
+    if "learning_rate" in fields:
+        fields.update(d_learning_rate="learning_rate", g_learning_rate="learning_rate")
+    changes = {field: now[source] for field, source in fields.items()
+               if field not in given and getattr(config, field) == before[source]}
+    return dataclasses.replace(config, **changes)
+
+
 def presets_help() -> str:
     """The --arch help text: every preset with its defaults (its default recipe), from the tables."""
     parts = []
@@ -125,7 +139,8 @@ def recipe_help() -> str:
     improved, original = IMPROVED["simpsons"], PRESETS["simpsons"]
     from_height, larger = IMPROVED_LARGE["simpsons"]
     return (f"Training recipe: default (for simpsons: DiffAugment {improved['diffaug']}, lr "
-            f"{improved['learning_rate']:g} ({larger['learning_rate']:g} from {from_height}x{from_height} up), a moving average of G's weights with decay {improved['ema_decay']:g}, "
+            f"{improved['learning_rate']:g} ({larger['learning_rate']:g} from {from_height}x{from_height} up), "
+            f"a moving average of G's weights with decay {improved['ema_decay']:g}, "
             f"an R1 penalty of {improved['r1_gamma']:g} that adapts to D(x) {improved['r1_target']:g}; measured to "
             f"reach faces, see the README) or original (the preset's source program exactly: for simpsons the 2018 "
             f"program, lr {original['learning_rate']:g}, no augmentation, no average, no R1). Other presets train "
@@ -474,8 +489,9 @@ class RunConfig:
                             f"add --eval_freq N --keep_best kid (or fid), or drop --patience.")
         if self.patience and self.strategy == "multiworker":
             raise UserError("--patience cannot be combined with --strategy multiworker: only the chief "
-                            "measures, so the workers could not end together; drop --patience and stop "
-                            "the workers when the KID stops falling (quality.json).")
+                            "measures and knows when the run has ended, so the other workers of a later "
+                            "run of the command would wait for it; drop --patience and stop the workers "
+                            "when the KID stops falling (quality.json).")
         if self.live_weights and self.saved_model:
             raise UserError("--live_weights picks a checkpoint's weights; an export holds one set (its "
                             "dcgan_tf.json says which): give the folder of an export made with --export "

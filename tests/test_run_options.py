@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import pytest
 
@@ -133,3 +134,23 @@ def test_a_run_saved_before_an_option_existed_continues_without_it(workdir):
     assert (continued.ema_rampup, continued.lecam_weight, continued.cr_weight, continued.cr_images,
             continued.d_dropout, continued.d_minibatch_std, continued.mirror) == (1 / 9, 0.0, 0.0, "both", 0.0,
                                                                                   False, False)
+
+
+@pytest.mark.parametrize("given", [(), ("learning_rate",)])
+def test_a_run_started_from_a_64x64_run_takes_the_recipes_learning_rate_at_64(workdir, given):
+    # The default recipe learns at 1e-4 from 128x128 up and at 2e-4 below; a new run that takes its
+    # size from its source (--init_from) takes that size's rate, unless the rate was given.
+    from dcgan_tf.config import RunConfig
+
+    folders = {k: str(workdir / k) for k in ("checkpoint_dir", "sample_dir", "log_dir")}
+    source = RunConfig.create(data_dir=str(workdir / "data"), dataset="faces", output_height=64, seed=1, **folders)
+    source.save(source.run_checkpoint_dir)
+    with open(os.path.join(source.run_checkpoint_dir, "ckpt-5.index"), "w"):  # Its newest checkpoint.
+        pass
+    rate = 3e-4 if given else None
+    new = RunConfig.create(data_dir=str(workdir / "data"), dataset="faces", seed=1, train=True,
+                           init_from=source.run, run="finer", learning_rate=rate, **folders)
+    assert (new.output_height, new.learning_rate) == (128, rate or 1e-4)
+    started = run_options.initialised_run(new, given=("init_from", "run") + given)
+    assert started.output_height == 64 and started.init_from.endswith("ckpt-5")
+    assert (started.learning_rate, started.d_learning_rate, started.g_learning_rate) == ((rate or 2e-4),) * 3

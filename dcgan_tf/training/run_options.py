@@ -12,7 +12,8 @@ import warnings
 from typing import Collection, Optional
 
 from dcgan_tf import runs
-from dcgan_tf.config import BEFORE_THE_OPTION, PRESETS, RunConfig, check_same_model, check_same_precision
+from dcgan_tf.config import (BEFORE_THE_OPTION, PRESETS, RunConfig, check_same_model, check_same_precision,
+                             recipe_at_new_height)
 from dcgan_tf.errors import RunWarning, UserError
 from dcgan_tf.training import checkpoints, precision
 
@@ -142,7 +143,10 @@ def initialised_run(config: RunConfig, given: Collection[str]) -> RunConfig:
                             f"{mine}; use --{field} {theirs} (a new run has its source's networks), or start "
                             f"from another run.")
         values[field] = theirs
+    previous_height = config.output_height
     config = dataclasses.replace(config, **values, init_from=_start_checkpoint(config, typed, source))
+    # The source's size may call for other recipe values (the learning rate from 128x128 up).
+    config = recipe_at_new_height(config, previous_height, given)
     if "run" not in given:
         derived = runs.default_run_name(config.to_dict(), PRESETS[config.arch])
         config = dataclasses.replace(config, run=runs.match_entry(config.checkpoint_dir, derived) or derived)
