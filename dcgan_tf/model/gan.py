@@ -105,8 +105,7 @@ class DCGAN(keras.Model):
         self.metric_names = METRIC_NAMES + (("r1_weight",) if self.r1_weight is not None else ())
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
         # What `stop_training` reads and sets: the workers of a multiworker cluster stop together.
-        self.stop_agreement = replicas.StopAgreement(
-            across_workers=isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy))
+        self.stop_agreement = replicas.StopAgreement(across_workers=replicas.across_workers())
 
     def _add_counter(self, name):
         # Under tf.distribute every replica updates the counters alike; the first replica's update counts.

@@ -43,10 +43,15 @@ def all_gather(tensor):
     return context.all_gather(tensor, axis=0)
 
 
+def across_workers() -> bool:
+    """Whether the strategy in scope spans several workers (MultiWorkerMirroredStrategy)."""
+    return isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy)
+
+
 def step_logs(logs: dict) -> dict:
     """A train step's logs as `fit` can reduce them: under MultiWorkerMirroredStrategy Keras averages
     step outputs over axis 0 across workers, so scalars travel as [1]-vectors there."""
-    if not isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+    if not across_workers():
         return logs
     return {name: tf.reshape(value, [1]) for name, value in logs.items()}
 
