@@ -2,11 +2,13 @@ import os
 import signal
 import sys
 import time
+import types
 
 import keras
 import pytest
 import tensorflow as tf
 
+from dcgan_tf.model import replicas
 from dcgan_tf.training import callbacks
 from dcgan_tf.training import train
 from tests.conftest import signal_after_step, tiny_config
@@ -122,8 +124,13 @@ def test_a_signal_before_the_first_step_stops_at_once_and_restores_the_handlers(
 
 def test_a_cluster_worker_asks_for_a_stop_even_before_its_first_step(capsys):
     # It cannot quit alone: the other workers would wait for it. Its stop goes to the agreement.
-    stop = callbacks.GracefulStop(cluster_worker=True)
+    stop = callbacks.GracefulStop()
     stop.set_model(_Model())
+    assert not stop.cluster_worker
+    stop.model.stop_agreement = replicas.StopAgreement(across_workers=False)
+    assert not stop.cluster_worker
+    stop.model.stop_agreement = types.SimpleNamespace(across_workers=True)  # What the model has on a cluster.
+    assert stop.cluster_worker
     stop.on_train_begin()
     try:
         os.kill(os.getpid(), signal.SIGTERM)

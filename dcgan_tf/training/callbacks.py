@@ -189,21 +189,26 @@ class GracefulStop(keras.callbacks.Callback):
     Where stdout's reader goes away (`--train ... | head`), stdout leads to the null device from then
     on, `pipe_closed` says so and the training stops the same way (`received` is then CLOSED_PIPE,
     unless a signal came first). A signal before the first step has ended quits at once (nothing new
-    to save), except on a `cluster_worker`: a worker of a multiworker cluster cannot leave alone, so
-    its stop is agreed with the others in the next step (DCGAN.stop_training) and they all stop then.
+    to save), except on a `cluster_worker` (its model's stop agreement spans workers): a worker of a
+    multiworker cluster cannot leave alone, so its stop is agreed with the others in the next step
+    (DCGAN.stop_training) and they all stop then.
     `release()` gives stdout and the signal handlers back, once the training has ended in whatever way."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
     CLOSED_PIPE = "a closed output pipe"
 
-    def __init__(self, cluster_worker: bool = False):
+    def __init__(self):
         super().__init__()
-        self.cluster_worker = cluster_worker
         self.received = None
         self.pipe_closed = False
         self._previous = {}
         self._stepped = False
         self._stdout_guard = None
+
+    @property
+    def cluster_worker(self) -> bool:
+        agreement = getattr(self.model, "stop_agreement", None)  # Stub models in tests have none.
+        return bool(agreement is not None and agreement.across_workers)
 
     def on_train_begin(self, logs=None):
         self.received = None

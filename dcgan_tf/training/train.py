@@ -166,7 +166,7 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
     failure = cbs.OutputFailure()
     samples = cbs.SampleGrid(run.sample_z, config.run_sample_dir, config.sample_freq, summary_writer=writer,
                              failure=failure)
-    stop = cbs.GracefulStop(cluster_worker=config.strategy == "multiworker")
+    stop = cbs.GracefulStop()
     guard = cbs.NonFiniteGuard()
     # Order matters: the epoch counter moves before the checkpoint of an epoch's last step is saved,
     # so that checkpoint already counts the epoch it completed.
