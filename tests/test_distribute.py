@@ -20,6 +20,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO, TINY_FLAGS, assert_one_line_error, write_images
+from dcgan_tf.training import checkpoints
 
 # Trains 2 steps of the tiny config through train.train under --strategy mirrored (--cpu_devices 2) and
 # under the default strategy, with plain SGD in place of Adam: Adam's step hardly depends on the size of
@@ -213,9 +214,29 @@ def test_two_workers_train_alike_only_the_chief_writes_stop_together_and_a_dead_
         assert_one_line_error(subprocess.CompletedProcess([], proc.returncode, "", err),
                               f"different newest checkpoints (none, step {stopped_at}):", "--checkpoint_dir")
 
-    # With the chief's run folder copied to it, the same commands resume the run. Killed mid-training,
-    # a worker is missed by the chief through its heartbeats (distribute.HEARTBEAT_TIMEOUT_S), far
-    # sooner than the default --worker_timeout.
+    # A copy whose newest checkpoint is damaged (copied in part): that worker would restore an older one
+    # and train apart from the chief; both refuse instead, in one line.
+    shutil.copytree(folder / "ckpt0", folder / "ckpt1")
+    older = sorted(checkpoints.checkpoint_step(p) for p in
+                   tf.train.get_checkpoint_state(str(folder / "ckpt1" / run)).all_model_checkpoint_paths)[-2]
+    for data in (folder / "ckpt1" / run).glob(f"ckpt-{stopped_at}.data-*"):
+        data.write_bytes(data.read_bytes()[:100])
+    started["workers"] = _start_workers(folder, "damaged")
+    for proc in started["workers"]:
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail("workers with different restored checkpoints still run after 120 s\n"
+                        + _err(*started["workers"]))
+        err = proc.err_path.read_text(errors="replace")
+        assert_one_line_error(subprocess.CompletedProcess([], proc.returncode, "", err),
+                              f"restored different checkpoints (step {older}, step {stopped_at}):")
+    assert "is damaged and was skipped" in started["workers"][1].err_path.read_text(errors="replace")
+
+    # With the chief's run folder copied to it whole, the same commands resume the run. Killed
+    # mid-training, a worker is missed by the chief through its heartbeats
+    # (distribute.HEARTBEAT_TIMEOUT_S), far sooner than the default --worker_timeout.
+    shutil.rmtree(folder / "ckpt1")
     shutil.copytree(folder / "ckpt0", folder / "ckpt1")
     chief, worker = started["workers"] = _start_workers(folder, "resumed")
     deadline = time.time() + 300

@@ -74,6 +74,8 @@ def build_run(config: RunConfig) -> Run:
                                 checkpoints.checkpoint_step(manager.checkpoints[-1]) if manager.checkpoints else None)
     if manager.checkpoints:
         run.resumed_from = restore(run, manager.checkpoints[::-1])
+        distribute.check_same_start(tf.distribute.get_strategy(), checkpoints.checkpoint_step(run.resumed_from),
+                                    restored=True)
         # Optimizer hyper-parameters come from this invocation's flags, not from the checkpoint.
         model.d_optimizer.learning_rate = config.d_learning_rate
         model.g_optimizer.learning_rate = config.g_learning_rate

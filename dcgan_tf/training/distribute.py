@@ -168,22 +168,34 @@ def distribute_batches(strategy: tf.distribute.Strategy, make_global_batches):
     return strategy.distribute_datasets_from_function(pipeline)
 
 
-def check_same_start(strategy: tf.distribute.Strategy, newest_step: Optional[int]) -> None:
-    """The workers of a multiworker run must restore the same checkpoint (restoring runs collectives
-    that all of them join): `newest_step` is the step of the newest checkpoint this worker found (None:
-    none). A worker whose --checkpoint_dir is not the chief's would otherwise stop the cluster with
-    TensorFlow's internal error. UserError on every worker (all see the same steps); nothing on one
-    process."""
+def check_same_start(strategy: tf.distribute.Strategy, step: Optional[int], restored: bool = False) -> None:
+    """The workers of a multiworker run must start from the same checkpoint: `step` is the step of the
+    newest checkpoint this worker found (None: none), or with `restored` the one it restored (it falls
+    back to an older one where the newest is damaged, e.g. copied in part to this host). Restoring runs
+    collectives that all workers join, so different newest checkpoints stop the cluster with
+    TensorFlow's internal error, and different restored ones would train on silently apart.
+    UserError on every worker (all see the same steps); nothing on one process."""
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return
-    mine = -1 if newest_step is None else newest_step
+    mine = -1 if step is None else step
     gathered = strategy.run(lambda: tf.distribute.get_replica_context().all_gather(
         tf.constant([mine], tf.int64), axis=0))
-    steps = sorted({int(s) for s in strategy.experimental_local_results(gathered)[0].numpy()})
-    if len(steps) > 1:
-        found = ", ".join("none" if s < 0 else f"step {s}" for s in steps)
-        raise UserError(
-            f"the workers found different newest checkpoints ({found}): each must read the chief's; put "
+    message = different_starts_message(strategy.experimental_local_results(gathered)[0].numpy(), restored)
+    if message:
+        raise UserError(message)
+
+
+def different_starts_message(steps, restored: bool = False) -> str:
+    """check_same_start's line for the workers' checkpoint steps (-1: none); empty where they agree."""
+    steps = sorted({int(s) for s in steps})
+    if len(steps) == 1:
+        return ""
+    found = ", ".join("none" if s < 0 else f"step {s}" for s in steps)
+    if restored:
+        return (f"the workers restored different checkpoints ({found}): a newer one is damaged on some "
+                f"host (its worker warned which); copy the chief's run folder to the other hosts again, "
+                f"then restart the same command on every worker.")
+    return (f"the workers found different newest checkpoints ({found}): each must read the chief's; put "
             f"--checkpoint_dir on a file system all hosts share, or copy the chief's run folder to the same "
             f"place on the other hosts, then restart the same command on every worker.")
 
