@@ -35,6 +35,8 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # frames, beside this file
+import frames  # noqa: E402
 from dcgan_tf import quiet  # noqa: E402
 
 quiet.quiet_tensorflow()  # Before TensorFlow's import (--start_from reads checkpoints): none of its C++ lines.
@@ -61,8 +63,8 @@ def parse_variant(text: str):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=os.path.join(REPO, "..", "shared", "data", "simpsons_64"),
-                   help="image folder to train on")
+    p.add_argument("--data", default=frames.default_frames(),
+                   help="image folder to train on (default: data/simpsons_64 once --download has filled it)")
     p.add_argument("--size", type=int, default=64, help="output height and width")
     p.add_argument("--steps", type=int, default=4000, help="training steps per variant (rounded up to epochs)")
     p.add_argument("--batch", type=int, default=25)

@@ -29,9 +29,9 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # frames, beside this file
+import frames  # noqa: E402
 from dcgan_tf.training.precision import cpu_info  # noqa: E402  (no TensorFlow: the launches import it)
-
-DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "simpsons_64")
 
 
 def one_batch_folder(source: str, batch: int, work: str) -> str:
@@ -80,7 +80,7 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--baseline", default="", help="another checkout to compare with (its main.py)")
     p.add_argument("--launches", type=int, default=3, help="launches of each checkout")
-    p.add_argument("--data", default=DEFAULT_DATA, help="image folder (one batch of it is used)")
+    p.add_argument("--data", default=frames.default_frames(), help="image folder (one batch of it is used)")
     p.add_argument("--batch", type=int, default=25)
     p.add_argument("--flags", default="--output_height 64",
                    help="more main.py flags, e.g. '--output_height 128' or '--gf_dim 16 --df_dim 16'")

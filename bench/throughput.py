@@ -62,13 +62,13 @@ from dcgan_tf.model import flops as flop_count  # noqa: E402
 from dcgan_tf.config import PRECISIONS, PRESETS, RunConfig  # noqa: E402
 from dcgan_tf.model.latent import z_tensor  # noqa: E402
 
+import frames  # noqa: E402
 import torch_reference  # noqa: E402  (imports torch only when its row is asked for)
 
 # roofline: fit's achieved FLOP/s over the float32 matmul rate (float32 runs); auto/best: auto's speed
 # over the faster of float32 and mixed_bfloat16 ("never slower", within the turns' few % of noise).
 GOALS = {"fit/loop": 0.95, "mixed_bfloat16/float32": 1.4, "pipeline/training": 5.0, "roofline": 0.9,
          "auto/best": 0.95, "tensorflow/pytorch": 1.2}
-DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "simpsons_64")
 
 
 def summarize(rates, cpu=None):
@@ -403,7 +403,7 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=4, help="untimed steps first (tracing included)")
     parser.add_argument("--steps_per_execution", type=int, default=1)
     parser.add_argument("--jit_compile", action="store_true")
-    parser.add_argument("--data", default=DEFAULT_DATA, help="image folder for the pipeline figures")
+    parser.add_argument("--data", default=frames.default_frames(), help="image folder for the pipeline figures")
     parser.add_argument("--pipeline_batches", type=int, default=50, help="batches per pipeline window")
     parser.add_argument("--generate", type=int, default=256, help="images per generation window")
     parser.add_argument("--skip", nargs="*", default=[], choices=("loop", "pipeline", "generation", "matmul"))
