@@ -128,8 +128,10 @@ def train(command: Command) -> None:
         else:
             stopped = f"stopped by {result.stopped_by}" + (" (stdout's reader had gone away)" if result.output_closed
                                                            else "")
+        # The other workers of a cluster write nothing.
         saved = (f"checkpoint saved in {run.config.run_checkpoint_dir}" if result.chief
-                 else "the chief saved the checkpoint")  # The other workers of a cluster write nothing.
+                 else "the chief saved the checkpoint" if result.saved
+                 else "the chief could not write its files (its error line says why), so nothing was saved")
         # Where stdout leads nowhere now, the line goes to stderr.
         print(f"dcgan_tf: {stopped} at step {step}; {saved}. Run the same command to resume.",
               file=sys.stderr if result.output_closed else sys.stdout, flush=True)

@@ -140,6 +140,51 @@ def test_a_cluster_worker_asks_for_a_stop_even_before_its_first_step(capsys):
     assert "SIGTERM received: stopping after the next step, with the other workers," in capsys.readouterr().out
 
 
+class _SavedModel(_Model):
+    """What CheckpointSaver reads: the step, the non-finite flag and the stop agreement."""
+
+    def __init__(self, agreement):
+        super().__init__()
+        self.nonfinite_step = tf.Variable(0, dtype=tf.int64)
+        self.stop_agreement = agreement
+
+
+class _Manager:
+    directory = "scratch"
+
+    def __init__(self):
+        self.saved = []
+
+    def save(self, checkpoint_number=None):
+        self.saved.append(checkpoint_number)
+        return f"ckpt-{checkpoint_number}"
+
+
+@pytest.mark.parametrize("across_workers", [False, True])
+def test_a_failed_write_stops_without_any_later_save(across_workers):
+    # On a cluster the other workers learn it through the agreement and skip their saves too: each
+    # save runs collectives the chief, which skips its own, would never join.
+    model = _SavedModel(replicas.StopAgreement(across_workers=across_workers))
+    manager, failure = _Manager(), callbacks.OutputFailure()
+    saver = callbacks.CheckpointSaver(manager, every=2, failure=failure)
+    saver.set_model(model)
+    model.step.assign(2)
+    saver.on_train_batch_end(1)
+    assert manager.saved == [2]
+
+    def full_disk():
+        raise OSError(28, "No space left on device")
+
+    failure.attempt(saver, full_disk, "a sample grid")
+    assert failure.error == "cannot write a sample grid: No space left on device"
+    assert model.stop_training
+    assert not model.stop_agreement.saves
+    model.step.assign(4)
+    saver.on_train_batch_end(3)
+    saver.on_train_end()
+    assert manager.saved == [2]
+
+
 def test_hangups_stay_ignored_under_nohup():
     stop = callbacks.GracefulStop()
     stop.set_model(_Model())

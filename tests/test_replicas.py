@@ -53,3 +53,29 @@ def test_a_stop_asked_for_while_the_step_is_traced_is_requested_eagerly():
 
     assert not bool(traced_step())
     assert cluster.agreed
+
+
+def test_a_stop_without_saving_holds_off_every_save_until_the_next_fit():
+    alone = replicas.StopAgreement()
+    assert alone.saves
+    alone.request(save=False)  # A failed write.
+    alone.request()  # The plain stop the model's stop_training then asks for keeps it.
+    assert alone.agreed and not alone.saves
+    alone.reset()
+    assert alone.saves
+
+    cluster = replicas.StopAgreement(across_workers=True)
+    step = tf.function(cluster.agree)
+    cluster.request(save=False)
+    cluster.request()
+    assert not cluster.saves  # At once on the worker that cannot write.
+    step()
+    assert cluster.agreed and not cluster.saves
+    cluster.reset()
+    assert cluster.saves
+
+    # Another worker's view: its own request (if any) was plain, the step's sum carries the mark.
+    other = replicas.StopAgreement(across_workers=True)
+    other.request()
+    other._agreed_sum.assign(1.0 + replicas.StopAgreement.WITHOUT_SAVING)  # What the all-reduce gives there.
+    assert other.agreed and not other.saves

@@ -67,12 +67,20 @@ class StopAgreement:
     that same step. A request not yet agreed when a `fit` ends stays pending into the next (a run
     resumed mid-epoch trains in two). Not part of checkpoints.
 
+    A request `save=False` (a worker that cannot write: a failed write on the chief) also tells every
+    worker to save no checkpoint once the stop is agreed (`saves`): saving runs collectives that all
+    workers join, so the others would wait for the chief's save, which it skips.
+
     Requests come from signal handlers and callbacks at any moment, also while the step is being
     traced: the variables are read and set eagerly (tf.init_scope), never as ops of a traced graph."""
+
+    # A request's mark: 1, or this where the worker cannot save (above any sum of plain marks).
+    WITHOUT_SAVING = 1024.0
 
     def __init__(self, across_workers: bool = False):
         self.across_workers = across_workers
         self._agreed = False  # One process: no variables, no collective.
+        self._without_saving = False
         if across_workers:
             def variable(name):
                 # Every replica holds the same value; the first replica's assignment counts.
@@ -81,18 +89,20 @@ class StopAgreement:
 
             self._requested_here, self._agreed_sum = variable("stop_requested"), variable("stop_agreed")
 
-    def request(self) -> None:
+    def request(self, save: bool = True) -> None:
         if not self.across_workers:
             self._agreed = True
+            self._without_saving = self._without_saving or not save
             return
-        with tf.init_scope():
-            self._requested_here.assign(1.0)
+        with tf.init_scope():  # The larger mark stays: a later plain request keeps a request without saving.
+            mark = 1.0 if save else self.WITHOUT_SAVING
+            self._requested_here.assign(max(mark, float(self._requested_here.numpy())))
 
     def reset(self) -> None:
         """Forgets a stop that took effect (a new `fit` begins); a pending request stays."""
         if not self.agreed:
             return
-        self._agreed = False
+        self._agreed = self._without_saving = False
         if self.across_workers:
             with tf.init_scope():
                 self._requested_here.assign(0.0)
@@ -111,6 +121,15 @@ class StopAgreement:
             return self._agreed
         with tf.init_scope():
             return bool(self._agreed_sum.numpy() > 0)
+
+    @property
+    def saves(self) -> bool:
+        """Whether checkpoints may still be saved: not once a stop without saving was asked for here or
+        agreed by the workers."""
+        if not self.across_workers:
+            return not self._without_saving
+        with tf.init_scope():
+            return bool(max(self._agreed_sum.numpy(), self._requested_here.numpy()) < self.WITHOUT_SAVING)
 
     @property
     def requested_elsewhere(self) -> bool:

@@ -42,6 +42,9 @@ class OutputFailure:
         except (OSError, tf.errors.OpError) as e:
             reason = getattr(e, "strerror", None) or str(e).strip().splitlines()[0]
             self.error = f"cannot write {what}: {reason}"
+            agreement = getattr(callback.model, "stop_agreement", None)  # Stub models in tests have none.
+            if agreement is not None:
+                agreement.request(save=False)  # No worker of a cluster waits for the chief's last save.
             callback.model.stop_training = True
             return None
 
@@ -155,7 +158,8 @@ def _state_is_finite(model) -> bool:
 
 class CheckpointSaver(keras.callbacks.Callback):
     """Saves through a tf.train.CheckpointManager every `every` steps and at the end of training,
-    never once the model has flagged a NaN or Inf: a bad state is never saved."""
+    never once the model has flagged a NaN or Inf: a bad state is never saved. On a cluster worker
+    (which saves into scratch) also not once a worker could not write (StopAgreement.saves)."""
 
     def __init__(self, manager: tf.train.CheckpointManager, every: int, failure: OutputFailure = None):
         super().__init__()
@@ -164,7 +168,8 @@ class CheckpointSaver(keras.callbacks.Callback):
         self.last_saved_step = None
 
     def _allowed(self) -> bool:
-        return _state_is_finite(self.model)
+        agreement = getattr(self.model, "stop_agreement", None)
+        return _state_is_finite(self.model) and (agreement is None or agreement.saves)
 
     def on_train_batch_end(self, batch, logs=None):
         if _counter(self.model.step) % self.every == 0 and self._allowed():

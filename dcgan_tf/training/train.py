@@ -46,6 +46,7 @@ class TrainResult:
     samples: List[str]
     output_closed: bool = False  # stdout's reader went away during the training (its lines went nowhere).
     chief: bool = True  # False on the other workers of a multiworker run (they write no files).
+    saved: bool = True  # False where a worker could not write, so no checkpoint was saved at the stop.
 
 
 def check_writable(folders) -> None:
@@ -227,7 +228,8 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
     return TrainResult(run=run, history=history, stopped_by=stopped_by, output_closed=stop.pipe_closed,
                        steps_run=int(model.step.numpy()) - start_step, seconds=time.time() - started,
                        step_seconds=clock.seconds, first_seconds=clock.first_seconds or 0.0,
-                       first_steps=model.steps_per_execution, samples=samples.written, chief=chief)
+                       first_steps=model.steps_per_execution, samples=samples.written, chief=chief,
+                       saved=model.stop_agreement.saves)
 
 
 def _fit(model: DCGAN, config: RunConfig, strategy, images, epoch_steps: int, callbacks, terminal: bool) -> dict:
