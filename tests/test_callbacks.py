@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import signal
 import sys
@@ -347,6 +348,20 @@ def test_a_stopped_command_runs_nothing_after_the_stop(workdir, monkeypatch, cap
     assert tf.train.latest_checkpoint(config.run_checkpoint_dir).endswith("ckpt-1")
     assert not os.path.exists(config.export_dir)
     assert not [name for name in os.listdir(config.run_checkpoint_dir) if name.endswith((".png", ".gif"))]
+
+
+def test_a_cluster_workers_stop_line_says_when_the_chief_could_not_save(workdir, monkeypatch, capsys):
+    # What the other workers' TrainResult says after the chief's write failed (a cluster run ends so).
+    from dcgan_tf import actions
+
+    stopping = train.train
+    monkeypatch.setattr(train, "train", lambda config: dataclasses.replace(
+        stopping(config, verbose=0, extra_callbacks=[signal_after_step(signal.SIGTERM, 1)]),
+        chief=False, saved=False, stopped_by=train.STOPPED_BY_ANOTHER_WORKER))
+    config = tiny_config(workdir, epoch=2, ckpt_freq=100, sample_freq=100, train=True)
+    assert actions.run_actions(config) == 0
+    assert ("stopped by another worker of the cluster at step 1; the chief could not write its files (its "
+            "error line says why), so nothing was saved.") in capsys.readouterr().out
 
 
 def test_a_hangup_saves_like_sigterm_and_nothing_more_reaches_the_closed_terminal(workdir):
