@@ -194,13 +194,15 @@ def test_report_plots_the_losses_and_animates_the_grids_in_step_order(tmp_path, 
     real_plot = visualize.plot_losses
 
     def spy(series, path, x_label, title=""):
-        plotted.update(series=series, x_label=x_label)
+        plotted.update(series=series, x_label=x_label, title=title)
         return real_plot(series, path, x_label, title)
 
     monkeypatch.setattr(visualize, "plot_losses", spy)
     paths = visualize.write_report(config)
     assert sorted(os.path.basename(p) for p in paths) == ["losses.png", "training.gif"]
     assert plotted["x_label"] == "epoch"
+    # The title names the run and its source, not a path of this machine (the picture is shared).
+    assert plotted["title"] == f"{config.run_name} (metrics.csv)"
     np.testing.assert_array_equal(plotted["series"]["d_loss"][0], np.arange(1, 7))
     with Image.open(os.path.join(config.run_checkpoint_dir, "losses.png")) as png:
         assert png.format == "PNG" and png.size[0] >= 600
@@ -216,6 +218,7 @@ def test_report_plots_the_losses_and_animates_the_grids_in_step_order(tmp_path, 
             tf.summary.scalar("d_loss", 0.5 * step, step=step)
     visualize.write_report(config)
     assert plotted["x_label"] == "step"
+    assert plotted["title"] == f"{config.run_name} (TensorBoard scalars)"
     np.testing.assert_array_equal(plotted["series"]["d_loss"][0], [1, 2, 3])
 
 

@@ -333,12 +333,12 @@ def write_report(config) -> List[str]:
                                                  config.run_log_dir)
     paths = []
     series = by_original_name(read_event_scalars(log_dir)) if os.path.isdir(log_dir) else {}
-    x_label, origin = "step", log_dir
+    x_label, origin = "step", "TensorBoard scalars"  # The title names the source, not a machine's path.
     metrics = os.path.join(checkpoint_dir, METRICS_FILE)
     if not series and os.path.isfile(metrics):
         columns = read_metrics_csv(metrics)
         epochs = columns.pop("epoch", None)
-        series, x_label, origin = {k: (epochs, v) for k, v in columns.items()}, "epoch", metrics
+        series, x_label, origin = {k: (epochs, v) for k, v in columns.items()}, "epoch", METRICS_FILE
     if series:
         paths.append(plot_losses(series, os.path.join(checkpoint_dir, LOSS_FILE), x_label,
                                  title=f"{name} ({origin})"))
