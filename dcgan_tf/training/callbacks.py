@@ -23,6 +23,11 @@ from dcgan_tf.model.gan import generated_images
 from dcgan_tf.data.images import make_grid, save_png
 
 
+def _stop_agreement(model):
+    """The model's replicas.StopAgreement (DCGAN's); None for the stub models of tests."""
+    return getattr(model, "stop_agreement", None)
+
+
 def _counter(variable) -> int:
     return int(keras.ops.convert_to_numpy(variable))
 
@@ -42,7 +47,7 @@ class OutputFailure:
         except (OSError, tf.errors.OpError) as e:
             reason = getattr(e, "strerror", None) or str(e).strip().splitlines()[0]
             self.error = f"cannot write {what}: {reason}"
-            agreement = getattr(callback.model, "stop_agreement", None)  # Stub models in tests have none.
+            agreement = _stop_agreement(callback.model)
             if agreement is not None:
                 agreement.request(save=False)  # No worker of a cluster waits for the chief's last save.
             callback.model.stop_training = True
@@ -168,7 +173,7 @@ class CheckpointSaver(keras.callbacks.Callback):
         self.last_saved_step = None
 
     def _allowed(self) -> bool:
-        agreement = getattr(self.model, "stop_agreement", None)
+        agreement = _stop_agreement(self.model)
         return _state_is_finite(self.model) and (agreement is None or agreement.saves)
 
     def on_train_batch_end(self, batch, logs=None):
@@ -212,7 +217,7 @@ class GracefulStop(keras.callbacks.Callback):
 
     @property
     def cluster_worker(self) -> bool:
-        agreement = getattr(self.model, "stop_agreement", None)  # Stub models in tests have none.
+        agreement = _stop_agreement(self.model)
         return bool(agreement is not None and agreement.across_workers)
 
     def on_train_begin(self, logs=None):
