@@ -200,12 +200,11 @@ def branch(source: str, step: int, work: str) -> None:
                 f.write("\n".join(kept) + "\n")
     for grids in glob.glob(os.path.join(source, "samples", "*", "")):
         grids = os.path.dirname(grids)
-        for name in os.listdir(grids):
-            match = run_files.GRID_PATTERN.match(name)
-            if match and int(match.group(2)) <= step:
+        for grid_step, _, path in run_files.sample_grids(grids):
+            if grid_step <= step:
                 target = os.path.join(work, "samples", os.path.basename(grids))
                 os.makedirs(target, exist_ok=True)
-                shutil.copy2(os.path.join(grids, name), target)
+                shutil.copy2(path, target)
 
 
 def collect(runs) -> dict:

@@ -315,7 +315,7 @@ def bench_training(args, configs):
         per_turn = config.steps_per_execution * config.batch_size
         row = {"fit": window_stats(timer.fit_times, turns_per_window, per_turn),
                "fit_total_s": sum(w for w, _ in timer.fit_times), "policy": run.config.precision,
-               "step_flops": flop_count.run_step_flops(run)}
+               "step_flops": flop_count.model_step_flops(run.model, run.config.batch_size)}
         if timer.loop_times:
             row["loop"] = window_stats(timer.loop_times, turns_per_window, per_turn)
             row["loop_total_s"] = sum(w for w, _ in timer.loop_times)

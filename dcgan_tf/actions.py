@@ -11,11 +11,12 @@ import dataclasses
 import functools
 import os
 import sys
+import warnings
 from typing import Collection, Optional
 
 from dcgan_tf import runs
 from dcgan_tf.config import RunConfig
-from dcgan_tf.errors import UserError
+from dcgan_tf.errors import RunWarning, UserError
 
 
 class Command:
@@ -59,7 +60,7 @@ class Command:
     def image_folder(self) -> str:
         from dcgan_tf.use import generate
 
-        return generate.output_dir(self.config, self.source)
+        return generate.output_dir(self.config.sample_dir, self.source)
 
     def exported(self) -> str:
         """The run's generator exported as a SavedModel (once per command), into the version folder of
@@ -69,7 +70,7 @@ class Command:
 
             run, live = self.run, self.config.live_weights
             step = int(run.model.step.numpy())
-            path = runs.export_version_dir(run.config.export_dir, run.config.run_name, step, live=live)
+            path = runs.export_version_dir(run.config.export_dir, run.config.run, step, live=live)
             self._exported = export.export_generator(run.model.sampler(live), run.config, path, step=step,
                                                      weights=run.model.sampler_weights(live))
             print(f"dcgan_tf: exported the generator as a SavedModel to {self._exported}")
@@ -109,11 +110,11 @@ def train(command: Command) -> None:
     config = run_options.training_run(command.config, command.given or ())
     best_later = command.config.from_best and not command.config.init_from
     if best_later and config.keep_best == "none" and best_checkpoint(config.run_checkpoint_dir) is None:
-        raise UserError(f"--from_best: run {config.run_name} keeps no best checkpoint for the actions after the "
+        raise UserError(f"--from_best: run {config.run} keeps no best checkpoint for the actions after the "
                         f"training; add --eval_freq N --keep_best kid (or fid), or drop --from_best.")
     done = training.finished_epochs(config)
     if done is not None:  # Said at once, without building the networks (later actions build them).
-        print(training.finished_line(config.run_name, done))
+        print(training.finished_line(config.run, done))
         return
     ended = training.ended_early_line(config)
     if ended:
@@ -150,10 +151,10 @@ def train(command: Command) -> None:
               f"checkpoints in {run.config.run_checkpoint_dir}, samples in {run.config.run_sample_dir}, "
               f"TensorBoard logs in {run.config.run_log_dir}.")
     try:
-        for path in (visualize.write_report(run.config) if result.chief else ()):
+        for path in (visualize.write_report(*_report_folders(run.config)) if result.chief else ()):
             print(f"dcgan_tf: wrote {path}")
     except Exception as e:  # Pictures must not turn a finished training into a failure.
-        print(f"dcgan_tf: warning: no training report ({type(e).__name__}: {e})", file=sys.stderr)
+        warnings.warn(RunWarning(f"no training report ({type(e).__name__}: {e})"), stacklevel=2)
     if best_later and result.chief:  # Only the chief measures and keeps a best.
         best = build.restore_best(run)
         print(f"dcgan_tf: --from_best: the actions after the training use the run's best checkpoint, {best}")
@@ -191,7 +192,7 @@ def evaluate(command: Command) -> None:
     run = None if config.saved_model else command.run
     source = generate.load_source(config, run) if run is not None else generate.from_saved_model(command.saved_model)
     folder = run.config.run_checkpoint_dir if run is not None else command.saved_model
-    quality.read_quality(folder)  # A damaged quality.json is reported before the long part.
+    runs.read_quality(folder)  # A damaged quality.json is reported before the long part.
     data_config, image_set = build.prepare_data(run.config if run is not None else config)
     evaluator = quality.make_evaluator(image_set.images, quality.inception_features_fn(config.fid_weights),
                                        z_dim=source.z_dim, z_dist=source.z_dist, samples=config.eval_samples,
@@ -254,8 +255,13 @@ def report(command: Command) -> None:
             if found:
                 config = dataclasses.replace(config, run=found)
                 break
-    for path in visualizing.write_report(config):
+    for path in visualizing.write_report(*_report_folders(config)):
         print(f"dcgan_tf: wrote {path}")
+
+
+def _report_folders(config: RunConfig) -> tuple:
+    """write_report's arguments for the run `config` names: its name and its three folders."""
+    return config.run, config.run_checkpoint_dir, config.run_sample_dir, config.run_log_dir
 
 
 def test_grid(command: Command) -> None:
@@ -266,7 +272,7 @@ def test_grid(command: Command) -> None:
 
     config, source = command.config, command.source
     batch_size = config.batch_size if config.saved_model else command.run.config.batch_size
-    [path] = visualizing.visualize(source, 0, os.path.join(config.sample_dir, source.name),
+    [path] = visualizing.visualize(source, 0, runs.picture_dir(config.sample_dir, source.name),
                                    batch_size=batch_size, seed=config.seed)
     print(f"dcgan_tf: wrote {path}")
 

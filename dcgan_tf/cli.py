@@ -115,11 +115,12 @@ def execute(argv) -> int:
     except flags.Error as e:
         print(f"dcgan_tf: error: {e}", file=sys.stderr)
         return 2
-    previous = signal.getsignal(signal.SIGTERM)
+    previous, previous_format = signal.getsignal(signal.SIGTERM), warnings.formatwarning
     try:
         return main(remaining, flag_values)
-    finally:
+    finally:  # main() sets both for the whole process; a caller's own come back.
         signal.signal(signal.SIGTERM, previous)
+        warnings.formatwarning = previous_format
 
 
 HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "--helpfull")

@@ -29,6 +29,7 @@ AUGMENTATIONS = ("color", "translation", "cutout")
 # The images the consistency penalty (--cr_weight) compares under two augmentations: real and generated
 # (bCR), or the real ones alone (CR, its first form).
 CR_IMAGES = ("both", "real")
+VISUALIZE_OPTIONS = (0, 1, 2, 3, 4)  # The original's --visualize options (dcgan_tf/use/visualize.py).
 # The moving average's default ramp-up (dcgan_tf/model/ema.py): StyleGAN2-ADA's 0.05, a window of
 # 1 + 0.05 (1 + step) steps. Measured against TensorFlow's 1/9 in docs/quality_log.md: better at 1000
 # steps, level to 10000.
@@ -464,8 +465,9 @@ class RunConfig:
         for name in ("generate", "visualize_dims", "interpolate"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name} must be 0 (off) or more, got {getattr(self, name)}.")
-        if self.visualize is not None and self.visualize not in (0, 1, 2, 3, 4):
-            raise UserError(f"--visualize must be one of 0, 1, 2, 3, 4, got {self.visualize}.")
+        if self.visualize is not None and self.visualize not in VISUALIZE_OPTIONS:
+            raise UserError(f"--visualize must be one of {', '.join(map(str, VISUALIZE_OPTIONS))}, "
+                            f"got {self.visualize}.")
         if self.interpolate == 1:
             raise UserError("--interpolate needs at least 2 z vectors to walk between; use --interpolate 2 or more.")
         if self.interpolate_steps < 1:
@@ -519,21 +521,16 @@ class RunConfig:
 
     # ----------------------------------------------------------------------------------------------
     @property
-    def run_name(self) -> str:
-        """The run's folder name (dcgan_tf/runs.py says how it is made)."""
-        return self.run
-
-    @property
     def run_checkpoint_dir(self) -> str:
-        return os.path.join(self.checkpoint_dir, self.run_name)
+        return os.path.join(self.checkpoint_dir, self.run)
 
     @property
     def run_sample_dir(self) -> str:
-        return os.path.join(self.sample_dir, self.run_name)
+        return os.path.join(self.sample_dir, self.run)
 
     @property
     def run_log_dir(self) -> str:
-        return os.path.join(self.log_dir, self.run_name)
+        return os.path.join(self.log_dir, self.run)
 
     @property
     def dataset_path(self) -> str:

@@ -3,9 +3,12 @@
 A run is named `{dataset}_{batch}_{height}_{width}` as the original program named it, plus a readable
 suffix for each model-shaping option that differs from its architecture's preset (`_gf16_df16`,
 `_mlp`, ...), or `--run NAME`. Its checkpoint folder holds config.json (the options it was trained
-with), metrics.csv, quality.json, best/ and the report; its samples, TensorBoard logs and exports live
-in folders of the same name under --sample_dir, --log_dir and --export_dir. Runs trained before the
-suffixes existed keep their plain names and are found by their config.json.
+with), the checkpoints (ckpt-<step>.* and TensorFlow's list of them, "checkpoint"), metrics.csv,
+quality.json, the real images' cached FID features, best/ (the best checkpoint), the report (losses.png,
+training.gif) and the lock of the process training it (.lock); its samples (train_<epoch>_<step>.png),
+TensorBoard logs and exports (<version>/saved_model.pb, model.tflite, generator.keras, dcgan_tf.json)
+live in folders of the same name under --sample_dir, --log_dir and --export_dir. Runs trained before
+the suffixes existed keep their plain names and are found by their config.json.
 
 This module needs no TensorFlow: `--runs` and the lookups answer at once.
 """
@@ -20,7 +23,7 @@ import os
 import re
 import threading
 import time
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from dcgan_tf.errors import UserError
 
@@ -35,9 +38,12 @@ QUALITY_FILE = "quality.json"
 BEST_DIR = "best"
 LOCK_FILE = ".lock"  # dcgan_tf/training/runlock.py
 STATE_FILE = "checkpoint"  # TensorFlow's list of a folder's checkpoints
+CHECKPOINT_PREFIX = "ckpt"  # a checkpoint is <folder>/ckpt-<step>.index and .data-* files
 REAL_FEATURES_FILE = "fid_real_features.npz"  # the real images' FID features, cached
 EXPORT_METADATA_FILE = "dcgan_tf.json"  # in an export version: z_dim, z_dist, step, weights
 EXPORT_KERAS_FILE = "generator.keras"  # in an export version, beside the SavedModel
+SAVED_MODEL_FILE = "saved_model.pb"  # what makes a folder a SavedModel
+TFLITE_FILE = "model.tflite"  # --export's TF Lite file, in the SavedModel's folder
 LOSS_FILE = "losses.png"
 TRAINING_GIF = "training.gif"
 GRID_PATTERN = re.compile(r"^train_(\d+)_(\d+)\.png$")
@@ -156,12 +162,23 @@ def export_versions(folder: str) -> List[int]:
     if not os.path.isdir(folder):
         return []
     return sorted(int(name) for name in os.listdir(folder)
-                  if VERSION_PATTERN.fullmatch(name) and os.path.isfile(os.path.join(folder, name, "saved_model.pb")))
+                  if VERSION_PATTERN.fullmatch(name) and os.path.isfile(os.path.join(folder, name, SAVED_MODEL_FILE)))
 
 
 def grid_file(epoch: int, step: int) -> str:
     """The sample grid of a step, named by the epoch that step belongs to (counted from 0)."""
     return f"train_{epoch:02d}_{step:04d}.png"
+
+
+def sample_grids(folder: str) -> List[Tuple[int, int, str]]:
+    """The fixed-z sample grids `train_{epoch}_{step}.png` of a run as (step, epoch, path), by step."""
+    found = []
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            match = GRID_PATTERN.match(name)
+            if match:
+                found.append((int(match.group(2)), int(match.group(1)), os.path.join(folder, name)))
+    return sorted(found)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -209,9 +226,9 @@ def read_config(folder: str) -> Optional[dict]:
     return saved
 
 
-def keep_damaged_config(folder: str) -> str:
-    """Moves a damaged config.json aside (never deleted) and returns where it went."""
-    path = os.path.join(folder, CONFIG_FILE)
+def keep_aside(path: str) -> str:
+    """Moves a damaged file aside (never deleted, never over an earlier kept copy) to `<path>.damaged`
+    (`.damaged2`, ...) and returns where it went."""
     kept, n = path + ".damaged", 1
     while os.path.exists(kept):
         n += 1
@@ -262,6 +279,39 @@ class RunInfo:
         return max(times) if times else os.path.getmtime(self.folder)
 
 
+def read_quality(folder: str) -> dict:
+    """The folder's quality.json ({"evaluations": [record, ...], "best": {"metric", "value", "step",
+    "checkpoint"}}), or an empty one; UserError when it does not read."""
+    path = os.path.join(folder, QUALITY_FILE)
+    if not os.path.exists(path):
+        return {"evaluations": []}
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        if not isinstance(saved, dict) or not isinstance(saved.get("evaluations"), list):
+            raise ValueError("not a quality record")
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {path} ({e}); move it aside (it will be started afresh) and run "
+                        f"again.") from None
+    return saved
+
+
+def write_quality(folder: str, quality: dict) -> str:
+    """Writes quality.json atomically: a kill never leaves half a file."""
+    return write_json(os.path.join(folder, QUALITY_FILE), quality)
+
+
+def update_quality(folder: str, change: Callable[[dict], None]) -> dict:
+    """Reads the folder's quality.json, lets `change` alter it and writes it back, holding the folder's
+    lock throughout (exclusive: a training and an --eval of the same run may both write it);
+    returns the result."""
+    with exclusive(folder):
+        quality = read_quality(folder)
+        change(quality)
+        write_quality(folder, quality)
+    return quality
+
+
 def measurements_after_best(quality: dict) -> int:
     """How many measurements (distinct steps: a step measured twice counts once) a quality.json holds
     after its kept best; 0 without one."""
@@ -294,9 +344,8 @@ def _progress(folder: str, keep_best: str, patience: int) -> tuple:
     except (OSError, ValueError, IndexError):
         pass
     try:
-        with open(os.path.join(folder, QUALITY_FILE), encoding="utf-8") as f:
-            quality = json.load(f)
-        evaluations = quality.get("evaluations") or []
+        quality = read_quality(folder)
+        evaluations = quality["evaluations"]
         kept = quality.get("best")
         if (isinstance(kept, dict) and isinstance(kept.get("value"), (int, float))
                 and isinstance(kept.get("step"), int)):
@@ -306,7 +355,7 @@ def _progress(folder: str, keep_best: str, patience: int) -> tuple:
             kid = float(kids[-1]["kid"])
             if kids[-1].get("step") is not None and (step is None or kids[-1]["step"] > step):
                 step = int(kids[-1]["step"])
-    except (OSError, ValueError, AttributeError, TypeError):
+    except (UserError, ValueError, AttributeError, TypeError):
         pass
     return step, epoch, kid, best, ended
 

@@ -238,7 +238,7 @@ def test_damaged_checkpoint_list_is_rebuilt(tmp_path, folder, capsys):
     assert status == 0, out.err[-2000:]
     assert any("rebuilt the list" in w for w in caught)
     assert "(epoch 1, step 2)" in out.out
-    assert [n for n in os.listdir(ckpt_dir) if n.startswith("checkpoint.damaged-")]
+    assert [n for n in os.listdir(ckpt_dir) if n.startswith("checkpoint.damaged")]
 
 
 def _mount_tmpfs(path, options):

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from dcgan_tf import runs
 from dcgan_tf.training import checkpoints
 
 
 def _save(folder, epoch: int, step: int) -> str:
     checkpoint = tf.train.Checkpoint(epoch=tf.Variable(epoch, dtype=tf.int64), step=tf.Variable(step, dtype=tf.int64))
     manager = tf.train.CheckpointManager(checkpoint, str(folder), max_to_keep=3,
-                                         checkpoint_name=checkpoints.CHECKPOINT_PREFIX)
+                                         checkpoint_name=runs.CHECKPOINT_PREFIX)
     return manager.save(checkpoint_number=step)
 
 

@@ -154,17 +154,17 @@ def test_run_name_and_paths():
         dataset="celebA", batch_size=16, output_height=32, output_width=48,
         checkpoint_dir=os.path.join("out", "ckpt"), sample_dir="smp", log_dir="lg", export_dir="ex",
         data_dir="images")
-    assert config.run_name == "celebA_16_32_48"
+    assert config.run == "celebA_16_32_48"
     assert config.run_checkpoint_dir == os.path.join("out", "ckpt", "celebA_16_32_48")
     assert config.run_sample_dir == os.path.join("smp", "celebA_16_32_48")
     assert config.run_log_dir == os.path.join("lg", "celebA_16_32_48")
-    assert runs.export_version_dir(config.export_dir, config.run_name, 7) == os.path.join("ex", "celebA_16_32_48", "7")
+    assert runs.export_version_dir(config.export_dir, config.run, 7) == os.path.join("ex", "celebA_16_32_48", "7")
     assert config.dataset_path == os.path.join("images", "celebA")
 
 
 def test_run_name_uses_the_filled_in_width():
     config = RunConfig.create(dataset="faces", batch_size=4, output_height=20)
-    assert config.run_name == "faces_4_20_20"
+    assert config.run == "faces_4_20_20"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -103,7 +103,7 @@ def test_download_flag_through_the_command_line_with_the_env_url(tmp_path, serve
     assert err.count("dcgan_tf: error:") == 1 and "refused" in err and "5.jpg" in err
     # The tampered download was deleted; the local file was not overwritten with it.
     assert (tmp_path / "data" / "simpsons_64" / "5.jpg").read_bytes() == b"damaged"
-    assert not [n for n in os.listdir(tmp_path / "data" / "simpsons_64") if n.endswith(".part")]
+    assert all(n.endswith(".jpg") for n in os.listdir(tmp_path / "data" / "simpsons_64"))  # No partial file.
 
 
 def test_the_training_data_path_imports_no_network_code():

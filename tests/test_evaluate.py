@@ -103,10 +103,10 @@ def test_quality_file_appends_and_reports_damage(tmp_path):
     evaluate.append_evaluation(str(tmp_path), {"step": 2, "fid": 3.0})
     quality = evaluate.append_evaluation(str(tmp_path), {"step": 4, "fid": 2.0})
     assert [r["step"] for r in quality["evaluations"]] == [2, 4]
-    assert json.loads((tmp_path / evaluate.QUALITY_FILE).read_text()) == quality
-    (tmp_path / evaluate.QUALITY_FILE).write_text("{not json")
+    assert json.loads((tmp_path / runs.QUALITY_FILE).read_text()) == quality
+    (tmp_path / runs.QUALITY_FILE).write_text("{not json")
     with pytest.raises(UserError, match="cannot read .*quality.json"):
-        evaluate.read_quality(str(tmp_path))
+        runs.read_quality(str(tmp_path))
 
 
 def test_concurrent_writers_of_quality_json_lose_no_record(tmp_path):
@@ -123,7 +123,7 @@ def test_concurrent_writers_of_quality_json_lose_no_record(tmp_path):
         thread.start()
     for thread in threads:
         thread.join()
-    records = evaluate.read_quality(str(tmp_path))["evaluations"]
+    records = runs.read_quality(str(tmp_path))["evaluations"]
     for name in ("train", "eval"):
         assert [r["step"] for r in records if r["writer"] == name] == list(range(60))
     assert os.listdir(tmp_path) == [runs.QUALITY_FILE]
@@ -177,7 +177,7 @@ def test_training_measures_every_eval_freq_and_keeps_the_best(workdir, monkeypat
     config = tiny_config(workdir, epoch=3, eval_freq=2, eval_samples=8, keep_best="kid", ckpt_freq=100)
     result = train.train(config, verbose=0)
     folder = result.run.config.run_checkpoint_dir
-    quality = evaluate.read_quality(folder)
+    quality = runs.read_quality(folder)
     records = quality["evaluations"]
     assert [r["step"] for r in records] == [2, 4, 6]
     assert all(np.isfinite(r["fid"]) and r["num_fake"] == 8 and r["num_real"] == 8 for r in records)
@@ -214,7 +214,7 @@ def test_patience_ends_the_training_when_the_best_stops_improving_and_a_rerun_sa
     assert main_in(workdir, *flags, "--patience", "2") == 0
     out = capsys.readouterr().out
     folder = str(workdir / "checkpoints" / TINY_RUN)
-    quality = evaluate.read_quality(folder)
+    quality = runs.read_quality(folder)
     assert [r["step"] for r in quality["evaluations"]] == [2, 4, 6]
     assert quality["best"]["step"] == 2
     assert "the training ends here (--patience 2): KID has not improved in 2 measurements since step 2" in out
@@ -234,7 +234,7 @@ def test_patience_ends_the_training_when_the_best_stops_improving_and_a_rerun_sa
     assert "step 6, epoch 3 of 10, ended early by --patience, KID" in capsys.readouterr().out
     # The same after a training that ran.
     assert main_in(workdir, *flags, "--patience", "3", "--export", "--from_best") == 0
-    assert [r["step"] for r in evaluate.read_quality(folder)["evaluations"]] == [2, 4, 6, 8]
+    assert [r["step"] for r in runs.read_quality(folder)["evaluations"]] == [2, 4, 6, 8]
     out = capsys.readouterr().out
     assert "trained 2 steps" in out
     assert "--from_best: the actions after the training use the run's best checkpoint" in out
@@ -281,7 +281,7 @@ def test_eval_command_with_the_real_network(workdir, monkeypatch, capsys):
     assert cli.execute(common + ["--eval", "--eval_samples", "8", "--fid_weights", weights]) == 0
     out = capsys.readouterr().out
     folder = workdir / "checkpoints" / "faces_4_32_32_z8_gf4_df4"
-    (record,) = evaluate.read_quality(str(folder))["evaluations"]
+    (record,) = runs.read_quality(str(folder))["evaluations"]
     assert record["step"] == 2 and record["num_fake"] == 8 and record["num_real"] == 8
     assert np.isfinite(record["fid"]) and record["fid"] > 0 and np.isfinite(record["kid"])
     assert "FID" in out and "quality.json" in out and "ckpt-2" in record["checkpoint"]

@@ -38,7 +38,7 @@ def exported(tmp_path_factory):
     # Move batch-norm statistics off their initial values, so inference mode is really exercised.
     run.model.generator(np.random.default_rng(0).uniform(-1, 1, (16, 8)).astype("float32"), training=True)
     path = export.export_generator(run.model.generator, run.config,
-                                   runs.export_version_dir(run.config.export_dir, run.config.run_name, 0), step=0)
+                                   runs.export_version_dir(run.config.export_dir, run.config.run, 0), step=0)
     return workdir, run, path
 
 
@@ -82,7 +82,7 @@ def test_savedmodel_works_with_saved_model_cli(exported, tmp_path):
 
 def test_export_metadata_and_replacement(exported):
     workdir, run, path = exported
-    assert path == os.path.join(str(workdir), "export", run.config.run_name, "0")
+    assert path == os.path.join(str(workdir), "export", run.config.run, "0")
     meta = json.loads(open(os.path.join(path, runs.EXPORT_METADATA_FILE)).read())
     assert meta["z_dim"] == 8 and meta["z_dist"] == "uniform_signed" and meta["c_dim"] == 3
     assert meta["step"] == 0 and meta["weights"] == "average"
@@ -119,7 +119,7 @@ def test_savedmodel_serves_through_keras_tfsmlayer_and_tflite(exported, tmp_path
     one = runner(z=z[:1])  # the batch size is free
     np.testing.assert_allclose(one["images"], expected[:1], atol=1e-4)
     # Default place: next to the SavedModel's own files.
-    assert export.to_tflite(path) == os.path.join(path, export.TFLITE_FILE)
+    assert export.to_tflite(path) == os.path.join(path, runs.TFLITE_FILE)
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -311,11 +311,11 @@ def test_exports_of_each_step_and_of_the_live_weights_are_kept_apart(workdir, ca
 
     # --tflite of the base folder converts its newest version, into that version's folder.
     assert main_in(workdir, "--saved_model", str(base), "--tflite") == 0
-    assert f"wrote {base / '4' / export.TFLITE_FILE}" in capsys.readouterr().out
+    assert f"wrote {base / '4' / runs.TFLITE_FILE}" in capsys.readouterr().out
     # --tflite alone exports the newest checkpoint again (the same version, replaced) and converts it.
-    os.remove(base / "4" / export.TFLITE_FILE)
+    os.remove(base / "4" / runs.TFLITE_FILE)
     assert main_in(workdir, "--tflite", "--live_weights") == 0
-    assert (base / "live" / "4" / export.TFLITE_FILE).exists() and not (base / "4" / export.TFLITE_FILE).exists()
+    assert (base / "live" / "4" / runs.TFLITE_FILE).exists() and not (base / "4" / runs.TFLITE_FILE).exists()
     assert sorted(os.listdir(base)) == ["2", "4", "live"] and os.listdir(base / "live") == ["4"]
 
 

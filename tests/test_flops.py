@@ -123,9 +123,9 @@ def test_a_run_counts_adaptive_r1_only_while_its_weight_is_above_0(tmp_path):
         return flops.train_step_flops(model.generator, model.discriminator, config.batch_size, config.g_steps,
                                       True, r1)
 
-    assert flops.run_step_flops(run) == count(False)  # The weight starts at 0: the penalty is skipped.
+    assert flops.model_step_flops(model, config.batch_size) == count(False)  # The weight starts at 0: the penalty is skipped.
     model.r1_weight.assign(0.5)
-    assert flops.run_step_flops(run) == count(True) > count(False)
+    assert flops.model_step_flops(model, config.batch_size) == count(True) > count(False)
 
 
 @pytest.mark.parametrize("cr_images,batches", [("both", 2), ("real", 1)])
@@ -135,6 +135,6 @@ def test_a_run_counts_the_batches_its_consistency_penalty_shows_d_again(tmp_path
     run = build.build_run(tiny_config(tmp_path, c_dim=3, diffaug="cutout", cr_weight=1.0, cr_images=cr_images))
     model, config = run.model, run.config
     assert model.cr_fakes == (cr_images == "both")
-    assert flops.run_step_flops(run) == flops.train_step_flops(
+    assert flops.model_step_flops(model, config.batch_size) == flops.train_step_flops(
         model.generator, model.discriminator, config.batch_size, config.g_steps, config.ema_decay > 0,
         cr=batches)

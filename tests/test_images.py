@@ -87,15 +87,6 @@ def test_make_grid_grayscale_keeps_one_channel():
         assert (grid[:, 2 * i:2 * i + 2, 0] == value).all()
 
 
-def test_make_grid_padding_is_black():
-    grid = make_grid(constant_batch([255] * 4, height=2, width=2), padding=1)  # 2 x 2 cells.
-    assert grid.shape == (2 * 3 - 1, 2 * 3 - 1, 3)
-    assert (grid[2, :] == 0).all() and (grid[:, 2] == 0).all()
-    for top in (0, 3):
-        for left in (0, 3):
-            assert (grid[top:top + 2, left:left + 2] == 255).all()
-
-
 def test_make_grid_clips_out_of_range_values():
     grid = make_grid(np.array([-3.0, 3.0], np.float32).reshape(2, 1, 1, 1))
     np.testing.assert_array_equal(grid[..., 0], [[0, 255]])

@@ -142,16 +142,15 @@ def test_an_epoch_must_be_whole_executions(root):
         train.train(config, verbose=0)
 
 
-def test_a_misaligned_resume_runs_fewer_steps_per_execution(tmp_path):
+def test_a_misaligned_resume_runs_fewer_steps_per_execution():
     class Model:
         steps_per_execution = 4
 
-    config = tiny_config(tmp_path, steps_per_execution=4, sample_freq=4, ckpt_freq=8)
     model = Model()
-    assert train.aligned_steps_per_execution(model, 0, config) == 4
-    assert train.aligned_steps_per_execution(model, 12, config) == 4 and model.steps_per_execution == 4
+    assert train.aligned_steps_per_execution(model, 0, 4) == 4
+    assert train.aligned_steps_per_execution(model, 12, 4) == 4 and model.steps_per_execution == 4
     with pytest.warns(RunWarning, match="resumes at step 6, not a multiple of --steps_per_execution 4"):
-        assert train.aligned_steps_per_execution(model, 6, config) == 2
+        assert train.aligned_steps_per_execution(model, 6, 4) == 2
     assert model.steps_per_execution == 2
 
 
@@ -172,7 +171,7 @@ def test_steps_per_execution_changes_nothing_but_speed(root):
                              checkpoint_dir=str(root / f"spe{n}" / "ckpt"), sample_dir=str(root / f"spe{n}" / "s"),
                              log_dir=str(root / f"spe{n}" / "logs"))
         result = train.train(config, verbose=0)
-        csv = (root / f"spe{n}" / "ckpt" / config.run_name / "metrics.csv").read_text().splitlines()
+        csv = (root / f"spe{n}" / "ckpt" / config.run / "metrics.csv").read_text().splitlines()
         runs[n] = dict(
             result=result, grids=sorted(os.listdir(config.run_sample_dir)),
             ckpts=sorted(f for f in os.listdir(config.run_checkpoint_dir) if f.endswith(".index")),

@@ -13,7 +13,7 @@ from dcgan_tf.errors import UserError
 
 
 def _name(**values):
-    return RunConfig.create(dataset="faces", **values).run_name
+    return RunConfig.create(dataset="faces", **values).run
 
 
 def test_default_shape_keeps_the_original_name():
@@ -145,10 +145,10 @@ def test_damaged_config_is_kept_aside(tmp_path):
     (tmp_path / "config.json").write_text("{cut")
     with pytest.raises(runs.DamagedConfig, match="cannot read"):
         runs.read_config(str(tmp_path))
-    kept = runs.keep_damaged_config(str(tmp_path))
+    kept = runs.keep_aside(str(tmp_path / "config.json"))
     assert open(kept).read() == "{cut" and not (tmp_path / "config.json").exists()
     (tmp_path / "config.json").write_text("{again")
-    assert runs.keep_damaged_config(str(tmp_path)) != kept  # The first kept copy is never overwritten.
+    assert runs.keep_aside(str(tmp_path / "config.json")) != kept  # The first kept copy is never overwritten.
 
 
 def test_run_folder_of_a_checkpoint_and_of_a_best_one():

@@ -74,7 +74,7 @@ def test_tensorboard_serves_the_loss_series(served):
     def series():
         found = {}
         for tag in ("loss/d_loss", "loss/g_loss"):
-            points = _get(f"{base}/scalars/scalars?" + urllib.parse.urlencode({"run": config.run_name, "tag": tag}))
+            points = _get(f"{base}/scalars/scalars?" + urllib.parse.urlencode({"run": config.run, "tag": tag}))
             if len(points) == 4:
                 found[tag] = points
         return found
@@ -84,9 +84,9 @@ def test_tensorboard_serves_the_loss_series(served):
     assert [p[1] for p in found["loss/d_loss"]] == [1, 2, 3, 4]  # [wall_time, step, value]
     assert all(p[2] > 0 for p in found["loss/d_loss"] + found["loss/g_loss"])
     histograms = _get(f"{base}/histograms/tags")
-    assert {"z", "probability/d", "probability/d_"} <= set(histograms[config.run_name])
+    assert {"z", "probability/d", "probability/d_"} <= set(histograms[config.run])
     images = _get(f"{base}/images/tags")
-    assert "samples/G" in images[config.run_name]
+    assert "samples/G" in images[config.run]
 
 
 def test_tensorboard_groups_the_scalars_by_what_they_measure(served):
@@ -95,9 +95,9 @@ def test_tensorboard_groups_the_scalars_by_what_they_measure(served):
     each tag ending in the original's name."""
     config, base = served
     tags = _wait_for(lambda: _get(f"{base}/timeseries/tags"),
-                     lambda tags: len(tags["scalars"]["runTagInfo"].get(config.run_name, [])) == 9)
-    scalars = set(tags["scalars"]["runTagInfo"][config.run_name])
-    histograms = set(tags["histograms"]["runTagInfo"][config.run_name])
+                     lambda tags: len(tags["scalars"]["runTagInfo"].get(config.run, [])) == 9)
+    scalars = set(tags["scalars"]["runTagInfo"][config.run])
+    histograms = set(tags["histograms"]["runTagInfo"][config.run])
     images = set(tags["images"]["tagRunSampledInfo"])
     groups = {}
     for tag in scalars | histograms | images:

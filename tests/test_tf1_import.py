@@ -158,7 +158,7 @@ def test_foreign_or_missing_checkpoints_and_existing_runs_are_refused(tf1_checkp
     from dcgan_tf.training.runlock import RunLock
 
     held = _config(tmp_path / "held")
-    with RunLock(held.run_checkpoint_dir, held.run_name):
+    with RunLock(held.run_checkpoint_dir, held.run):
         with pytest.raises(UserError, match="is being trained by"):
             import_tf1_checkpoint(tf1_checkpoint[0], held)
     assert tf.train.latest_checkpoint(held.run_checkpoint_dir) is None

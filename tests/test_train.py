@@ -171,10 +171,10 @@ def test_load_trained_without_checkpoint_is_a_user_error(workdir):
 def test_other_model_shape_is_another_run_and_never_resumes_this_one(workdir):
     first = train.train(tiny_config(workdir), verbose=0).run.config
     other = train.train(tiny_config(workdir, gf_dim=8), verbose=0).run.config
-    assert other.run_name == "faces_4_32_32_z8_gf8_df4" and other.run_checkpoint_dir != first.run_checkpoint_dir
+    assert other.run == "faces_4_32_32_z8_gf8_df4" and other.run_checkpoint_dir != first.run_checkpoint_dir
     # Forced into the first run's folder by name, the other shape is refused.
     with pytest.raises(UserError, match="--gf_dim 4, not 8"):
-        train.train(tiny_config(workdir, gf_dim=8, run=first.run_name), verbose=0)
+        train.train(tiny_config(workdir, gf_dim=8, run=first.run), verbose=0)
 
 
 def test_batch_larger_than_dataset_stops_before_writing(workdir):
@@ -199,7 +199,7 @@ def test_divergence_stops_with_the_step_and_keeps_the_good_checkpoint(workdir):
     with pytest.raises(UserError, match=r"diverged: .* at step (\d+).*Newest good checkpoint: .*ckpt-(\d+)") as info:
         train.train(dataclasses.replace(config, epoch=50), verbose=0, extra_callbacks=[Overflow()])
     # The way on: the good networks as a new run with a lower rate (the run keeps its own recipe).
-    assert f"--train --init_from {config.run_name} --run NEW_NAME --learning_rate LOWER" in str(info.value)
+    assert f"--train --init_from {config.run} --run NEW_NAME --learning_rate LOWER" in str(info.value)
     import re
 
     bad_step, good = map(int, re.search(r"at step (\d+).*ckpt-(\d+)", str(info.value)).groups())

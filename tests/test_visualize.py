@@ -198,11 +198,11 @@ def test_report_plots_the_losses_and_animates_the_grids_in_step_order(tmp_path, 
         return real_plot(series, path, x_label, title)
 
     monkeypatch.setattr(visualize, "plot_losses", spy)
-    paths = visualize.write_report(config)
+    paths = visualize.write_report(config.run, config.run_checkpoint_dir, config.run_sample_dir, config.run_log_dir)
     assert sorted(os.path.basename(p) for p in paths) == ["losses.png", "training.gif"]
     assert plotted["x_label"] == "epoch"
     # The title names the run and its source, not a path of this machine (the picture is shared).
-    assert plotted["title"] == f"{config.run_name} (metrics.csv)"
+    assert plotted["title"] == f"{config.run} (metrics.csv)"
     np.testing.assert_array_equal(plotted["series"]["d_loss"][0], np.arange(1, 7))
     with Image.open(os.path.join(config.run_checkpoint_dir, "losses.png")) as png:
         assert png.format == "PNG" and png.size[0] >= 600
@@ -216,15 +216,16 @@ def test_report_plots_the_losses_and_animates_the_grids_in_step_order(tmp_path, 
     with tf.summary.create_file_writer(config.run_log_dir).as_default():
         for step in range(1, 4):
             tf.summary.scalar("d_loss", 0.5 * step, step=step)
-    visualize.write_report(config)
+    visualize.write_report(config.run, config.run_checkpoint_dir, config.run_sample_dir, config.run_log_dir)
     assert plotted["x_label"] == "step"
-    assert plotted["title"] == f"{config.run_name} (TensorBoard scalars)"
+    assert plotted["title"] == f"{config.run} (TensorBoard scalars)"
     np.testing.assert_array_equal(plotted["series"]["d_loss"][0], [1, 2, 3])
 
 
 def test_report_of_a_run_with_nothing_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="nothing to report for run faces_4_32_32_z8_gf4_df4"):
-        visualize.write_report(tiny_config(tmp_path))
+        config = tiny_config(tmp_path)
+        visualize.write_report(config.run, config.run_checkpoint_dir, config.run_sample_dir, config.run_log_dir)
 
 
 def test_report_flag_through_main(tmp_path):

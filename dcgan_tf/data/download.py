@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from typing import Callable, List, Optional
 
 from dcgan_tf.errors import UserError
+from dcgan_tf.runs import atomic_path
 
 COMMIT = "216d0aeb18afca7b29a18f2ce6f02e362ddecafc"
 DEFAULT_BASE_URL = (f"https://raw.githubusercontent.com/neelindap/DCGAN-tensorflow/{COMMIT}/data/Simpsons_64/")
@@ -139,23 +139,15 @@ def base_url(override: str = "") -> str:
 
 
 def _fetch(url: str, target: str) -> None:
-    """Downloads `url` into `target` through a temporary file in the same folder."""
+    """Downloads `url` into the file `target`."""
     import urllib.request  # Here, not above: training imports this module for FOLDER, not for the network.
 
-    folder = os.path.dirname(target) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
-            while True:
-                chunk = response.read(1 << 16)
-                if not chunk:
-                    break
-                out.write(chunk)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with open(target, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+        while True:
+            chunk = response.read(1 << 16)
+            if not chunk:
+                break
+            out.write(chunk)
 
 
 def download_simpsons(folder: str, url: str = "", log: Optional[Callable[[str], None]] = print) -> List[str]:
@@ -172,19 +164,18 @@ def download_simpsons(folder: str, url: str = "", log: Optional[Callable[[str], 
         paths.append(path)
         if os.path.isfile(path) and sha256_of(path) == expected:
             continue
-        part = path + ".part"
-        try:
-            _fetch(url + name, part)
-        except (OSError, ValueError) as e:  # OSError includes urllib's URLError and HTTPError.
-            reason = getattr(e, "reason", None) or e
-            raise UserError(f"cannot download {url + name} ({reason}); check the network, or set "
-                            f"--download_url / {URL_ENV} to a copy of the images.") from None
-        actual = sha256_of(part)
-        if actual != expected:
-            os.remove(part)
-            raise UserError(f"refused {url + name}: its SHA-256 is {actual}, not the original's {expected}; "
-                            f"nothing of it was kept. Check --download_url / {URL_ENV}.")
-        os.replace(part, path)
+        # The file appears only once whole and checked; an error leaves nothing of it.
+        with atomic_path(path) as part:
+            try:
+                _fetch(url + name, part)
+            except (OSError, ValueError) as e:  # OSError includes urllib's URLError and HTTPError.
+                reason = getattr(e, "reason", None) or e
+                raise UserError(f"cannot download {url + name} ({reason}); check the network, or set "
+                                f"--download_url / {URL_ENV} to a copy of the images.") from None
+            actual = sha256_of(part)
+            if actual != expected:
+                raise UserError(f"refused {url + name}: its SHA-256 is {actual}, not the original's "
+                                f"{expected}; nothing of it was kept. Check --download_url / {URL_ENV}.")
         fetched += 1
     if log:
         log(f"dcgan_tf: {fetched} image(s) downloaded and all {len(paths)} checked in {folder}")

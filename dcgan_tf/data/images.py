@@ -20,17 +20,15 @@ def grid_shape(count: int) -> Tuple[int, int]:
     return rows, int(math.ceil(count / rows))
 
 
-def make_grid(images, padding: int = 0) -> np.ndarray:
+def make_grid(images) -> np.ndarray:
     """Model outputs [N, H, W, C] in [-1, 1] -> one uint8 picture [rows*H, cols*W, C]; spare cells black."""
     pixels = to_pixels(images)
     count, height, width, channels = pixels.shape
     rows, cols = grid_shape(count)
-    grid = np.zeros((rows * (height + padding) - padding, cols * (width + padding) - padding, channels),
-                    dtype=np.uint8)
+    grid = np.zeros((rows * height, cols * width, channels), dtype=np.uint8)
     for i in range(count):
         r, c = divmod(i, cols)
-        top, left = r * (height + padding), c * (width + padding)
-        grid[top:top + height, left:left + width] = pixels[i]
+        grid[r * height:(r + 1) * height, c * width:(c + 1) * width] = pixels[i]
     return grid
 
 

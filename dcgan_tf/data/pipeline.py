@@ -219,8 +219,7 @@ def _mismatch_warnings(described, *, crop: bool, crop_size: Tuple[int, int], out
 
 
 def load_image_folder(folder: str, *, pattern: str = "*", crop: bool, crop_size: Tuple[int, int],
-                      output_size: Tuple[int, int], c_dim: int = 0,
-                      workers: Optional[int] = None) -> ImageSet:
+                      output_size: Tuple[int, int], c_dim: int = 0) -> ImageSet:
     """Decodes every usable image of `folder` (c_dim 0: decided from the files)."""
     if not os.path.isdir(folder):
         raise UserError(f"dataset folder {folder} does not exist; put the training images in it.")
@@ -244,7 +243,7 @@ def load_image_folder(folder: str, *, pattern: str = "*", crop: bool, crop_size:
         arr, why = load(path)
         return arr, why, (_describe(path) if arr is not None else None)
 
-    workers = workers or min(4, os.cpu_count() or 1)
+    workers = min(4, os.cpu_count() or 1)
     with warnings.catch_warnings():  # Over-large files are skipped by load_image, not warned about.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:

@@ -113,12 +113,11 @@ def train_step_flops(generator, discriminator, batch_size: int, g_steps: int, em
             + d * (6 + 2 * g_steps + 3 * r1 + 3 * cr) - d1 * (2 + cr))
 
 
-def run_step_flops(run) -> int:
-    """train_step_flops of a built run (dcgan_tf.training.build.Run)."""
-    config, model = run.config, run.model
+def model_step_flops(model, batch_size: int) -> int:
+    """train_step_flops of a built DCGAN (dcgan_tf/model/gan.py) in its present state, at `batch_size`."""
     # R1's passes run at full weight, and while an adaptive weight is above 0 (it starts at 0).
-    r1 = config.r1_gamma > 0 and (model.r1_weight is None or float(model.r1_weight.numpy()) > 0)
+    r1 = model.r1_gamma > 0 and (model.r1_weight is None or float(model.r1_weight.numpy()) > 0)
     # The consistency penalty shows D the real batch again, and the fakes unless --cr_images real.
     cr = 1 + model.cr_fakes if model.cr_weight > 0 else 0
-    return train_step_flops(model.generator, model.discriminator, config.batch_size, config.g_steps,
-                            config.ema_decay > 0, r1, cr)
+    return train_step_flops(model.generator, model.discriminator, batch_size, model.g_steps,
+                            model.ema_generator is not None, r1, cr)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import time
 from typing import Callable, Optional
@@ -21,8 +20,8 @@ import numpy as np
 from dcgan_tf.quality import metrics
 from dcgan_tf.data.pipeline import to_pixels
 from dcgan_tf.errors import UserError
-from dcgan_tf.runs import (BEST_DIR, QUALITY_FILE, REAL_FEATURES_FILE, atomic_path, exclusive,
-                           measurements_after_best, patience_spent, write_json)
+from dcgan_tf.runs import (BEST_DIR, REAL_FEATURES_FILE, atomic_path, measurements_after_best,
+                           patience_spent, update_quality)
 from dcgan_tf.model.latent import z_numpy
 
 GENERATE_BATCH = 50
@@ -114,38 +113,7 @@ def make_evaluator(real_images: np.ndarray, features_fn: FeaturesFn, *, z_dim: i
 
 
 # ---------------------------------------------------------------------------------------------------
-# quality.json: {"evaluations": [record, ...], "best": {"metric", "value", "step", "checkpoint"}}
-
-def read_quality(folder: str) -> dict:
-    path = os.path.join(folder, QUALITY_FILE)
-    if not os.path.exists(path):
-        return {"evaluations": []}
-    try:
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
-        if not isinstance(saved, dict) or not isinstance(saved.get("evaluations"), list):
-            raise ValueError("not a quality record")
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read {path} ({e}); move it aside (it will be started afresh) and run "
-                        f"again.") from None
-    return saved
-
-
-def write_quality(folder: str, quality: dict) -> str:
-    """Writes quality.json atomically: a kill never leaves half a file."""
-    return write_json(os.path.join(folder, QUALITY_FILE), quality)
-
-
-def update_quality(folder: str, change: Callable[[dict], None]) -> dict:
-    """Reads the folder's quality.json, lets `change` alter it and writes it back, holding the folder's
-    lock throughout (runs.exclusive: a training and an --eval of the same run may both write it);
-    returns the result."""
-    with exclusive(folder):
-        quality = read_quality(folder)
-        change(quality)
-        write_quality(folder, quality)
-    return quality
-
+# quality.json (its reading and writing: runs.py)
 
 def append_evaluation(folder: str, record: dict) -> dict:
     """Adds one evaluation to the folder's quality.json; returns the whole record."""

@@ -230,8 +230,9 @@ class InceptionFeatures:
     """The FID Inception-v3 network: NHWC images of any size -> (N, 2048) float32 pool3 features.
 
     Images are either uint8 pixels 0..255 or floats in [-1, 1] (this package's model range:
-    pixel = (x + 1) * 127.5; floats are used as given, not rounded to 8 bits: `to_uint8` first
-    for the usual protocol). One channel is repeated to three. Build it with `load_fid_network`.
+    pixel = (x + 1) * 127.5; floats are used as given, not rounded to 8 bits: the usual protocol
+    rounds them first, with pipeline.to_pixels, as evaluate.py does). One channel is repeated to
+    three. Build it with `load_fid_network`.
     """
 
     def __init__(self, flat_weights: dict):
@@ -334,12 +335,6 @@ class InceptionFeatures:
         if len(pixels) == 0:
             return np.zeros((0, FEATURE_DIM), np.float32)
         return self._forward(self._tf.constant(pixels)).numpy()
-
-
-def to_uint8(images) -> np.ndarray:
-    """[-1, 1] model-range images to uint8 pixels (rounded), the way reference FID code feeds
-    generated images: quantising them like real image files keeps the comparison fair."""
-    return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def load_fid_network(path: str = "") -> InceptionFeatures:

@@ -73,7 +73,7 @@ def build_run(config: RunConfig) -> Run:
     distribute.check_same_start(tf.distribute.get_strategy(),
                                 checkpoints.checkpoint_step(manager.checkpoints[-1]) if manager.checkpoints else None)
     if manager.checkpoints:
-        run.resumed_from = restore(run, manager.checkpoints[::-1])
+        run.resumed_from = restore_into_run(run, manager.checkpoints[::-1])
         distribute.check_same_start(tf.distribute.get_strategy(), checkpoints.checkpoint_step(run.resumed_from),
                                     restored=True)
         # Optimizer hyper-parameters come from this invocation's flags, not from the checkpoint.
@@ -85,11 +85,11 @@ def build_run(config: RunConfig) -> Run:
     return run
 
 
-def restore(run: Run, paths_newest_first) -> str:
+def restore_into_run(run: Run, paths_newest_first) -> str:
     """Restores the newest of `paths` that loads into the run's objects and returns it. A checkpoint
     without a moving average of G (from before it existed, or trained without one) starts the average
     from the restored G."""
-    path = checkpoints.restore_newest(run.checkpoint, paths_newest_first, run.sample_z)
+    path = checkpoints.restore_newest(run.model, run.sample_z, paths_newest_first)
     if not checkpoints.holds_part(path, "ema_generator"):
         run.model.reset_ema()
     return path
@@ -138,7 +138,7 @@ def load_trained(config: RunConfig, given: Optional[Collection[str]] = None) -> 
                         f"--z_dim, --arch ...) or put its config.json back.") from None
     if info.config is None:
         # The checkpoint loaded with these options, so they are the run's: its config.json is rebuilt.
-        kept = runs.keep_damaged_config(info.folder) if info.damaged else None
+        kept = runs.keep_aside(os.path.join(info.folder, runs.CONFIG_FILE)) if info.damaged else None
         run.config.save(info.folder)  # restored_config with `--precision auto` settled
         warnings.warn(RunWarning(f"rebuilt {os.path.join(info.folder, runs.CONFIG_FILE)} from this command's "
                                  f"options, which fit the run's checkpoint" + (f"; the damaged file is kept as "
@@ -157,7 +157,7 @@ def restore_best(run: Run) -> str:
     if best is None:
         raise UserError(f"no best checkpoint in {os.path.join(folder, runs.BEST_DIR)}; train with "
                         f"--eval_freq N --keep_best kid (or fid) first, or drop --from_best.")
-    run.resumed_from = restore(run, [best])
+    run.resumed_from = restore_into_run(run, [best])
     return run.resumed_from
 
 

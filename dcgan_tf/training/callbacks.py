@@ -123,8 +123,7 @@ class SampleGrid(keras.callbacks.Callback):
             self.failure.attempt(self, self.write, f"a sample grid into {self.folder}")
 
     def _has_grid(self, step: int) -> bool:
-        return os.path.isdir(self.folder) and any(
-            (m := runs.GRID_PATTERN.match(name)) and int(m.group(2)) == step for name in os.listdir(self.folder))
+        return any(grid_step == step for grid_step, _, _ in runs.sample_grids(self.folder))
 
     def write(self) -> str:
         step = _counter(self.model.step)
@@ -382,10 +381,9 @@ class EpochLines(keras.callbacks.Callback):
     the steps' own when a StepClock is given (a measurement of FID and KID in the epoch, which prints
     its own time, does not count), else the epoch's wall-clock time; then the training's time left."""
 
-    def __init__(self, epochs: int, every: int = 1, stream=None, clock: StepClock = None,
-                 time_left: TimeLeft = None):
+    def __init__(self, epochs: int, clock: StepClock = None, time_left: TimeLeft = None):
         super().__init__()
-        self.epochs, self.every, self.stream, self.clock = epochs, max(1, every), stream, clock
+        self.epochs, self.clock = epochs, clock
         self.time_left = time_left or TimeLeft()
         self._started = None
 
@@ -400,13 +398,13 @@ class EpochLines(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.time_left.epoch_ended()
         steps = _counter(self.model.step) - self._step_at_start
-        if not steps or ((epoch + 1) % self.every and epoch + 1 != self.epochs and not self.model.stop_training):
+        if not steps:
             return
         values = ", ".join(f"{name} {float(value):.4f}" for name, value in sorted((logs or {}).items()))
         left = "" if self.model.stop_training else self.time_left.phrase(self.epochs - epoch - 1)
         print(f"Epoch {epoch + 1}/{self.epochs}: step {_counter(self.model.step)}, {values} "
               f"({(self._seconds() - self._started) / steps:.3f} s/step" + (f", {left})" if left else ")"),
-              file=self.stream or sys.stdout, flush=True)
+              flush=True)
 
 
 class PeriodicEval(keras.callbacks.Callback):
@@ -426,7 +424,6 @@ class PeriodicEval(keras.callbacks.Callback):
         self.patience = patience
         self.failure = failure or OutputFailure()
         self.verbose = verbose
-        self.records = []
 
     def on_train_begin(self, logs=None):
         self._last_step = _counter(self.model.step)
@@ -467,7 +464,7 @@ class PeriodicEval(keras.callbacks.Callback):
             path = self.best_manager.save(checkpoint_number=step)
             best_record = {"metric": self.keep_best, "value": record[self.keep_best], "step": step,
                            "checkpoint": os.path.relpath(path, self.folder)}
-            quality = evaluate.update_quality(self.folder, lambda saved: saved.update(best=best_record))
+            quality = runs.update_quality(self.folder, lambda saved: saved.update(best=best_record))
             best = f"; best {self.keep_best} so far, kept as {path}"
         ended = evaluate.ended_early(quality, self.keep_best, self.patience)  # None without --patience.
         if ended:
@@ -477,7 +474,6 @@ class PeriodicEval(keras.callbacks.Callback):
             if ended:
                 print(f"dcgan_tf: the training ends here (--patience {self.patience}): {ended}.", flush=True)
         self._evaluated_step = step
-        self.records.append(record)
         return record
 
 

@@ -6,17 +6,12 @@ import glob
 import os
 import re
 import shutil
-import time
 import warnings
 
 import tensorflow as tf
 
 from dcgan_tf.errors import RunWarning, UserError
-from dcgan_tf.runs import STATE_FILE, write_text
-
-
-# A checkpoint is <folder>/ckpt-<step>.index and .data-* files: the manager's name prefix.
-CHECKPOINT_PREFIX = "ckpt"
+from dcgan_tf.runs import CHECKPOINT_PREFIX, STATE_FILE, keep_aside, write_text
 
 
 def checkpoint_path(folder: str, step) -> str:
@@ -28,34 +23,37 @@ def checkpoint_step(path: str) -> int:
     """The step of a checkpoint path made by checkpoint_path."""
     return int(path.rsplit("-", 1)[1])
 
-# What make_checkpoint saves; the parts in _ADDED_PARTS are missing from checkpoints of earlier
-# versions, which restore without them (those parts keep their fresh state).
-_PARTS = ("generator", "discriminator", "d_optimizer", "g_optimizer", "step", "epoch", "z_seed",
-          "augment_seed", "sample_z", "ema_generator", "r1_weight", "lecam_anchors", "epoch_step",
-          "dropout_seed")
+# Parts missing from checkpoints of earlier versions, which restore without them (those parts keep
+# their fresh state).
 _ADDED_PARTS = ("augment_seed", "ema_generator", "r1_weight", "lecam_anchors", "epoch_step", "dropout_seed")
 
 
-def make_checkpoint(model, sample_z) -> tf.train.Checkpoint:
+def checkpoint_parts(model, sample_z) -> dict:
     """Both networks, both optimizers, the step and epoch counters (and the steps into the epoch), the
     random states of z, of DiffAugment and of D's dropout, the fixed sample z, the moving average of G,
     the adaptive R1 weight and LeCam's anchors (when the run keeps them): everything an exact resume
-    needs."""
-    extra = {} if model.ema_generator is None else {"ema_generator": model.ema_generator}
+    needs, by the names a checkpoint file gives them."""
+    parts = dict(generator=model.generator, discriminator=model.discriminator,
+                 d_optimizer=model.d_optimizer, g_optimizer=model.g_optimizer,
+                 step=model.step, epoch=model.epoch, epoch_step=model.epoch_step, z_seed=model.z_seed.state,
+                 augment_seed=model.augment_seed.state, sample_z=sample_z)
+    if model.ema_generator is not None:
+        parts["ema_generator"] = model.ema_generator
     if model.r1_weight is not None:
-        extra["r1_weight"] = model.r1_weight
+        parts["r1_weight"] = model.r1_weight
     if model.lecam_anchors is not None:
-        extra["lecam_anchors"] = model.lecam_anchors
+        parts["lecam_anchors"] = model.lecam_anchors
     # D's own random state where it has one (--d_dropout): Keras keeps a SeedGenerator's state out of
     # the layer's weights, so the checkpoint names it.
     dropout_seed = getattr(model.discriminator, "dropout_seed", None)
     if dropout_seed is not None:
-        extra["dropout_seed"] = dropout_seed.state
-    return tf.train.Checkpoint(
-        generator=model.generator, discriminator=model.discriminator,
-        d_optimizer=model.d_optimizer, g_optimizer=model.g_optimizer,
-        step=model.step, epoch=model.epoch, epoch_step=model.epoch_step, z_seed=model.z_seed.state,
-        augment_seed=model.augment_seed.state, sample_z=sample_z, **extra)
+        parts["dropout_seed"] = dropout_seed.state
+    return parts
+
+
+def make_checkpoint(model, sample_z) -> tf.train.Checkpoint:
+    """The checkpoint of everything checkpoint_parts names."""
+    return tf.train.Checkpoint(**checkpoint_parts(model, sample_z))
 
 
 def _saved(saved: dict, name: str) -> bool:
@@ -68,13 +66,9 @@ def holds_part(path: str, name: str) -> bool:
     return _saved(dict(tf.train.list_variables(path)), name)
 
 
-def _parts_in_file(checkpoint: tf.train.Checkpoint, saved: dict) -> tf.train.Checkpoint:
-    """`checkpoint`, or one without the added parts a file of an earlier version lacks."""
-    missing = {name for name in _ADDED_PARTS if hasattr(checkpoint, name) and not _saved(saved, name)}
-    if not missing:
-        return checkpoint
-    return tf.train.Checkpoint(**{name: getattr(checkpoint, name) for name in _PARTS
-                                  if name not in missing and hasattr(checkpoint, name)})
+def _parts_in_file(parts: dict, saved: dict) -> dict:
+    """`parts` without the added parts a file of an earlier version lacks."""
+    return {name: part for name, part in parts.items() if name not in _ADDED_PARTS or _saved(saved, name)}
 
 
 def make_manager(checkpoint: tf.train.Checkpoint, folder: str, max_to_keep: int):
@@ -89,8 +83,7 @@ def make_manager(checkpoint: tf.train.Checkpoint, folder: str, max_to_keep: int)
     state = os.path.join(folder, STATE_FILE)
     note = "was missing"
     if os.path.exists(state):
-        kept = f"{state}.damaged-{int(time.time())}"
-        os.replace(state, kept)  # Kept, not deleted: nothing saved is thrown away.
+        kept = keep_aside(state)  # Kept, not deleted: nothing saved is thrown away.
         note = f"was damaged (kept as {kept})"
     write_state_file(state, found)
     warnings.warn(RunWarning(f"the checkpoint list {state} {note}; rebuilt the list from the "
@@ -137,11 +130,12 @@ def write_state_file(state: str, prefixes) -> None:
     write_text(state, "\n".join(lines) + "\n")
 
 
-def restore_newest(checkpoint: tf.train.Checkpoint, paths_newest_first, sample_z) -> str:
-    """Restores the newest of `paths` that loads, warning about damaged newer ones; returns its path.
+def restore_newest(model, sample_z, paths_newest_first) -> str:
+    """Restores the newest of `paths` that loads into `model` and `sample_z` (checkpoint_parts),
+    warning about damaged newer ones; returns its path.
 
     UserError when none loads (the first error says why) or the sample grid size differs."""
-    errors = []
+    parts, errors = checkpoint_parts(model, sample_z), []
     for path in paths_newest_first:
         try:
             saved = dict(tf.train.list_variables(path))
@@ -153,7 +147,7 @@ def restore_newest(checkpoint: tf.train.Checkpoint, paths_newest_first, sample_z
                 f"{path} holds a different number of sample images; use the run's --sample_num (see its "
                 f"config.json), or --run NEW_NAME for a new run.")
         try:
-            restore(_parts_in_file(checkpoint, saved), path)
+            restore(tf.train.Checkpoint(**_parts_in_file(parts, saved)), path)
         except UserError as e:
             errors.append((path, str(e)))
             continue

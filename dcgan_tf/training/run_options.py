@@ -30,7 +30,7 @@ def training_run(config: RunConfig, given: Collection[str]) -> RunConfig:
         name = runs.match_entry(config.checkpoint_dir, config.run) or config.run
         config = dataclasses.replace(config, run=name)
         saved = _readable_config(config.run_checkpoint_dir)
-        return _continued(saved_model_options(config, saved, given), saved, given) if saved else config
+        return _continued(run_model_options(config, saved, given), saved, given) if saved else config
     if not os.path.isdir(config.run_checkpoint_dir):
         legacy = runs.legacy_folder(
             config.checkpoint_dir,
@@ -212,7 +212,7 @@ def _resumed_initialised_run(config: RunConfig, typed: str, source_folder: str,
     if os.path.realpath(runs.run_folder_of(began)[0]) != os.path.realpath(source_folder):
         raise UserError(f"run {config.run} began from {began}, not from run {typed}; to continue it, drop "
                         f"--init_from and give --run {config.run}; or name a new run with --run NAME.")
-    return _continued(saved_model_options(dataclasses.replace(config, init_from=began), saved, given), saved, given)
+    return _continued(run_model_options(dataclasses.replace(config, init_from=began), saved, given), saved, given)
 
 
 def _readable_config(folder: str) -> Optional[dict]:
@@ -222,7 +222,7 @@ def _readable_config(folder: str) -> Optional[dict]:
         return None  # Reported where the run is continued (continue_saved_run).
 
 
-def saved_model_options(config: RunConfig, saved: dict, given: Collection[str]) -> RunConfig:
+def run_model_options(config: RunConfig, saved: dict, given: Collection[str]) -> RunConfig:
     """`config` with the model options, batch size and dataset of a run's saved config.json; a flag the
     user gave that disagrees is refused with the run's value (a named run never continues on other
     images, nor rewrites its record of the ones it was trained on)."""
@@ -248,7 +248,7 @@ def continue_saved_run(config: RunConfig) -> RunConfig:
     try:
         saved = runs.read_config(config.run_checkpoint_dir)
     except runs.DamagedConfig as e:
-        kept = runs.keep_damaged_config(config.run_checkpoint_dir)
+        kept = runs.keep_aside(os.path.join(config.run_checkpoint_dir, runs.CONFIG_FILE))
         warnings.warn(RunWarning(
             f"{e}; kept it as {kept}. This command's options continue the run from its newest checkpoint "
             f"(refused below if they do not fit it) and a new config.json is written."), stacklevel=2)
@@ -294,7 +294,7 @@ def trained_options(config: RunConfig, info: runs.RunInfo, given: Optional[Colle
     if given is None:
         check_same_model(named, info.config, info.folder)
     else:
-        saved_model_options(named, info.config, given)
+        run_model_options(named, info.config, given)
     keep = {f.name for f in dataclasses.fields(RunConfig)} & set(info.config)
     merged = {**{k: info.config[k] for k in keep}, **{k: getattr(config, k) for k in INVOCATION_FIELDS},
               "run": info.name, "runs": False}

@@ -1,5 +1,6 @@
 """Training: `train(config)` prepares the data, holds the run, builds it (training/build.py), wires the
-callbacks and calls `fit`, resuming from the run's newest checkpoint when there is one."""
+callbacks and calls `fit`, resuming from the run's newest checkpoint when there is one. The training
+step itself is the model's: dcgan_tf/model/gan.py, DCGAN.train_step."""
 
 from __future__ import annotations
 
@@ -61,26 +62,25 @@ def check_writable(folders) -> None:
                             f"or choose another output folder (--checkpoint_dir, --sample_dir, --log_dir).") from None
 
 
-def check_steps_per_execution(steps_per_epoch: int, config: RunConfig) -> None:
-    """Keras runs whole executions even across an epoch's end, so an epoch must be a whole number
-    of them."""
-    n = config.steps_per_execution
+def check_steps_per_execution(steps_per_epoch: int, n: int, batch_size: int) -> None:
+    """Keras runs whole executions (of `n` steps) even across an epoch's end, so an epoch must be a
+    whole number of them."""
     if steps_per_epoch % n:
         fits = [d for d in range(1, steps_per_epoch + 1) if steps_per_epoch % d == 0]
         raise UserError(
             f"--steps_per_execution {n} does not divide the {steps_per_epoch} steps of an epoch (images // "
-            f"--batch_size {config.batch_size}); use one of {', '.join(map(str, fits))}.")
+            f"--batch_size {batch_size}); use one of {', '.join(map(str, fits))}.")
 
 
-def aligned_steps_per_execution(model: DCGAN, start_step: int, config: RunConfig) -> int:
+def aligned_steps_per_execution(model: DCGAN, start_step: int, steps_per_execution: int) -> int:
     """Steps per execution for a run resuming at `start_step`: executions must end on multiples of
     --steps_per_execution for grids and checkpoints to land on their steps; a run stopped at another
     step (one trained with another --steps_per_execution) runs fewer steps at a time this once."""
-    n = math.gcd(config.steps_per_execution, start_step) if start_step else config.steps_per_execution
-    if n != config.steps_per_execution:
+    n = math.gcd(steps_per_execution, start_step) if start_step else steps_per_execution
+    if n != steps_per_execution:
         warnings.warn(RunWarning(
             f"the run resumes at step {start_step}, not a multiple of --steps_per_execution "
-            f"{config.steps_per_execution}; running {n} step{'s' if n > 1 else ''} per execution until it "
+            f"{steps_per_execution}; running {n} step{'s' if n > 1 else ''} per execution until it "
             f"stops (grids and checkpoints stay on their steps)."), stacklevel=2)
         model.steps_per_execution = n
     return n
@@ -115,9 +115,8 @@ def ended_early_line(config: RunConfig) -> Optional[str]:
         return None
     from dcgan_tf.quality import evaluate
 
-    reason = evaluate.ended_early(evaluate.read_quality(config.run_checkpoint_dir), config.keep_best,
-                                  config.patience)
-    return reason and (f"dcgan_tf: the run {config.run_name} has ended early: {reason}; raise --patience "
+    reason = evaluate.ended_early(runs.read_quality(config.run_checkpoint_dir), config.keep_best, config.patience)
+    return reason and (f"dcgan_tf: the run {config.run} has ended early: {reason}; raise --patience "
                        f"(or give --patience 0) to train on.")
 
 
@@ -133,11 +132,11 @@ def train(config: RunConfig, verbose: int = 1, extra_callbacks=()) -> TrainResul
     config, image_set = prepare_data(config)  # `--precision auto` continuing a run takes the run's own.
     config, precision_text = precision.settle(config, requested_precision)
     epoch_steps = pipeline.steps_per_epoch(len(image_set.images), config.batch_size)
-    check_steps_per_execution(epoch_steps, config)
+    check_steps_per_execution(epoch_steps, config.steps_per_execution, config.batch_size)
     if chief:
         check_writable([config.run_checkpoint_dir, config.run_sample_dir, config.run_log_dir])
     # One writer per run: held until training ends; a second --train of the run stops here.
-    with (RunLock(config.run_checkpoint_dir, config.run_name) if chief else contextlib.nullcontext()):
+    with (RunLock(config.run_checkpoint_dir, config.run) if chief else contextlib.nullcontext()):
         return _train_held(config, strategy, chief, image_set, epoch_steps, verbose, extra_callbacks,
                            precision_text=precision_text)
 
@@ -156,10 +155,10 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
             config.run_checkpoint_dir)
     model = run.model
     start_epoch, start_step = int(model.epoch.numpy()), int(model.step.numpy())
-    aligned_steps_per_execution(model, start_step, config)
+    aligned_steps_per_execution(model, start_step, config.steps_per_execution)
     if verbose:
         print(f"dcgan_tf: {len(image_set.images)} images from {image_set.source or config.dataset_path}"
-              f" at {config.output_height}x{config.output_width}x{config.c_dim}; run {config.run_name}; "
+              f" at {config.output_height}x{config.output_width}x{config.c_dim}; run {config.run}; "
               f"precision {precision_text or config.precision}; "
               + (f"resumed from {run.resumed_from} (epoch {start_epoch}, step {start_step})" if run.resumed_from
                  else f"starting from the networks of {run.initialised_from}" if run.initialised_from
@@ -207,7 +206,7 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
             finally:
                 stop.release()  # Signal handlers and stdout as they were, however `fit` ended.
     elif verbose:
-        print(ended or finished_line(config.run_name, start_epoch))
+        print(ended or finished_line(config.run, start_epoch))
     if writer is not None:
         writer.flush()
     if failure.error is not None:
@@ -221,7 +220,7 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
             f"training diverged: a loss or weight became NaN or Inf at step {guard.tripped_at}; nothing "
             f"from that state was saved. Newest good checkpoint: {newest or 'none'}. "
             + (f"Go on from its networks with a lower learning rate as a new run: --train --init_from "
-               f"{config.run_name} --run NEW_NAME --learning_rate LOWER (the same command would diverge "
+               f"{config.run} --run NEW_NAME --learning_rate LOWER (the same command would diverge "
                f"the same way)." if newest else
                "Train again with a lower --learning_rate (or another --seed)."))
     stopped_by = stop.received or (STOPPED_BY_ANOTHER_WORKER if model.stop_agreement.requested_elsewhere else None)
@@ -267,7 +266,7 @@ def _quality_features(config: RunConfig, verbose: bool):
     quality.json are reported before the run starts."""
     from dcgan_tf.quality import evaluate
 
-    evaluate.read_quality(config.run_checkpoint_dir)
+    runs.read_quality(config.run_checkpoint_dir)
     return evaluate.inception_features_fn(config.fid_weights, progress=verbose)
 
 

@@ -20,7 +20,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from dcgan_tf.runs import EXPORT_KERAS_FILE, EXPORT_METADATA_FILE, atomic_path, exclusive
+from dcgan_tf.runs import EXPORT_KERAS_FILE, EXPORT_METADATA_FILE, TFLITE_FILE, atomic_path, exclusive
 
 
 class GeneratorExport(tf.Module):
@@ -66,7 +66,7 @@ def export_generator(generator, config, path: str, step: Optional[int] = None, w
     tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
     metadata = {"z_dim": config.z_dim, "z_dist": config.z_dist, "arch": config.arch,
                 "output_height": config.output_height, "output_width": config.output_width,
-                "c_dim": config.c_dim, "run_name": config.run_name,
+                "c_dim": config.c_dim, "run_name": config.run,
                 "step": None if step is None else int(step), "weights": weights}
     with open(os.path.join(tmp, EXPORT_METADATA_FILE), "w", encoding="utf-8") as f:
         json.dump(metadata, f, indent=2)
@@ -94,9 +94,6 @@ def _remove_partials_of_dead_processes(path: str) -> None:
             shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
         except OSError:
             pass  # Alive (another user's process): leave it.
-
-
-TFLITE_FILE = "model.tflite"
 
 
 def to_tflite(saved_model_path: str, output_path: str = "") -> str:

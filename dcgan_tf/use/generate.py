@@ -62,7 +62,7 @@ def resolve_saved_model(path: str) -> str:
     versions = runs.export_versions(path)
     if versions:
         return os.path.join(path, str(versions[-1]))
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+    if os.path.isfile(os.path.join(path, runs.SAVED_MODEL_FILE)):
         return path
     raise UserError(f"--saved_model {path} is not a SavedModel folder (no saved_model.pb, and no version "
                     f"folders holding one); give a folder that --export wrote: export/<run> for its newest "
@@ -109,7 +109,7 @@ def _run_folder_name(path: str) -> str:
 
 
 def load_source(config, run=None) -> Source:
-    """The Source that `config` names: --saved_model when given, else `run` (a train.Run) when given,
+    """The Source that `config` names: --saved_model when given, else `run` (a build.Run) when given,
     else the newest checkpoint of the run the flags name."""
     if config.saved_model:
         return from_saved_model(config.saved_model)
@@ -117,16 +117,16 @@ def load_source(config, run=None) -> Source:
         from dcgan_tf.training import build
 
         run = build.load_trained(config)
-    return from_generator(run.model.sampler(config.live_weights), run.config.z_dim, run.config.z_dist, run.config.run_name,
-                          run.resumed_from or f"the model of run {run.config.run_name}", int(run.model.step.numpy()),
+    return from_generator(run.model.sampler(config.live_weights), run.config.z_dim, run.config.z_dist, run.config.run,
+                          run.resumed_from or f"the model of run {run.config.run}", int(run.model.step.numpy()),
                           live=config.live_weights)
 
 
-def output_dir(config, source: Source) -> str:
+def output_dir(sample_dir: str, source: Source) -> str:
     """The picture folder of `source` (runs.picture_dir): one per checkpoint step, `live/` in it for
     G's live weights (--live_weights, or an export of them); a SavedModel of the same checkpoint
     writes where the checkpoint does."""
-    return runs.picture_dir(config.sample_dir, source.name, source.step, live=source.live and source.step is not None)
+    return runs.picture_dir(sample_dir, source.name, source.step, live=source.live and source.step is not None)
 
 
 def generate(source: Source, count: int, folder: str, seed: int, grid: bool = False) -> List[str]:

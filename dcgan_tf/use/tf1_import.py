@@ -156,7 +156,7 @@ def import_tf1_checkpoint(path: str, config) -> str:
         config = dataclasses.replace(config, c_dim=infer_c_dim(reader))
     # The import writes the run's first checkpoint: it holds the run as a training does, so a --train
     # of the same run starting meanwhile is refused (and this import, if one is training it).
-    with RunLock(config.run_checkpoint_dir, config.run_name):
+    with RunLock(config.run_checkpoint_dir, config.run):
         return _import_into_new_run(reader, prefix, config)
 
 

@@ -3,8 +3,8 @@
 - `visualize(source, option, ...)`: the original program's five visualize options (PNG and GIF
   written with Pillow; any batch size);
 - `interpolate(source, keys, ...)`: a slerp walk through z vectors as a looping GIF and a strip PNG;
-- `write_report(config)`: loss curves (matplotlib) from the run's TensorBoard scalars or its
-  metrics.csv, and a GIF of the fixed-z sample grids in step order.
+- `write_report(name, checkpoint_dir, sample_dir, log_dir)`: loss curves (matplotlib) from the run's
+  TensorBoard scalars or its metrics.csv, and a GIF of the fixed-z sample grids in step order.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
+from dcgan_tf.config import VISUALIZE_OPTIONS
 from dcgan_tf.data import images as imgs
 from dcgan_tf.data.pipeline import to_pixels
 from dcgan_tf.errors import UserError
-from dcgan_tf.runs import GRID_PATTERN, LOSS_FILE, METRICS_FILE, TRAINING_GIF, atomic_path
+from dcgan_tf.runs import LOSS_FILE, METRICS_FILE, TRAINING_GIF, atomic_path, sample_grids
 from dcgan_tf.model.latent import z_numpy, slerp_segments
 
-VISUALIZE_OPTIONS = (0, 1, 2, 3, 4)
+TRAINING_GIF_FRAMES = 100  # At most, in --report's training.gif: a GIF of a long run stays small.
 
 
 # ------------------------------------------------------------------------------------------------
@@ -42,18 +43,17 @@ def tile(pixels: np.ndarray, cols: int) -> np.ndarray:
     return out
 
 
-def save_gif(frames: Sequence[np.ndarray], path: str, duration_ms=100, loop: bool = True) -> str:
-    """Writes uint8 frames [H, W, 1 or 3] as an animated GIF; `duration_ms` is one number or one per
-    frame. The file appears whole or not at all."""
+def save_gif(frames: Sequence[np.ndarray], path: str, duration_ms=100) -> str:
+    """Writes uint8 frames [H, W, 1 or 3] as an animated GIF that loops; `duration_ms` is one number or
+    one per frame. The file appears whole or not at all."""
     if not len(frames):
         raise ValueError("a GIF needs at least one frame")
     pictures = [Image.fromarray(f[..., 0] if f.shape[-1] == 1 else f) for f in frames]
     if not isinstance(duration_ms, (int, float)):
         duration_ms = [int(d) for d in duration_ms]
-    extra = {"loop": 0} if loop else {}
     with atomic_path(path) as tmp:
         pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:], duration=duration_ms,
-                         **extra)
+                         loop=0)
     return path
 
 
@@ -90,7 +90,7 @@ def visualize(source, option: int, folder: str, *, batch_size: int, seed: int, d
        k, forwards then backwards: `test_gif_merged.gif`.
     """
     if option not in VISUALIZE_OPTIONS:
-        raise UserError(f"--visualize must be one of 0, 1, 2, 3, 4, got {option}.")
+        raise UserError(f"--visualize must be one of {', '.join(map(str, VISUALIZE_OPTIONS))}, got {option}.")
     if batch_size < 1:
         raise UserError(f"--batch_size must be a positive whole number, got {batch_size}.")
     if option == 0:
@@ -282,24 +282,13 @@ def plot_losses(series: Dict[str, Tuple[np.ndarray, np.ndarray]], path: str, x_l
     return path
 
 
-def sample_grids(folder: str) -> List[Tuple[int, int, str]]:
-    """The fixed-z sample grids `train_{epoch}_{step}.png` of a run as (step, epoch, path), by step."""
-    found = []
-    if os.path.isdir(folder):
-        for name in os.listdir(folder):
-            match = GRID_PATTERN.match(name)
-            if match:
-                found.append((int(match.group(2)), int(match.group(1)), os.path.join(folder, name)))
-    return sorted(found)
-
-
-def training_gif(folder: str, path: str, max_frames: int = 100, caption: bool = True) -> Optional[str]:
-    """A GIF of the sample grids in `folder` in step order (at most `max_frames`, evenly chosen, the
-    first and last always in), each captioned with its epoch and step; None if there are none."""
+def training_gif(folder: str, path: str) -> Optional[str]:
+    """A GIF of the sample grids in `folder` in step order (at most TRAINING_GIF_FRAMES, evenly chosen,
+    the first and last always in), each captioned with its epoch and step; None if there are none."""
     grids = sample_grids(folder)
     if not grids:
         return None
-    picks = sorted(set(np.linspace(0, len(grids) - 1, min(len(grids), max_frames)).round().astype(int)))
+    picks = sorted(set(np.linspace(0, len(grids) - 1, min(len(grids), TRAINING_GIF_FRAMES)).round().astype(int)))
     pictures, gray = [], True
     for i in picks:
         step, epoch, file = grids[i]
@@ -311,26 +300,23 @@ def training_gif(folder: str, path: str, max_frames: int = 100, caption: bool = 
     for step, epoch, picture in pictures:
         if picture.size != (width, height):
             picture = picture.resize((width, height))
-        band = 12 if caption else 0
-        canvas = Image.new("RGB", (width, height + band))
+        canvas = Image.new("RGB", (width, height + 12))  # A band below the grid for its caption.
         canvas.paste(picture, (0, 0))
-        if caption:
-            draw = ImageDraw.Draw(canvas)
-            texts = (f"epoch {epoch}  step {step}", f"step {step}", str(step))
-            text = next((t for t in texts if draw.textlength(t) <= width - 4), texts[-1])
-            draw.text((2, height), text, fill=(255, 255, 255))
+        draw = ImageDraw.Draw(canvas)
+        texts = (f"epoch {epoch}  step {step}", f"step {step}", str(step))
+        text = next((t for t in texts if draw.textlength(t) <= width - 4), texts[-1])
+        draw.text((2, height), text, fill=(255, 255, 255))
         array = np.asarray(canvas)
         frames.append(array[..., :1] if gray else array)
     durations = [200] * (len(frames) - 1) + [1500]
     return save_gif(frames, path, durations)
 
 
-def write_report(config) -> List[str]:
-    """Pictures of a run's training, written into its checkpoint folder: `losses.png` (the TensorBoard
-    scalars per step when the run has them, else metrics.csv per epoch) and `training.gif` (the
-    sample grids over training). Returns the paths written."""
-    name, checkpoint_dir, sample_dir, log_dir = (config.run_name, config.run_checkpoint_dir, config.run_sample_dir,
-                                                 config.run_log_dir)
+def write_report(name: str, checkpoint_dir: str, sample_dir: str, log_dir: str) -> List[str]:
+    """Pictures of the training of run `name`, written into its checkpoint folder `checkpoint_dir`:
+    `losses.png` (the TensorBoard scalars per step in `log_dir` when the run has them, else
+    metrics.csv per epoch) and `training.gif` (the sample grids in `sample_dir` over training).
+    Returns the paths written."""
     paths = []
     series = by_original_name(read_event_scalars(log_dir)) if os.path.isdir(log_dir) else {}
     x_label, origin = "step", "TensorBoard scalars"  # The title names the source, not a machine's path.
