@@ -26,11 +26,16 @@ REGISTRY = {"simpsons": simpsons, "mlp": mlp, "art": art, "mnist": mnist, "class
 ARCHITECTURES = tuple(REGISTRY)
 
 
-def check_shape(arch: str, height: int, width: int, c_dim: int) -> None:
-    """Raises UserError where architecture `arch` cannot make height x width x c_dim images."""
+def _module(arch: str):
+    """The module of architecture `arch`; UserError for a name that is not one."""
     if arch not in REGISTRY:
         raise UserError(f"--arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}.")
-    problem = REGISTRY[arch].check_shape(height, width, c_dim)
+    return REGISTRY[arch]
+
+
+def check_shape(arch: str, height: int, width: int, c_dim: int) -> None:
+    """Raises UserError where architecture `arch` cannot make height x width x c_dim images."""
+    problem = _module(arch).check_shape(height, width, c_dim)
     if problem:
         raise UserError(problem)
 
@@ -71,10 +76,8 @@ def build(arch: str, *, height: int, width: int, c_dim: int, z_dim: int, gf_dim:
     `synchronized_bn`: batch norm over the global batch of all replicas (for more than one replica).
     `with_discriminator=False`: (generator, None), without creating D's weights (a second of
     start-up at full width)."""
-    if arch not in REGISTRY:
-        raise UserError(f"--arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}.")
     with dtype_policy(precision):
-        generator, discriminator = REGISTRY[arch].build(
+        generator, discriminator = _module(arch).build(
             height=height, width=width, c_dim=c_dim, z_dim=z_dim, gf_dim=gf_dim, df_dim=df_dim,
             hidden_dim=hidden_dim, g_leaky=g_leaky, d_dropout=d_dropout, d_minibatch_std=d_minibatch_std)
         if not with_discriminator:
