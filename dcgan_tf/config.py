@@ -38,7 +38,8 @@ EMA_RAMPUP = 0.05
 # without it continues, and is rebuilt, with this).
 BEFORE_THE_OPTION = {"ema_decay": 0.0, "ema_rampup": 1 / 9, "r1_gamma": 0.0, "r1_target": 0.0,
                      "lecam_weight": 0.0, "cr_weight": 0.0, "cr_images": "both", "d_dropout": 0.0,
-                     "d_minibatch_std": False, "mirror": False, "precision": "float32"}
+                     "d_minibatch_std": False, "mirror": False, "precision": "float32",
+                     "diffaug_target": 0.0}
 
 
 # Architecture presets (--arch): each source program's defaults, as plain data. A RunConfig field left
@@ -307,6 +308,10 @@ class RunConfig:
                                         "applied to every image D sees, real and generated, in D's and G's "
                                         "updates; for small datasets (a few hundred to a few thousand images). "
                                         "Empty ('') turns it off. Default: the recipe's.")
+    diffaug_target: float = _opt(0.0, "Make DiffAugment adaptive (StyleGAN2-ADA's way): each augmentation "
+                                      "reaches each image with a probability p that starts at 0, rises while "
+                                      "D's mean probability for the real images is above this target and falls "
+                                      "while below (0 to 1 in 500 steps). 0: every image, always.")
     mirror: Optional[bool] = _opt(None, "Show each training image flipped left-right in a random half of the epochs "
                                         "(x-flips: twice the images for data that looks right mirrored, such "
                                         "as faces); --nomirror turns it off. Default: the recipe's.")
@@ -429,6 +434,13 @@ class RunConfig:
             raise UserError("--cr_weight compares D's outputs for two augmentations of the same images and "
                             "this run has none; give --diffaug (e.g. color,translation,cutout) or leave "
                             "--cr_weight at 0.")
+        if not 0 <= self.diffaug_target < 1:
+            raise UserError(f"--diffaug_target must be in [0, 1) (a probability D gives the real images; 0: "
+                            f"DiffAugment on every image), got {self.diffaug_target}.")
+        if self.diffaug_target and not self.diffaug:
+            raise UserError("--diffaug_target adapts how often DiffAugment's augmentations are applied and this "
+                            "run has none; give --diffaug (e.g. color,translation,cutout) or leave "
+                            "--diffaug_target at 0.")
         if self.cr_images not in CR_IMAGES:
             raise UserError(f"--cr_images must be one of {', '.join(CR_IMAGES)}, got {self.cr_images!r}.")
         if not 0 <= self.d_dropout < 1:

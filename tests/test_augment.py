@@ -133,6 +133,24 @@ def test_empty_policy_returns_the_images_themselves():
     assert augment.diff_augment(x, (), keras.random.SeedGenerator(1)) is x
 
 
+def test_probability_decides_per_image_whether_an_augmentation_applies():
+    x = _images(shape=(400, 8, 8, 3))
+    seed = keras.random.SeedGenerator(2)
+
+    def cut(probability):
+        out = augment.diff_augment(x, ("cutout",), seed, probability=tf.constant(probability)).numpy()
+        return np.any(out == 0.0, axis=(1, 2, 3))  # Which images have a hole.
+
+    assert not cut(0.0).any()  # Probability 0: the images untouched.
+    assert cut(1.0).all()
+    share = cut(0.3).mean()  # Drawn per image: about 30% of 400 (+-4 standard deviations).
+    assert 0.3 - 4 * 0.023 < share < 0.3 + 4 * 0.023
+    # Each augmentation of a policy draws for itself: with two, the images that got one and not the
+    # other are there too.
+    both = augment.diff_augment(x, ("translation", "cutout"), seed, probability=tf.constant(0.5)).numpy()
+    assert 0 < np.mean(np.all(both == x.numpy(), axis=(1, 2, 3))) < 0.5
+
+
 def test_parse_diffaug():
     assert augment.parse_diffaug("color,translation,cutout") == ("color", "translation", "cutout")
     assert augment.parse_diffaug(" cutout , Color ") == ("cutout", "color")

@@ -42,7 +42,7 @@ def _stub_model(value: float):
         generator=variable(), discriminator=variable(), d_optimizer=variable(), g_optimizer=variable(),
         step=variable(), epoch=variable(), epoch_step=variable(), z_seed=seed(state=variable()),
         augment_seed=seed(state=variable()), ema_generator=variable(), r1_weight=variable(),
-        lecam_anchors=variable())
+        lecam_anchors=variable(), augment_p=variable())
 
 
 def test_a_file_of_an_earlier_version_restores_without_the_parts_added_since(tmp_path):

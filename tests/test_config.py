@@ -98,6 +98,8 @@ def test_create_returns_a_frozen_config():
     ({"strategy": "mirrored", "steps_per_execution": 2}, "--steps_per_execution 2 cannot be combined with --strategy"),
     ({"saved_model": "export/run/7", "live_weights": True}, "--live_weights picks a checkpoint's weights"),
     ({"r1_target": 1.0}, "--r1_target"),
+    ({"diffaug_target": 1.0}, "--diffaug_target"),
+    ({"diffaug_target": 0.6, "diffaug": ""}, "--diffaug_target adapts"),
 ])
 def test_bad_values_raise_user_error_naming_the_flag(values, flag):
     with pytest.raises(UserError) as excinfo:

@@ -176,6 +176,28 @@ def test_adaptive_r1_acts_only_once_d_x_passes_the_target(tmp_path):
     assert any(not np.allclose(a, b, atol=1e-7) for a, b in zip(plain_d, above_d) if a.ndim > 1)
 
 
+def test_adaptive_diffaug_starts_with_no_augmentation_and_its_probability_follows_d_x(tmp_path):
+    def two_steps(**options):
+        model = _model_with_labels(tmp_path, **options)
+        logs = model.fit(_batches(count=2), epochs=1, verbose=0, shuffle=False).history
+        return model, logs, _values(model.discriminator.trainable_variables)
+
+    policy = ("color", "translation", "cutout")
+    _, _, plain_d = two_steps()
+    # Below a target of 0.99 the probability stays 0: D learns as without DiffAugment.
+    below, logs, below_d = two_steps(augment=policy, augment_target=0.99)
+    assert float(below.augment_p.numpy()) == 0.0 and logs["augment_p"][0] == 0.0
+    assert below.metric_names == gan.METRIC_NAMES + ("augment_p",)
+    for a, b in zip(plain_d, below_d):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # Above a target of 0.01 it rises 1/500 a step; always-on DiffAugment keeps no probability.
+    above, _, _ = two_steps(augment=policy, augment_target=0.01)
+    assert float(above.augment_p.numpy()) == pytest.approx(2 / 500)
+    assert _model_with_labels(tmp_path, augment=policy).augment_p is None
+    # Without a policy there is nothing to adapt.
+    assert _model_with_labels(tmp_path, augment_target=0.5).augment_p is None
+
+
 def test_lecam_penalty_changes_d_update_not_the_reported_loss_and_moves_its_anchors(tmp_path):
     def one_step(**options):
         model = _model_with_labels(tmp_path, run_eagerly=True, **options)

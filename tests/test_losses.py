@@ -95,7 +95,7 @@ def test_r1_penalty_is_the_mean_squared_gradient_norm():
 
 def test_adaptive_r1_weight_steps_towards_the_side_of_the_target_and_stays_in_0_1():
     def after(weight, d_x, target=0.9, adjust_steps=500):
-        return float(losses.adapted_r1_weight(weight, d_x, target, adjust_steps))
+        return float(losses.adapted_weight(weight, d_x, target, adjust_steps))
 
     assert after(0.0, 0.95) == pytest.approx(1 / 500)  # D too sure of the real images: weight up.
     assert after(0.5, 0.80) == pytest.approx(0.5 - 1 / 500)  # Below the target: down.

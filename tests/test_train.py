@@ -77,21 +77,24 @@ def test_resume_mid_epoch_continues_counters_and_matches_an_uninterrupted_run(wo
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_adaptive_r1_weight_and_lecam_anchors_resume_and_start_at_0_from_a_checkpoint_without_them(workdir):
-    # D(x) is above 0.01 from the start: the R1 weight rises.
-    adaptive = {"r1_gamma": 0.1, "r1_target": 0.01, "lecam_weight": 0.1}
+def test_adaptive_weights_and_lecam_anchors_resume_and_start_at_0_from_a_checkpoint_without_them(workdir):
+    # D(x) is above 0.01 from the start: the R1 weight and DiffAugment's probability rise.
+    adaptive = {"r1_gamma": 0.1, "r1_target": 0.01, "lecam_weight": 0.1, "diffaug_target": 0.01}
     first = train.train(tiny_config(workdir, epoch=1, **adaptive), verbose=0)
     weight = float(first.run.model.r1_weight.numpy())
     anchors = first.run.model.lecam_anchors.numpy()
     assert weight == pytest.approx(first.steps_run / 500) and np.all(anchors != 0.0)
+    assert float(first.run.model.augment_p.numpy()) == pytest.approx(weight)
+    assert json.loads((workdir / "checkpoints" / first.run.config.run / "config.json").read_text())["diffaug_target"] == 0.01
     again = build.build_run(tiny_config(workdir, c_dim=3, epoch=2, **adaptive))
-    assert float(again.model.r1_weight.numpy()) == weight
+    assert float(again.model.r1_weight.numpy()) == weight == float(again.model.augment_p.numpy())
     np.testing.assert_array_equal(again.model.lecam_anchors.numpy(), anchors)
     # A run trained without them turns them on when resumed: its checkpoint loads, they start at 0.
     plain = train.train(tiny_config(workdir, epoch=1, r1_gamma=0.0, checkpoint_dir=str(workdir / "p")), verbose=0)
     assert plain.run.model.r1_weight is None and plain.run.model.lecam_anchors is None
     switched = build.build_run(tiny_config(workdir, c_dim=3, epoch=2, checkpoint_dir=str(workdir / "p"), **adaptive))
     assert switched.resumed_from and float(switched.model.r1_weight.numpy()) == 0.0
+    assert float(switched.model.augment_p.numpy()) == 0.0
     np.testing.assert_array_equal(switched.model.lecam_anchors.numpy(), [0.0, 0.0])
 
 

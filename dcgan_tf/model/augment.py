@@ -108,14 +108,22 @@ def cutout(images, seed, ratio: float = 0.5):
 _OPS = {"color": color, "translation": translation, "cutout": cutout}
 
 
-def diff_augment(images, policy, seed):
+def diff_augment(images, policy, seed, probability=None):
     """Applies the augmentations named in `policy` (a tuple from parse_diffaug) in order, each with
-    fresh random draws from `seed`; an empty policy returns `images` itself."""
+    fresh random draws from `seed`; an empty policy returns `images` itself. With a `probability`
+    (a scalar in [0, 1], e.g. a variable that adapts as training goes), each augmentation reaches
+    each image with that probability, drawn per image and augmentation (StyleGAN2-ADA's way);
+    without one, every image gets every augmentation."""
     if not policy:
         return images
     with tf.name_scope("diff_augment"):
         for name in policy:
             if name not in _OPS:
                 raise ValueError(f"unknown augmentation {name!r}; expected one of {AUGMENTATIONS}")
-            images = _OPS[name](images, seed)
+            augmented = _OPS[name](images, seed)
+            if probability is None:
+                images = augmented
+            else:
+                chosen = _per_image(images, 0.0, 1.0, seed) < tf.cast(probability, images.dtype)
+                images = tf.where(chosen, augmented, images)
     return images

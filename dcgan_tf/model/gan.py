@@ -5,10 +5,12 @@ that d_loss does not go to zero"), all with the same z. Losses are sigmoid cross
 D's labels are 1 and 0, or soft / swapped ones drawn per image when the label ranges or the flip
 probability ask for it (losses.discriminator_labels). With an augmentation policy (DiffAugment,
 dcgan_tf/model/augment.py), D sees only augmented images: D(T(x)) and D(T(G(z))) in its update and
-D(T(G(z))) in every G update, each call with fresh random draws. With `r1_gamma` > 0, D's loss also
+D(T(G(z))) in every G update, each call with fresh random draws; with an `augment_target` > 0 each
+augmentation reaches each image with a probability p that adapts as the R1 weight below does (0 at
+the start). With `r1_gamma` > 0, D's loss also
 has the R1 penalty gamma/2 * E[|grad_x D(T(x))|^2] at the real images (losses.r1_penalty); with an
 `r1_target` > 0 the penalty is adaptive: its weight (0 to 1, times gamma) rises while D calls the real
-images real with a mean probability above the target and falls while below (losses.adapted_r1_weight),
+images real with a mean probability above the target and falls while below (losses.adapted_weight),
 so it acts only once D begins to memorise the training images, and costs nothing before (except
 under a strategy with several replicas, which computes it always). With a
 `lecam_weight` > 0, D's loss also has the LeCam penalty (losses.lecam_penalty) against moving averages of
@@ -55,7 +57,7 @@ class DCGAN(keras.Model):
                  g_steps: int = 2, seed=None, real_label_range=(1.0, 1.0), fake_label_range=(0.0, 0.0), label_flip_prob: float = 0.0,
                  augment=(), ema_generator=None, ema_decay: float = 0.0, ema_rampup: float = ema.DEFAULT_RAMPUP,
                  r1_gamma: float = 0.0, r1_target: float = 0.0, lecam_weight: float = 0.0,
-                 cr_weight: float = 0.0, cr_images: str = "both", **kwargs):
+                 cr_weight: float = 0.0, cr_images: str = "both", augment_target: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if g_steps < 1:
             raise ValueError(f"g_steps must be at least 1, got {g_steps}")
@@ -75,6 +77,9 @@ class DCGAN(keras.Model):
         self.label_flip_prob = float(label_flip_prob)
         self.z_seed = keras.random.SeedGenerator(seed, name="z_seed")
         self.augment = tuple(augment)
+        # Adaptive DiffAugment (augment_target > 0): each augmentation reaches each image with a
+        # probability that starts at 0 and follows D(x) as the R1 weight does; kept in checkpoints.
+        self.augment_target = float(augment_target) if self.augment else 0.0
         if cr_weight > 0 and not self.augment:
             raise ValueError("cr_weight needs an augmentation policy: it compares two augmentations of each image")
         if cr_images not in CR_IMAGES:
@@ -102,7 +107,11 @@ class DCGAN(keras.Model):
                                               initializer="zeros", trainable=False,
                                               aggregation="only_first_replica")
                               if self.lecam_weight > 0 else None)
-        self.metric_names = METRIC_NAMES + (("r1_weight",) if self.r1_weight is not None else ())
+        self.augment_p = (self.add_weight(name="augment_p", shape=(), dtype="float32", initializer="zeros",
+                                          trainable=False, aggregation="only_first_replica")
+                          if self.augment_target > 0 else None)
+        self.metric_names = (METRIC_NAMES + (("r1_weight",) if self.r1_weight is not None else ())
+                             + (("augment_p",) if self.augment_p is not None else ()))
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
         # What `stop_training` reads and sets: the workers of a multiworker cluster stop together.
         self.stop_agreement = replicas.StopAgreement(across_workers=replicas.across_workers())
@@ -181,7 +190,10 @@ class DCGAN(keras.Model):
         if self.r1_weight is not None:
             # Set from the global batch's D(x), so every replica holds the same weight.
             values["r1_weight"] = self.r1_weight.assign(
-                losses.adapted_r1_weight(self.r1_weight, values["d_x"], self.r1_target))
+                losses.adapted_weight(self.r1_weight, values["d_x"], self.r1_target))
+        if self.augment_p is not None:
+            values["augment_p"] = self.augment_p.assign(
+                losses.adapted_weight(self.augment_p, values["d_x"], self.augment_target))
         # Not metrics: the global batch's mean logits, which move LeCam's anchors (alike on every replica).
         real_logit, fake_logit = values.pop("real_logit", None), values.pop("fake_logit", None)
         if self.lecam_anchors is not None:
@@ -300,7 +312,7 @@ class DCGAN(keras.Model):
         """T(images) with fresh draws; the images themselves (no op at all) when the policy is empty."""
         if not self.augment:
             return images
-        return aug.diff_augment(images, self.augment, self.augment_seed)
+        return aug.diff_augment(images, self.augment, self.augment_seed, probability=self.augment_p)
 
     def _check_finite(self, tensors):
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(t))) for t in tensors])

@@ -68,14 +68,16 @@ def r1_penalty(input_gradients):
     return tf.reduce_mean(tf.reduce_sum(squares, axis=tf.range(1, tf.rank(squares))))
 
 
-# Steps the adaptive R1 weight takes to go from 0 to 1 (or back) while D(x) stays on one side of the target.
-R1_ADJUST_STEPS = 500
+# Steps an adaptive weight (R1's, DiffAugment's probability) takes to go from 0 to 1 (or back) while
+# D(x) stays on one side of its target.
+ADJUST_STEPS = 500
 
 
-def adapted_r1_weight(weight, d_x_mean, target: float, adjust_steps: int = R1_ADJUST_STEPS):
-    """The adaptive R1 weight after a step: one 1/adjust_steps up when the batch's mean D(x) was above
-    `target` (D is growing sure of the training images, the sign of memorising them that
-    StyleGAN2-ADA steers its augmentation by), one down when below, kept in [0, 1]."""
+def adapted_weight(weight, d_x_mean, target: float, adjust_steps: int = ADJUST_STEPS):
+    """An adaptive weight after a step (the R1 penalty's, or the probability of DiffAugment's
+    augmentations): one 1/adjust_steps up when the batch's mean D(x) was above `target` (D is
+    growing sure of the training images, the sign of memorising them that StyleGAN2-ADA steers its
+    augmentation by), one down when below, kept in [0, 1]."""
     direction = tf.sign(tf.cast(d_x_mean, tf.float32) - target)
     return tf.clip_by_value(tf.convert_to_tensor(weight, tf.float32) + direction / adjust_steps, 0.0, 1.0)
 

@@ -25,13 +25,14 @@ def checkpoint_step(path: str) -> int:
 
 # Parts missing from checkpoints of earlier versions, which restore without them (those parts keep
 # their fresh state).
-_ADDED_PARTS = ("augment_seed", "ema_generator", "r1_weight", "lecam_anchors", "epoch_step", "dropout_seed")
+_ADDED_PARTS = ("augment_seed", "ema_generator", "r1_weight", "lecam_anchors", "epoch_step", "dropout_seed",
+                "augment_p")
 
 
 def checkpoint_parts(model, sample_z) -> dict:
     """Both networks, both optimizers, the step and epoch counters (and the steps into the epoch), the
     random states of z, of DiffAugment and of D's dropout, the fixed sample z, the moving average of G,
-    the adaptive R1 weight and LeCam's anchors (when the run keeps them): everything an exact resume
+    the adaptive R1 weight and DiffAugment probability and LeCam's anchors (when the run keeps them): everything an exact resume
     needs, by the names a checkpoint file gives them."""
     parts = dict(generator=model.generator, discriminator=model.discriminator,
                  d_optimizer=model.d_optimizer, g_optimizer=model.g_optimizer,
@@ -43,6 +44,8 @@ def checkpoint_parts(model, sample_z) -> dict:
         parts["r1_weight"] = model.r1_weight
     if model.lecam_anchors is not None:
         parts["lecam_anchors"] = model.lecam_anchors
+    if model.augment_p is not None:
+        parts["augment_p"] = model.augment_p
     # D's own random state where it has one (--d_dropout): Keras keeps a SeedGenerator's state out of
     # the layer's weights, so the checkpoint names it.
     dropout_seed = getattr(model.discriminator, "dropout_seed", None)

@@ -20,7 +20,8 @@ from tensorboard.plugins.scalar import metadata as scalar_metadata
 
 SCALAR_TAGS = {"d_loss": "loss/d_loss", "d_loss_real": "loss/d_loss_real", "d_loss_fake": "loss/d_loss_fake",
                "g_loss": "loss/g_loss", "d_x": "probability/d_x", "d_g_z": "probability/d_g_z",
-               "r1_weight": "loss/r1_weight"}  # The adaptive R1 penalty's weight, when a run has one.
+               # The adaptive R1 penalty's weight and DiffAugment's probability, when a run has them.
+               "r1_weight": "loss/r1_weight", "augment_p": "loss/augment_p"}
 # Histograms of G's input z, D(x) and D(G(z)) ("d" and "d_", as the original named them).
 HISTOGRAM_TAGS = {"z": "z", "d_x": "probability/d", "d_g_z": "probability/d_"}
 _SCALAR_METADATA = scalar_metadata.create_summary_metadata(display_name=None, description=None).SerializeToString()
