@@ -264,8 +264,8 @@ def _record_augmentations(monkeypatch):
     seen = []
     original = gan.aug.diff_augment
 
-    def recording(images, policy, seed):
-        out = original(images, policy, seed)
+    def recording(images, policy, seed, probability=None):
+        out = original(images, policy, seed, probability=probability)
         seen.append((keras.ops.convert_to_numpy(images), keras.ops.convert_to_numpy(out)))
         return out
 
