@@ -98,23 +98,27 @@ class DCGAN(keras.Model):
         # The first step after which a loss or a weight was NaN or Inf (0: none yet).
         self.nonfinite_step = self._add_counter("nonfinite_step")
         # The adaptive R1 penalty's weight (only with r1_target > 0): starts off, kept in checkpoints.
-        self.r1_weight = (self.add_weight(name="r1_weight", shape=(), dtype="float32", initializer="zeros",
-                                          trainable=False, aggregation="only_first_replica")
-                          if self.r1_target > 0 else None)
+        self.r1_weight = self._add_adaptive_weight("r1_weight", self.r1_target)
         # LeCam's anchors [a_real, a_fake] (only with lecam_weight > 0): moving averages of D's mean logits.
         self.lecam_weight = float(lecam_weight)
         self.lecam_anchors = (self.add_weight(name="lecam_anchors", shape=(2,), dtype="float32",
                                               initializer="zeros", trainable=False,
                                               aggregation="only_first_replica")
                               if self.lecam_weight > 0 else None)
-        self.augment_p = (self.add_weight(name="augment_p", shape=(), dtype="float32", initializer="zeros",
-                                          trainable=False, aggregation="only_first_replica")
-                          if self.augment_target > 0 else None)
+        self.augment_p = self._add_adaptive_weight("augment_p", self.augment_target)
         self.metric_names = (METRIC_NAMES + (("r1_weight",) if self.r1_weight is not None else ())
                              + (("augment_p",) if self.augment_p is not None else ()))
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
         # What `stop_training` reads and sets: the workers of a multiworker cluster stop together.
         self.stop_agreement = replicas.StopAgreement(across_workers=replicas.across_workers())
+
+    def _add_adaptive_weight(self, name, target: float):
+        """A weight in [0, 1] that starts at 0 and follows D(x) against `target` (losses.adapted_weight),
+        kept in checkpoints; None when `target` is 0 (not adaptive)."""
+        if target <= 0:
+            return None
+        return self.add_weight(name=name, shape=(), dtype="float32", initializer="zeros", trainable=False,
+                               aggregation="only_first_replica")
 
     def _add_counter(self, name):
         # Under tf.distribute every replica updates the counters alike; the first replica's update counts.

@@ -32,8 +32,8 @@ _ADDED_PARTS = ("augment_seed", "ema_generator", "r1_weight", "lecam_anchors", "
 def checkpoint_parts(model, sample_z) -> dict:
     """Both networks, both optimizers, the step and epoch counters (and the steps into the epoch), the
     random states of z, of DiffAugment and of D's dropout, the fixed sample z, the moving average of G,
-    the adaptive R1 weight and DiffAugment probability and LeCam's anchors (when the run keeps them): everything an exact resume
-    needs, by the names a checkpoint file gives them."""
+    the adaptive R1 weight and DiffAugment probability and LeCam's anchors (when the run keeps them):
+    everything an exact resume needs, by the names a checkpoint file gives them."""
     parts = dict(generator=model.generator, discriminator=model.discriminator,
                  d_optimizer=model.d_optimizer, g_optimizer=model.g_optimizer,
                  step=model.step, epoch=model.epoch, epoch_step=model.epoch_step, z_seed=model.z_seed.state,
