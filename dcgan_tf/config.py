@@ -39,7 +39,7 @@ EMA_RAMPUP = 0.05
 BEFORE_THE_OPTION = {"ema_decay": 0.0, "ema_rampup": 1 / 9, "r1_gamma": 0.0, "r1_target": 0.0,
                      "lecam_weight": 0.0, "cr_weight": 0.0, "cr_images": "both", "d_dropout": 0.0,
                      "d_minibatch_std": False, "mirror": False, "precision": "float32",
-                     "diffaug_target": 0.0}
+                     "diffaug_target": 0.0, "d_spectral_norm": False}
 
 
 # Architecture presets (--arch): each source program's defaults, as plain data. A RunConfig field left
@@ -47,7 +47,7 @@ BEFORE_THE_OPTION = {"ema_decay": 0.0, "ema_rampup": 1 / 9, "r1_gamma": 0.0, "r1
 _NO_TRICKS = {"real_label_low": 1.0, "real_label_high": 1.0, "fake_label_low": 0.0, "fake_label_high": 0.0,
               "label_flip_prob": 0.0, "diffaug": "", "ema_decay": 0.0, "r1_gamma": 0.0,
               "r1_target": 0.0, "lecam_weight": 0.0, "cr_weight": 0.0, "d_dropout": 0.0,
-              "d_minibatch_std": False, "mirror": False}
+              "d_minibatch_std": False, "d_spectral_norm": False, "mirror": False}
 PRESETS = {
     # The original Simpsons DCGAN: 5 stride-2 layers of 5x5 kernels, no tricks.
     "simpsons": {"output_height": 128, "c_dim": 0, "z_dim": 100, "z_dist": "uniform_signed", "gf_dim": 64,
@@ -300,6 +300,10 @@ class RunConfig:
                                                  "standard deviation), so that D sees a batch of too-alike "
                                                  "fakes. simpsons architecture only. Default: the recipe's "
                                                  "(off).")
+    d_spectral_norm: Optional[bool] = _opt(None, "Spectral normalisation of every kernel of D (Miyato et al. "
+                                                 "2018): each layer's weights divided by their largest singular "
+                                                 "value, estimated by one power-iteration step a call. simpsons "
+                                                 "architecture only. Default: the recipe's (off).")
     live_weights: bool = _opt(False, "Use G's live weights instead of their moving average (--ema_decay) for "
                                      "test mode, --generate, --visualize, --interpolate, --eval and --export.")
     seed: Optional[int] = _opt(None, "Random seed; default: a fresh one, recorded in the run's config.json.")
@@ -451,6 +455,9 @@ class RunConfig:
         if self.d_minibatch_std and self.arch != "simpsons":
             raise UserError(f"--d_minibatch_std is for --arch simpsons only (--arch {self.arch} has no such layer "
                             f"in its discriminator); leave it off.")
+        if self.d_spectral_norm and self.arch != "simpsons":
+            raise UserError(f"--d_spectral_norm is for --arch simpsons only (--arch {self.arch}'s discriminator "
+                            f"has no normalised layers); leave it off.")
         if not 0 <= self.beta1 < 1:
             raise UserError(f"--beta1 must be in [0, 1), got {self.beta1}.")
         if not 0 < self.beta2 < 1:

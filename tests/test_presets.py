@@ -94,13 +94,14 @@ def test_regularisers_off_in_every_recipe_are_flags_saved_with_the_run(tmp_path,
         RunConfig.create(**{name: bad})
 
 
-def test_minibatch_std_is_off_in_every_recipe_saved_with_the_run_and_for_simpsons_only(tmp_path):
-    assert not any(RunConfig.create(arch=arch, recipe=recipe).d_minibatch_std
+@pytest.mark.parametrize("name", ["d_minibatch_std", "d_spectral_norm"])
+def test_discriminator_switches_are_off_in_every_recipe_saved_with_the_run_and_for_simpsons_only(tmp_path, name):
+    assert not any(getattr(RunConfig.create(arch=arch, recipe=recipe), name)
                    for arch in PRESETS for recipe in ("default", "original"))
-    saved = json.loads(open(RunConfig.create(seed=3, d_minibatch_std=True).save(str(tmp_path))).read())
-    assert saved["d_minibatch_std"] is True
-    with pytest.raises(UserError, match="--d_minibatch_std is for --arch simpsons only"):
-        RunConfig.create(arch="classic", d_minibatch_std=True)
+    saved = json.loads(open(RunConfig.create(seed=3, **{name: True}).save(str(tmp_path))).read())
+    assert saved[name] is True
+    with pytest.raises(UserError, match=f"--{name} is for --arch simpsons only"):
+        RunConfig.create(arch="classic", **{name: True})
 
 
 def test_consistency_penalty_needs_an_augmentation_and_compares_both_kinds_of_image_unless_told(tmp_path):

@@ -37,11 +37,11 @@ def test_training_writes_checkpoints_samples_logs_and_config(workdir):
 
 
 def test_resume_mid_epoch_continues_counters_and_matches_an_uninterrupted_run(workdir, monkeypatch):
-    """With DiffAugment, x-flips and D's dropout on, so their random draws are covered too; with
-    DiffAugment off the step runs the same code minus the augmentation (test_gan checks it then draws
-    nothing)."""
+    """With DiffAugment, x-flips, D's dropout and spectral normalisation on, so their random draws and
+    power iterations are covered too; with DiffAugment off the step runs the same code minus the
+    augmentation (test_gan checks it then draws nothing)."""
     policy = "color,translation,cutout"
-    options = {"diffaug": policy, "mirror": True, "d_dropout": 0.4}
+    options = {"diffaug": policy, "mirror": True, "d_dropout": 0.4, "d_spectral_norm": True}
     pipelines = []
     make_dataset = train.pipeline.make_dataset
     monkeypatch.setattr(train.pipeline, "make_dataset",
@@ -66,7 +66,7 @@ def test_resume_mid_epoch_continues_counters_and_matches_an_uninterrupted_run(wo
     assert model.augment == ("color", "translation", "cutout")
     assert model.ema_generator is not None  # The default recipe: the average resumes exactly too.
     saved = json.loads((workdir / "b" / "faces_4_32_32_z8_gf4_df4" / "config.json").read_text())
-    assert (saved["diffaug"], saved["mirror"], saved["d_dropout"]) == (policy, True, 0.4)
+    assert (saved["diffaug"], saved["mirror"], saved["d_dropout"], saved["d_spectral_norm"]) == (policy, True, 0.4, True)
     for resumed, unstopped in ((model.augment_seed, straight.run.model.augment_seed),
                                (model.discriminator.dropout_seed, straight.run.model.discriminator.dropout_seed)):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(resumed.state),

@@ -5,7 +5,8 @@ discriminators return logits [batch, 1], generators tanh images) and two functio
 calls, so that a new architecture is one new module plus its line in REGISTRY:
 
 - `check_shape(height, width, c_dim)`: why it cannot make such images (a message), or None;
-- `build(*, height, width, c_dim, z_dim, gf_dim, df_dim, hidden_dim, g_leaky, d_dropout, d_minibatch_std)`:
+- `build(*, height, width, c_dim, z_dim, gf_dim, df_dim, hidden_dim, g_leaky, d_dropout, d_minibatch_std,
+  d_spectral_norm)`:
   (generator, discriminator), unbuilt; each takes the keywords it uses and ignores the rest (`**_`).
 
 Their defaults (z size, learning rate, ...) are the presets in dcgan_tf.config.PRESETS, one entry per
@@ -69,7 +70,8 @@ def dtype_policy(name: str):
 
 def build(arch: str, *, height: int, width: int, c_dim: int, z_dim: int, gf_dim: int, df_dim: int,
           hidden_dim: int, g_leaky: bool = False, d_dropout: float = 0.0, d_minibatch_std: bool = False,
-          precision: str = "float32", synchronized_bn: bool = False, with_discriminator: bool = True) -> Tuple[keras.Model, Optional[keras.Model]]:
+          d_spectral_norm: bool = False, precision: str = "float32", synchronized_bn: bool = False,
+          with_discriminator: bool = True) -> Tuple[keras.Model, Optional[keras.Model]]:
     """(generator, discriminator) of architecture `arch` for images height x width x c_dim (c_dim
     known), both built, computing in `precision` (variables float32 in every precision).
 
@@ -79,7 +81,8 @@ def build(arch: str, *, height: int, width: int, c_dim: int, z_dim: int, gf_dim:
     with dtype_policy(precision):
         generator, discriminator = _module(arch).build(
             height=height, width=width, c_dim=c_dim, z_dim=z_dim, gf_dim=gf_dim, df_dim=df_dim,
-            hidden_dim=hidden_dim, g_leaky=g_leaky, d_dropout=d_dropout, d_minibatch_std=d_minibatch_std)
+            hidden_dim=hidden_dim, g_leaky=g_leaky, d_dropout=d_dropout, d_minibatch_std=d_minibatch_std,
+            d_spectral_norm=d_spectral_norm)
         if not with_discriminator:
             discriminator = None
         for model in (generator, discriminator):
@@ -103,4 +106,5 @@ def build_networks(config, synchronized_bn: bool = False,
     return build(config.arch, height=config.output_height, width=config.output_width, c_dim=config.c_dim,
                  z_dim=config.z_dim, gf_dim=config.gf_dim, df_dim=config.df_dim, hidden_dim=config.hidden_dim,
                  g_leaky=config.g_leaky, d_dropout=config.d_dropout, d_minibatch_std=config.d_minibatch_std,
+                 d_spectral_norm=config.d_spectral_norm,
                  precision=precision, synchronized_bn=synchronized_bn, with_discriminator=with_discriminator)

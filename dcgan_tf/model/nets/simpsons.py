@@ -13,6 +13,7 @@ import keras
 from keras import layers
 
 from dcgan_tf.model import conv
+from dcgan_tf.model import spectral_norm as spectral
 
 NUM_LAYERS = 5  # Stride-2 layers on each side.
 KERNEL = 5
@@ -56,11 +57,12 @@ def check_shape(height: int, width: int, c_dim: int):
 
 
 def build(*, height: int, width: int, c_dim: int, z_dim: int, gf_dim: int, df_dim: int, d_dropout: float = 0.0,
-          d_minibatch_std: bool = False, **_):
+          d_minibatch_std: bool = False, d_spectral_norm: bool = False, **_):
     """(generator, discriminator), not yet built."""
     return (Generator(output_height=height, output_width=width, c_dim=c_dim, gf_dim=gf_dim, z_dim=z_dim,
                       name="generator"),
-            Discriminator(df_dim=df_dim, dropout=d_dropout, minibatch_std=d_minibatch_std, name="discriminator"))
+            Discriminator(df_dim=df_dim, dropout=d_dropout, minibatch_std=d_minibatch_std,
+                          spectral_norm=d_spectral_norm, name="discriminator"))
 
 
 @keras.saving.register_keras_serializable(package="dcgan_tf", name="simpsons.Generator")
@@ -116,7 +118,7 @@ class Generator(keras.Model):
 class Discriminator(keras.Model):
     """images [batch, H, W, c_dim] in [-1, 1] -> one logit per image, [batch, 1]."""
 
-    def __init__(self, df_dim=64, dropout=0.0, minibatch_std=False, **kwargs):
+    def __init__(self, df_dim=64, dropout=0.0, minibatch_std=False, spectral_norm=False, **kwargs):
         super().__init__(**kwargs)
         self.df_dim = df_dim
         # ProGAN's minibatch standard deviation: one more channel on the last features, the batch's
@@ -135,6 +137,12 @@ class Discriminator(keras.Model):
                 setattr(self, f"d_bn{i}", batch_norm(f"d_bn{i}"))
         self.flatten = layers.Flatten()
         self.d_h5_lin = layers.Dense(1, kernel_initializer=weight_init(), name="d_h5_lin")
+        # Spectral normalisation of every kernel (model/spectral_norm.py): one vector u a layer, named
+        # after it (d_h0_conv_u, ..., d_h5_lin_u). Off: no such weights, the original's variables.
+        self.spectral_norm = bool(spectral_norm)
+        if self.spectral_norm:
+            for layer, outputs in [(f"d_h{i}_conv", df_dim * 2 ** i) for i in range(NUM_LAYERS)] + [("d_h5_lin", 1)]:
+                setattr(self, f"{layer}_u", spectral.add_u(self, f"{layer}_u", outputs))
 
     @property
     def convs(self):
@@ -145,19 +153,30 @@ class Discriminator(keras.Model):
         return [getattr(self, f"d_bn{i}") for i in range(1, NUM_LAYERS)]
 
     def call(self, images, training=False):
-        x = keras.ops.leaky_relu(self.convs[0](images), negative_slope=0.2)
+        x = keras.ops.leaky_relu(self._apply(self.convs[0], images, training), negative_slope=0.2)
         for layer, bn in zip(self.convs[1:], self.bns):
-            x = keras.ops.leaky_relu(bn(layer(x), training=training), negative_slope=0.2)
+            x = keras.ops.leaky_relu(bn(self._apply(layer, x, training), training=training), negative_slope=0.2)
         if self.minibatch_std:
             x = with_minibatch_std(x)
         features = self.flatten(x)
         if training and self.dropout_seed is not None:
             features = keras.random.dropout(features, self.dropout, seed=self.dropout_seed)
-        return self.d_h5_lin(features)
+        return self._apply(self.d_h5_lin, features, training)
+
+    def _apply(self, layer, x, training):
+        """layer(x), with its kernel spectrally normalised when D is."""
+        if not self.spectral_norm:
+            return layer(x)
+        if not layer.built:
+            layer.build(x.shape)
+        kernel = spectral.normalized(layer.kernel, getattr(self, f"{layer.name}_u"), training)
+        x, kernel = keras.ops.cast(x, layer.compute_dtype), keras.ops.cast(kernel, layer.compute_dtype)
+        outputs = layer.convolution_op(x, kernel) if isinstance(layer, conv.Conv2D) else keras.ops.matmul(x, kernel)
+        return keras.ops.add(outputs, keras.ops.cast(layer.bias, layer.compute_dtype))
 
     def get_config(self):
         return {**super().get_config(), "df_dim": self.df_dim, "dropout": self.dropout,
-                "minibatch_std": self.minibatch_std}
+                "minibatch_std": self.minibatch_std, "spectral_norm": self.spectral_norm}
 
 
 def with_minibatch_std(features, epsilon: float = 1e-8):
