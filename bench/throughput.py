@@ -14,6 +14,9 @@ printed beside this machine's own matmul rate (`--matmul_size` square matmuls in
 bfloat16, best of `--matmul_repeats`) as a fraction of each. The CPU model, its vector flags and the
 precision `--precision auto` picks are printed first and kept in the JSON (`--out PATH`). Compare
 `--precision auto float32 mixed_bfloat16`: auto should never be slower than the better of the two.
+Without `--precision` it measures float32 and mixed_bfloat16, or float32 alone on a CPU without
+native bfloat16 (there mixed_bfloat16 trains several times slower, and its windows would take most
+of the run; name it to measure it anyway).
 (No PyTorch row: torch is not installed where this was written.)
 
 The precisions' fits and their plain loops take turns from the first step, one execution
@@ -38,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import List, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -396,7 +400,9 @@ def parse_args(argv=None):
     parser.add_argument("--arch", nargs="+", default=["simpsons"], choices=tuple(PRESETS))
     parser.add_argument("--size", nargs="+", type=int, default=[64], help="output size(s)")
     parser.add_argument("--batch", nargs="+", type=int, default=[25], help="batch size(s)")
-    parser.add_argument("--precision", nargs="+", default=["float32", "mixed_bfloat16"], choices=PRECISIONS)
+    parser.add_argument("--precision", nargs="+", choices=PRECISIONS,
+                        help="default: float32 and mixed_bfloat16, or float32 alone on a CPU without native "
+                             "bfloat16 (default_precisions)")
     parser.add_argument("--width", type=int, default=0, help="gf_dim = df_dim (0: the preset's)")
     parser.add_argument("--steps", type=int, default=4, help="steps per timed window")
     parser.add_argument("--repeats", type=int, default=5, help="timed windows")
@@ -426,8 +432,21 @@ def parse_args(argv=None):
     return args
 
 
+def default_precisions(choice) -> Tuple[List[str], str]:
+    """The precisions measured when --precision is not given, and a line saying what was left out.
+    Where `--precision auto` picks float32 (a CPU without native bfloat16), mixed_bfloat16 trains
+    6-9x slower (docs/speed.md) and its windows would take most of the benchmark's time."""
+    if choice.policy == "float32":
+        return ["float32"], (f"... mixed_bfloat16 left out ({choice.reason}; it trains several times slower "
+                             f"here): name it in --precision to measure it anyway")
+    return ["float32", "mixed_bfloat16"], ""
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    left_out = ""
+    if args.precision is None:
+        args.precision, left_out = default_precisions(auto_precision.machine_choice())
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -440,6 +459,8 @@ def main(argv=None) -> int:
     print(f"CPU: {m['cpu_model']} ({m['cpus']} CPUs{threads}); "
           f"flags: {' '.join(m['cpu_flags']) or 'none of ' + ' '.join(auto_precision.REPORTED_CPU_FLAGS)}; "
           f"GPUs: {m['gpus'] or 'none'}; --precision auto -> {m['auto_precision']} ({m['auto_reason']})", flush=True)
+    if left_out:
+        print(left_out, flush=True)
     if "matmul" not in args.skip:
         for dtype in ("float32", "bfloat16"):
             report["matmul_gflops"][dtype] = matmul_rate(args.matmul_size, dtype, args.matmul_repeats)

@@ -147,3 +147,16 @@ def test_a_tiny_bench_run_writes_the_roofline_into_its_json(throughput, tmp_path
     [row] = report["train"]
     assert row["precision"] == "auto" and row["policy"] == report["machine"]["auto_precision"]
     assert row["step_flops"] > 0 and row["roofline"]["gflops"] > 0 and "of_bfloat16_matmul" in row["roofline"]
+
+
+def test_without_precision_flags_bfloat16_is_left_out_only_where_auto_picks_float32(throughput):
+    from dcgan_tf.training import precision
+
+    assert throughput.parse_args([]).precision is None  # main() fills it in from the machine's choice
+    native = throughput.default_precisions(precision.choose("avx512f avx512_bf16"))
+    assert native == (["float32", "mixed_bfloat16"], "")
+    measured, note = throughput.default_precisions(precision.choose("avx2 fma"))
+    assert measured == ["float32"]
+    assert "mixed_bfloat16 left out (no native bfloat16 on this CPU;" in note and "--precision" in note
+    # A GPU picks a mixed precision: both are measured.
+    assert throughput.default_precisions(precision.choose("avx2", [(8, 0)]))[0] == ["float32", "mixed_bfloat16"]
