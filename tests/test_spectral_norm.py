@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dcgan_tf.model import nets
+from dcgan_tf.model import flops, nets
 from dcgan_tf.model import spectral_norm
 from tests.conftest import tiny_config
 
@@ -50,6 +50,7 @@ def test_discriminator_with_spectral_norm_has_one_u_a_layer_and_updates_them_in_
     us = {w.name: w for w in normed.non_trainable_weights if w.name.endswith("_u")}
     assert sorted(us) == sorted([f"d_h{i}_conv_u" for i in range(5)] + ["d_h5_lin_u"])
     assert not any(w.name.endswith("_u") for w in plain.weights)
+    assert flops.network_flops(normed) == flops.network_flops(plain)  # Its layers are built and counted alike.
     images = keras.random.uniform((4, 32, 32, 3), -1, 1, seed=0)
     before = {name: keras.ops.convert_to_numpy(w) for name, w in us.items()}
     normed(images)
