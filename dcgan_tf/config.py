@@ -449,15 +449,12 @@ class RunConfig:
             raise UserError(f"--cr_images must be one of {', '.join(CR_IMAGES)}, got {self.cr_images!r}.")
         if not 0 <= self.d_dropout < 1:
             raise UserError(f"--d_dropout must be in [0, 1) (0 turns it off), got {self.d_dropout}.")
-        if self.d_dropout and self.arch != "simpsons":
-            raise UserError(f"--d_dropout is for --arch simpsons only (--arch {self.arch} has no dropout in its "
-                            f"discriminator); leave it at 0.")
-        if self.d_minibatch_std and self.arch != "simpsons":
-            raise UserError(f"--d_minibatch_std is for --arch simpsons only (--arch {self.arch} has no such layer "
-                            f"in its discriminator); leave it off.")
-        if self.d_spectral_norm and self.arch != "simpsons":
-            raise UserError(f"--d_spectral_norm is for --arch simpsons only (--arch {self.arch}'s discriminator "
-                            f"has no normalised layers); leave it off.")
+        # Switches of the simpsons discriminator alone: (flag, what the other architectures lack, the fix).
+        for name, lacking, fix in (("d_dropout", " has no dropout in its discriminator", "leave it at 0"),
+                                   ("d_minibatch_std", " has no such layer in its discriminator", "leave it off"),
+                                   ("d_spectral_norm", "'s discriminator has no normalised layers", "leave it off")):
+            if getattr(self, name) and self.arch != "simpsons":
+                raise UserError(f"--{name} is for --arch simpsons only (--arch {self.arch}{lacking}); {fix}.")
         if not 0 <= self.beta1 < 1:
             raise UserError(f"--beta1 must be in [0, 1), got {self.beta1}.")
         if not 0 < self.beta2 < 1:

@@ -31,10 +31,11 @@ def normalized(kernel, u, training: bool):
     """`kernel` (any shape, outputs last) divided by its estimated largest singular value, in the
     kernel's dtype (the estimate in float32). In training u moves to the new estimate; in inference
     it is only read, so inference never changes the network."""
-    matrix = ops.reshape(ops.cast(kernel, "float32"), (-1, kernel.shape[-1]))
+    weights = ops.cast(kernel, "float32")
+    matrix = ops.reshape(weights, (-1, kernel.shape[-1]))
     v = ops.stop_gradient(_unit(ops.matmul(u, ops.transpose(matrix))))  # [1, fan_in]
     u_next = ops.stop_gradient(_unit(ops.matmul(v, matrix)))  # [1, outputs]
     sigma = ops.sum(ops.matmul(v, matrix) * u_next)
     if training:
         u.assign(u_next)
-    return ops.cast(ops.cast(kernel, "float32") / sigma, kernel.dtype)
+    return ops.cast(weights / sigma, kernel.dtype)

@@ -141,8 +141,9 @@ class Discriminator(keras.Model):
         # after it (d_h0_conv_u, ..., d_h5_lin_u). Off: no such weights, the original's variables.
         self.spectral_norm = bool(spectral_norm)
         if self.spectral_norm:
-            for layer, outputs in [(f"d_h{i}_conv", df_dim * 2 ** i) for i in range(NUM_LAYERS)] + [("d_h5_lin", 1)]:
-                setattr(self, f"{layer}_u", spectral.add_u(self, f"{layer}_u", outputs))
+            for layer in [*self.convs, self.d_h5_lin]:
+                outputs = layer.units if isinstance(layer, layers.Dense) else layer.filters
+                setattr(self, f"{layer.name}_u", spectral.add_u(self, f"{layer.name}_u", outputs))
 
     @property
     def convs(self):
