@@ -39,7 +39,7 @@ EMA_RAMPUP = 0.05
 BEFORE_THE_OPTION = {"ema_decay": 0.0, "ema_rampup": 1 / 9, "r1_gamma": 0.0, "r1_target": 0.0,
                      "lecam_weight": 0.0, "cr_weight": 0.0, "cr_images": "both", "d_dropout": 0.0,
                      "d_minibatch_std": False, "mirror": False, "precision": "float32",
-                     "diffaug_target": 0.0, "d_spectral_norm": False}
+                     "diffaug_target": 0.0, "d_spectral_norm": False, "g_topk": 1.0}
 
 
 # Architecture presets (--arch): each source program's defaults, as plain data. A RunConfig field left
@@ -47,7 +47,7 @@ BEFORE_THE_OPTION = {"ema_decay": 0.0, "ema_rampup": 1 / 9, "r1_gamma": 0.0, "r1
 _NO_TRICKS = {"real_label_low": 1.0, "real_label_high": 1.0, "fake_label_low": 0.0, "fake_label_high": 0.0,
               "label_flip_prob": 0.0, "diffaug": "", "ema_decay": 0.0, "r1_gamma": 0.0,
               "r1_target": 0.0, "lecam_weight": 0.0, "cr_weight": 0.0, "d_dropout": 0.0,
-              "d_minibatch_std": False, "d_spectral_norm": False, "mirror": False}
+              "d_minibatch_std": False, "d_spectral_norm": False, "mirror": False, "g_topk": 1.0}
 PRESETS = {
     # The original Simpsons DCGAN: 5 stride-2 layers of 5x5 kernels, no tricks.
     "simpsons": {"output_height": 128, "c_dim": 0, "z_dim": 100, "z_dist": "uniform_signed", "gf_dim": 64,
@@ -252,6 +252,10 @@ class RunConfig:
     beta2: float = _opt(0.999, "Adam beta2 of both networks (every preset's seed used 0.999).")
     g_steps: Optional[int] = _opt(None, "Generator updates per discriminator update (the original used 2); "
                                         "default: the preset's.")
+    g_topk: Optional[float] = _opt(None, "Top-k training of G (Sinha et al. 2020): each G update learns only "
+                                         "from the generated images D rates most real, a fraction of the batch "
+                                         "that starts at 1 and shrinks by 0.99 an epoch down to this value "
+                                         "(0.5 in the paper). 1: every image (off). Default: the recipe's.")
     # Tricks for D's labels (art: real 0.9..1.1, fake 0..0.2, flip 0.03; classic v2: 0.7..1, 0..0.3).
     real_label_low: Optional[float] = _opt(None, "D's labels for real images are drawn per image from "
                                                  "U(real_label_low, real_label_high); default: the preset's.")
@@ -430,6 +434,9 @@ class RunConfig:
         if not 0 <= self.r1_target < 1:
             raise UserError(f"--r1_target must be in [0, 1) (a probability D gives the real images; 0: R1 "
                             f"at full weight from the start), got {self.r1_target}.")
+        if not 0 < self.g_topk <= 1:
+            raise UserError(f"--g_topk must be in (0, 1] (the fraction of generated images G learns from; 1: "
+                            f"all of them), got {self.g_topk}.")
         if not self.lecam_weight >= 0:
             raise UserError(f"--lecam_weight must be 0 (off) or more, got {self.lecam_weight}.")
         if not self.cr_weight >= 0:

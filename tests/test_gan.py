@@ -373,3 +373,28 @@ def test_a_stop_ends_fit_after_its_step_or_on_a_cluster_after_the_next(tmp_path,
     assert model.stop_training and not model.stop_agreement.requested_elsewhere
     model.fit(_batches(count=2), epochs=1, verbose=0, shuffle=False)  # A new fit starts unstopped.
     assert int(model.step.numpy()) == (5 if across_workers else 4) and not model.stop_training
+
+
+def test_top_k_training_learns_from_the_best_rated_fakes_once_epochs_have_passed(tmp_path):
+    def one_step(epoch=0, **options):
+        model = _model_with_labels(tmp_path, run_eagerly=True, **options)
+        model.epoch.assign(epoch)
+        logs = model.fit(_batches(count=1), epochs=1, verbose=0, shuffle=False).history
+        return (logs["g_loss"][0], _values(model.discriminator.trainable_variables),
+                _values(model.generator.trainable_variables))
+
+    plain_loss, plain_d, plain_g = one_step()
+    # At epoch 0 every image is kept: the same update as without top-k.
+    first_loss, _, first_g = one_step(g_topk=0.5)
+    assert first_loss == pytest.approx(plain_loss, rel=1e-6)
+    for a, b in zip(plain_g, first_g):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    # Long after, half the batch (2 of 4): the images D rates most real, so a lower loss; D's own
+    # update is untouched, G's differs.
+    late_loss, late_d, late_g = one_step(epoch=1000, g_topk=0.5)
+    assert late_loss < plain_loss - 1e-4
+    for a, b in zip(plain_d, late_d):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert any(not np.allclose(a, b, atol=1e-7) for a, b in zip(plain_g, late_g) if a.ndim > 1)
+    with pytest.raises(ValueError, match="g_topk must be in"):
+        _model_with_labels(tmp_path, g_topk=0.0)

@@ -132,3 +132,33 @@ def test_consistency_penalty_is_the_mean_squared_difference_of_the_logits():
     assert float(losses.consistency_penalty(logits, logits)) == 0.0
     # bfloat16 logits (mixed precision) give a float32 penalty.
     assert losses.consistency_penalty(tf.cast(logits, tf.bfloat16), logits).dtype == tf.float32
+
+
+# --------------------------------------------------------------------------------------------------
+# Top-k training of G
+
+
+@pytest.mark.parametrize("epoch, final, expected", [
+    (0, 0.5, 25),      # the whole batch at the start
+    (1, 0.5, 25),      # 0.99 * 25 = 24.75, rounded up
+    (10, 0.5, 23),     # 0.99**10 * 25 = 22.6
+    (68, 0.5, 13),     # 0.99**68 = 0.505: 12.6 -> 13
+    (500, 0.5, 13),    # the floor: half of 25, rounded up
+    (500, 0.01, 1),    # never fewer than one image
+    (3, 1.0, 25),      # a final fraction of 1 keeps every image
+])
+def test_topk_count_shrinks_by_epoch_to_the_final_fraction(epoch, final, expected):
+    assert int(losses.topk_count(25, tf.constant(epoch, tf.int64), final)) == expected
+
+
+def test_best_rated_keeps_the_highest_logits_and_only_their_gradient():
+    logits = tf.Variable([[0.5], [-2.0], [3.0], [1.0]], dtype=tf.float32)
+    with tf.GradientTape() as tape:
+        kept = losses.best_rated(logits, 2)
+        loss = losses.generator_loss(kept)
+    assert sorted(kept.numpy().ravel().tolist()) == [1.0, 3.0] and kept.shape == (2, 1)
+    assert float(loss) == pytest.approx(_bce(1.0, np.array([1.0, 3.0])), rel=1e-5)
+    gradient = tape.gradient(loss, logits).numpy().ravel()
+    assert gradient[0] == 0 and gradient[1] == 0 and gradient[2] < 0 and gradient[3] < 0
+    # bfloat16 logits (mixed precision) come out float32.
+    assert losses.best_rated(tf.constant([[1.0], [2.0]], tf.bfloat16), 1).dtype == tf.float32

@@ -81,6 +81,16 @@ def test_r1_penalty_is_only_in_the_simpsons_default_recipe(tmp_path):
         RunConfig.create(r1_target=1.0)
 
 
+@pytest.mark.parametrize("bad", [0.0, 1.5])
+def test_top_k_training_is_off_in_every_recipe_and_a_flag_saved_with_the_run(tmp_path, bad):
+    assert {RunConfig.create(arch=arch, recipe=recipe).g_topk
+            for arch in PRESETS for recipe in ("default", "original")} == {1.0}
+    saved = json.loads(open(RunConfig.create(seed=3, g_topk=0.5).save(str(tmp_path))).read())
+    assert saved["g_topk"] == 0.5
+    with pytest.raises(UserError, match=rf"--g_topk must be in \(0, 1\] .*got {bad}"):
+        RunConfig.create(g_topk=bad)
+
+
 @pytest.mark.parametrize("name,value,bad,message", [
     ("lecam_weight", 0.1, -0.1, r"--lecam_weight must be 0 \(off\) or more, got -0.1"),
     ("cr_weight", 10.0, -1.0, r"--cr_weight must be 0 \(off\) or more, got -1.0"),

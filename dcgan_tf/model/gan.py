@@ -17,7 +17,9 @@ under a strategy with several replicas, which computes it always). With a
 its own mean logits (the anchors, kept in checkpoints). With a `cr_weight` > 0 (and an augmentation
 policy), D's loss also has the consistency penalty (bCR, losses.consistency_penalty) between its logits
 for the real and the generated images it saw (the real ones alone with `cr_images` "real") and for a
-second augmentation T'(.) of the same images. With an `ema_generator`, every step ends by moving its
+second augmentation T'(.) of the same images. With a `g_topk` below 1, each G update learns only from
+the generated images D rates most real (top-k training, losses.topk_count: the whole batch at first,
+a fraction shrinking by epoch to `g_topk`). With an `ema_generator`, every step ends by moving its
 weights towards G's (dcgan_tf/model/ema.py); that average is what `sampler` returns.
 Each step leaves its values in `step_values` for TensorBoard (written by dcgan_tf/training/summaries.py).
 Under a multiworker strategy each step also sums the workers' stop requests, so that `stop_training`
@@ -57,7 +59,8 @@ class DCGAN(keras.Model):
                  g_steps: int = 2, seed=None, real_label_range=(1.0, 1.0), fake_label_range=(0.0, 0.0), label_flip_prob: float = 0.0,
                  augment=(), ema_generator=None, ema_decay: float = 0.0, ema_rampup: float = ema.DEFAULT_RAMPUP,
                  r1_gamma: float = 0.0, r1_target: float = 0.0, lecam_weight: float = 0.0,
-                 cr_weight: float = 0.0, cr_images: str = "both", augment_target: float = 0.0, **kwargs):
+                 cr_weight: float = 0.0, cr_images: str = "both", augment_target: float = 0.0,
+                 g_topk: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         if g_steps < 1:
             raise ValueError(f"g_steps must be at least 1, got {g_steps}")
@@ -85,6 +88,9 @@ class DCGAN(keras.Model):
         if cr_images not in CR_IMAGES:
             raise ValueError(f"cr_images must be {' or '.join(map(repr, CR_IMAGES))}, got {cr_images!r}")
         self.cr_weight, self.cr_fakes = float(cr_weight), cr_images == "both"
+        if not 0 < g_topk <= 1:
+            raise ValueError(f"g_topk must be in (0, 1], got {g_topk}")
+        self.g_topk = float(g_topk)
         # DiffAugment's own random state (seeded with z's seed + 1, another stream), so turning it on
         # or off leaves the z stream as it was.
         z_seed = seed if seed is not None else int(keras.ops.convert_to_numpy(self.z_seed.state)[0])
@@ -250,8 +256,8 @@ class DCGAN(keras.Model):
 
         def g_update():
             with tf.GradientTape() as tape:
-                g_loss = losses.generator_loss(
-                    self.discriminator(self._augment(self.generator(z, training=True)), training=True))
+                g_loss = losses.generator_loss(self._for_g(
+                    self.discriminator(self._augment(self.generator(z, training=True)), training=True)))
                 scaled_g_loss = self.g_optimizer.scale_loss(_per_replica_share(g_loss, replica_count))
             self.g_optimizer.apply_gradients(zip(tape.gradient(scaled_g_loss, g_vars), g_vars))
             return g_loss
@@ -300,6 +306,13 @@ class DCGAN(keras.Model):
             # inside a tf.cond under a strategy.
             return logits, penalty()
         return logits, tf.cond(self.r1_weight > 0, penalty, lambda: tf.constant(0.0))
+
+    def _for_g(self, fake_logits):
+        """The logits G's loss is taken over: all of them, or under top-k training the best rated."""
+        if self.g_topk >= 1:
+            return fake_logits
+        count = losses.topk_count(tf.shape(fake_logits)[0], self.epoch, self.g_topk)
+        return losses.best_rated(fake_logits, count)
 
     def _r1_gamma_now(self):
         """R1's weight in this step: gamma, times the adaptive weight when there is one."""

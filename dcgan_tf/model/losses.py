@@ -109,3 +109,22 @@ def consistency_penalty(logits, other_logits):
     same images, so that D cannot tell the images apart by what an augmentation changed; the caller
     weights it (10 in the paper, for real and generated images alike)."""
     return tf.reduce_mean(tf.square(tf.cast(logits, tf.float32) - tf.cast(other_logits, tf.float32)))
+
+
+# Top-k training's shrink of the kept fraction per epoch (Sinha et al. 2020's gamma).
+TOPK_DECAY = 0.99
+
+
+def topk_count(batch_size, epoch, final_fraction: float, decay: float = TOPK_DECAY):
+    """How many of a batch's generated images a top-k G update learns from (Sinha et al. 2020): all
+    of them at epoch 0, then the fraction decay**epoch, never below `final_fraction`; at least one."""
+    batch = tf.cast(batch_size, tf.float32)
+    fraction = tf.maximum(tf.pow(decay, tf.cast(epoch, tf.float32)), final_fraction)
+    return tf.clip_by_value(tf.cast(tf.math.ceil(fraction * batch - 1e-4), tf.int32), 1, tf.cast(batch_size, tf.int32))
+
+
+def best_rated(fake_logits, count):
+    """The `count` highest of D's logits for the generated images (float32, shape [count, 1]): the
+    images D finds most real, the only ones a top-k G update learns from; the rest get no gradient."""
+    flat = tf.reshape(tf.cast(fake_logits, tf.float32), [-1])
+    return tf.math.top_k(flat, k=count, sorted=False).values[:, None]
