@@ -376,8 +376,8 @@ def test_a_stop_ends_fit_after_its_step_or_on_a_cluster_after_the_next(tmp_path,
 
 
 def test_top_k_training_learns_from_the_best_rated_fakes_once_epochs_have_passed(tmp_path):
-    def one_step(epoch=0, **options):
-        model = _model_with_labels(tmp_path, run_eagerly=True, **options)
+    def one_step(epoch=0, run_eagerly=True, **options):
+        model = _model_with_labels(tmp_path, run_eagerly=run_eagerly, **options)
         model.epoch.assign(epoch)
         logs = model.fit(_batches(count=1), epochs=1, verbose=0, shuffle=False).history
         return (logs["g_loss"][0], _values(model.discriminator.trainable_variables),
@@ -396,5 +396,7 @@ def test_top_k_training_learns_from_the_best_rated_fakes_once_epochs_have_passed
     for a, b in zip(plain_d, late_d):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert any(not np.allclose(a, b, atol=1e-7) for a, b in zip(plain_g, late_g) if a.ndim > 1)
+    # Traced, as training runs it (the count a tensor of the epoch counter): the same images kept.
+    assert one_step(epoch=1000, run_eagerly=False, g_topk=0.5)[0] == pytest.approx(late_loss, rel=1e-5)
     with pytest.raises(ValueError, match="g_topk must be in"):
         _model_with_labels(tmp_path, g_topk=0.0)
