@@ -308,7 +308,8 @@ class DCGAN(keras.Model):
         return logits, tf.cond(self.r1_weight > 0, penalty, lambda: tf.constant(0.0))
 
     def _for_g(self, fake_logits):
-        """The logits G's loss is taken over: all of them, or under top-k training the best rated."""
+        """The logits G's loss is taken over: all of them, or under top-k training the best rated (of
+        this replica's rows, under a strategy with several)."""
         if self.g_topk >= 1:
             return fake_logits
         count = losses.topk_count(tf.shape(fake_logits)[0], self.epoch, self.g_topk)

@@ -120,7 +120,9 @@ def topk_count(batch_size, epoch, final_fraction: float, decay: float = TOPK_DEC
     of them at epoch 0, then the fraction decay**epoch, never below `final_fraction`; at least one."""
     batch = tf.cast(batch_size, tf.float32)
     fraction = tf.maximum(tf.pow(decay, tf.cast(epoch, tf.float32)), final_fraction)
-    return tf.clip_by_value(tf.cast(tf.math.ceil(fraction * batch - 1e-4), tf.int32), 1, tf.cast(batch_size, tf.int32))
+    # Rounded up, less a hair: 0.5 of 26 is 13 even where float32 makes the product 13.000001.
+    count = tf.cast(tf.math.ceil(fraction * batch - 1e-4), tf.int32)
+    return tf.clip_by_value(count, 1, tf.cast(batch_size, tf.int32))
 
 
 def best_rated(fake_logits, count):
