@@ -4,7 +4,8 @@
     python bench/conv_forms.py --size 64 128 --width 64 --precision float32 mixed_bfloat16
 
 For each network layer of the simpsons architecture (forward and backward, batch 25): the time of the
-native convolution and of the matmul form, and which one the thresholds in model/conv.py choose.
+native convolution and of the matmul form, and which one the thresholds in model/conv.py choose
+(layers with more positions than 16x16 -> 8x8 are not timed as a matmul: far slower, never chosen).
 Then the real training step (DCGAN.train_step of the default recipe, built by training/build.py)
 traced twice, once with native convolutions everywhere and once with the thresholds, called in
 turns; the figure is the ratio of the medians. Not a test: run it by hand, on a quiet machine.
@@ -35,6 +36,12 @@ from dcgan_tf.model import conv, nets  # noqa: E402
 from dcgan_tf.model.nets import simpsons  # noqa: E402
 from dcgan_tf.training import build  # noqa: E402
 from dcgan_tf.training import precision as auto_precision  # noqa: E402
+
+
+# The matmul form's patch selection has (input positions x output positions x taps) entries: layers
+# with more pairs than this (32x32 -> 16x16 and larger) are left out; they are many times slower as a
+# matmul (64x64 full width, 2026-12-07: 16x16 -> 8x8 0.7x, 32x32 -> 16x16 0.15x, 64x64 -> 32x32 0.01x).
+MATMUL_FORM_MAX_POSITION_PAIRS = 16 * 16 * 8 * 8
 
 
 class convolution_form:
@@ -88,18 +95,20 @@ def bench_layers(size: int, width: int, policy: str, batch: int, repeats: int) -
     rows = []
     for layer, shape in layers:
         x = tf.random.uniform(shape, -1, 1, dtype=layer.compute_dtype)
+        out_shape = layer.compute_output_shape(shape)
+        positions = shape[1] * shape[2] if isinstance(layer, conv.Conv2DTranspose) else math.prod(out_shape[1:3])
+        row = {"layer": layer.name, "input": list(shape), "filters": layer.filters, "native_ms": None,
+               "matmul_ms": None, "chosen": "matmul" if conv.takes_matmul_form(layer, positions) else "native"}
+        rows.append(row)
+        if shape[1] * shape[2] * out_shape[1] * out_shape[2] > MATMUL_FORM_MAX_POSITION_PAIRS:
+            continue
         forms = {}
         for form in ("native", "matmul"):
             with convolution_form(form):
                 forms[form] = _forward_backward(layer, x)
                 forms[form]()  # Traced inside the block.
-        positions = shape[1] * shape[2] if isinstance(layer, conv.Conv2DTranspose) else \
-            math.prod(layer.compute_output_shape(shape)[1:3])
-        chosen = conv.takes_matmul_form(layer, positions)
         median = _in_turns(forms, repeats)
-        rows.append({"layer": layer.name, "input": list(shape), "filters": layer.filters,
-                     "native_ms": 1000 * median["native"], "matmul_ms": 1000 * median["matmul"],
-                     "chosen": "matmul" if chosen else "native"})
+        row.update(native_ms=1000 * median["native"], matmul_ms=1000 * median["matmul"])
     return rows
 
 
@@ -147,6 +156,10 @@ def main(argv=None) -> int:
             if not args.skip_layers:
                 entry["layers"] = bench_layers(size, args.width, policy, args.batch, args.layer_repeats)
                 for row in entry["layers"]:
+                    if row["native_ms"] is None:
+                        print(f"{size:4d} {policy:15s} {row['layer']:12s} {str(row['input']):20s} -> {row['filters']:5d}: "
+                              f"not timed (many positions); chosen: {row['chosen']}", flush=True)
+                        continue
                     print(f"{size:4d} {policy:15s} {row['layer']:12s} {str(row['input']):20s} -> {row['filters']:5d}: "
                           f"native {row['native_ms']:8.1f} ms, matmul {row['matmul_ms']:8.1f} ms "
                           f"({row['native_ms'] / row['matmul_ms']:.2f}x); chosen: {row['chosen']}", flush=True)

@@ -125,3 +125,16 @@ def test_the_matmul_form_exports_to_savedmodel_and_tflite_with_a_free_batch(matm
     runner = export.tflite_interpreter(export.to_tflite(path)).get_signature_runner("serving_default")
     for batch in (3, 1):
         np.testing.assert_allclose(runner(z=z[:batch])["images"], expected[:batch], atol=1e-4)
+
+
+def test_the_patch_selection_picks_one_input_position_per_tap_inside_and_none_on_padding():
+    # 4x4 -> 2x2, 5x5 taps at stride 2, SAME (one row and column of padding before, two after): output
+    # (0, 0) reads 4x4 input positions through its window, (0, 1) and (1, 0) 4x3, (1, 1) 3x3.
+    selection = conv.patch_selection((4, 4), (2, 2), (5, 5), (2, 2), "same")
+    assert selection.shape == (2 * 2 * 25, 16) and set(np.unique(selection)) == {0, 1}
+    assert selection.sum(axis=1).max() == 1
+    assert [int(selection[p * 25:(p + 1) * 25].sum()) for p in range(4)] == [16, 12, 12, 9]
+    # Tap (1, 1) of output (0, 0) is input (0, 0); tap (0, 0) there is padding.
+    assert selection[1 * 5 + 1, 0] == 1 and selection[0].sum() == 0
+    # VALID with the kernel the input's size: one patch, the whole input in order.
+    np.testing.assert_array_equal(conv.patch_selection((3, 2), (1, 1), (3, 2), (1, 1), "valid"), np.eye(6))

@@ -10,6 +10,11 @@ What decides is the kernel's size over the number of positions: these layers tak
 where the kernel holds at least MATMUL_MIN_WEIGHTS_PER_POSITION weights per output position (per
 input position for Conv2DTranspose), and Keras's own convolution everywhere else.
 
+The patches (and, for Conv2DTranspose, the placing of each input position's window) are a fixed
+0/1 matrix times the positions (patch_selection): one small matmul whose gradient is another. Cut
+out by slices and pads instead, the whole train step was 1.05-1.10x slower (64x64 and 128x128, both
+precisions; docs/speed.md).
+
 Same weights, names and results as keras.layers.Conv2D / Conv2DTranspose (the kernel is used as it
 is stored), so checkpoints, the TF1 import and saved models do not see the difference; the
 multiply-adds are the same too (padding taps included), so model/flops.py counts both forms alike.
@@ -18,14 +23,16 @@ Only channels_last, dilation 1 and one group take the matmul form.
 
 from __future__ import annotations
 
-import functools
+import itertools
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
-# Measured (bench/conv_forms.py): the matmul form was 1.5-6x faster at 819,000 weights per position
-# and more, as fast or slower at 205,000 and less.
+# Measured (bench/conv_forms.py): the matmul form was 2-6x faster at 819,000 weights per position and
+# more; at 204,800 level in float32 and 1.45x in bfloat16 (the train step 2-3% sooner: left native);
+# at 51,200 level or slower.
 MATMUL_MIN_WEIGHTS_PER_POSITION = 400_000
 
 
@@ -47,47 +54,46 @@ def takes_matmul_form(layer, positions: int) -> bool:
     return plain and math.prod(layer.kernel.shape) >= MATMUL_MIN_WEIGHTS_PER_POSITION * positions
 
 
+def patch_selection(input_size, output_size, kernel_size, strides, padding: str) -> np.ndarray:
+    """The 0/1 matrix [output positions x kernel taps, input positions] of a Conv2D from input_size
+    (h, w) to output_size: row (position, tap) picks the input position that tap reads there, and is
+    all zeros where the tap falls on padding. Times the input it gives the patches; transposed, it
+    places Conv2DTranspose's windows (a Conv2DTranspose is the gradient of a Conv2D the other way)."""
+    (height, width), (out_h, out_w), (k_h, k_w), (s_h, s_w) = input_size, output_size, kernel_size, strides
+    top = _same_padding(height, out_h, k_h, s_h)[0] if padding == "same" else 0
+    left = _same_padding(width, out_w, k_w, s_w)[0] if padding == "same" else 0
+    selection = np.zeros((out_h, out_w, k_h, k_w, height, width), np.float32)
+    for i, j, di, dj in itertools.product(range(out_h), range(out_w), range(k_h), range(k_w)):
+        row, column = i * s_h + di - top, j * s_w + dj - left
+        if 0 <= row < height and 0 <= column < width:
+            selection[i, j, di, dj, row, column] = 1
+    return selection.reshape(out_h * out_w * k_h * k_w, height * width)
+
+
 def conv_as_matmul(inputs, kernel, strides, padding: str, output_size):
     """Conv2D (channels_last, dilation 1) to output_size (h, w), as patches [batch x positions,
-    kh*kw*cin] x kernel."""
+    kh*kw*cin] x kernel, the patches being patch_selection times the input's positions."""
     height, width = _spatial(inputs.shape)
     k_h, k_w, c_in, c_out = kernel.shape
-    s_h, s_w = strides
-    out_h, out_w = output_size
-    if padding == "same":
-        pads_h, pads_w = _same_padding(height, out_h, k_h, s_h), _same_padding(width, out_w, k_w, s_w)
-    else:
-        pads_h = pads_w = (0, 0)
-    padded = ops.pad(inputs, [(0, 0), pads_h, pads_w, (0, 0)])
-    patch = k_h * k_w * c_in
-    patches = ops.stack([ops.reshape(padded[:, i * s_h:i * s_h + k_h, j * s_w:j * s_w + k_w, :], (-1, patch))
-                         for i in range(out_h) for j in range(out_w)], axis=1)  # [batch, positions, patch]
-    columns = ops.matmul(ops.reshape(patches, (-1, patch)), ops.reshape(kernel, (patch, c_out)))
-    return ops.reshape(columns, (-1, out_h, out_w, c_out))
+    selection = ops.convert_to_tensor(patch_selection((height, width), output_size, (k_h, k_w), strides, padding),
+                                      inputs.dtype)
+    patches = ops.matmul(selection, ops.reshape(inputs, (-1, height * width, c_in)))  # [batch, positions x taps, cin]
+    columns = ops.matmul(ops.reshape(patches, (-1, k_h * k_w * c_in)), ops.reshape(kernel, (k_h * k_w * c_in, c_out)))
+    return ops.reshape(columns, (-1, *output_size, c_out))
 
 
 def conv_transpose_as_matmul(inputs, kernel, strides, padding: str, output_size):
     """Conv2DTranspose (channels_last, dilation 1; kernel [kh, kw, cout, cin]) to output_size (h, w):
-    each input position times the kernel gives a kh x kw window, and the windows are summed into
-    place on a canvas, which is then cut to the output (TensorFlow's conv2d_transpose)."""
+    each input position times the kernel gives a kh x kw window of the output, and the windows are
+    summed into place (TensorFlow's conv2d_transpose, the gradient of a Conv2D from output_size to
+    the input's size) by the transposed patch selection of that Conv2D."""
     height, width = _spatial(inputs.shape)
     k_h, k_w, c_out, c_in = kernel.shape
-    s_h, s_w = strides
-    out_h, out_w = output_size
-    canvas_h, canvas_w = (height - 1) * s_h + k_h, (width - 1) * s_w + k_w
-    if padding == "same":
-        top, left = _same_padding(out_h, height, k_h, s_h)[0], _same_padding(out_w, width, k_w, s_w)[0]
-    else:
-        top = left = 0
+    placing = ops.convert_to_tensor(patch_selection(output_size, (height, width), (k_h, k_w), strides, padding).T,
+                                    inputs.dtype)
     windows = ops.matmul(ops.reshape(inputs, (-1, c_in)), ops.transpose(ops.reshape(kernel, (k_h * k_w * c_out, c_in))))
-    # [batch, positions, window]: slices of at most 4 dimensions, which TF Lite also runs.
-    windows = ops.reshape(windows, (-1, height * width, k_h * k_w * c_out))
-    rows, columns = max(canvas_h, top + out_h), max(canvas_w, left + out_w)
-    placed = [ops.pad(ops.reshape(windows[:, i * width + j], (-1, k_h, k_w, c_out)),
-                      [(0, 0), (i * s_h, rows - i * s_h - k_h), (j * s_w, columns - j * s_w - k_w), (0, 0)])
-              for i in range(height) for j in range(width)]
-    canvas = functools.reduce(ops.add, placed)
-    return canvas[:, top:top + out_h, left:left + out_w, :]
+    outputs = ops.matmul(placing, ops.reshape(windows, (-1, height * width * k_h * k_w, c_out)))
+    return ops.reshape(outputs, (-1, *output_size, c_out))
 
 
 def _add_bias_and_activate(layer, outputs):
