@@ -1,5 +1,5 @@
 """Throughput benchmark: training images/s through the product's fit (train.train with its callbacks)
-and through a plain tf.function loop of the same math, the input pipeline, and generation (Keras
+and through a plain tf.function loop of the same train step, the input pipeline, and generation (Keras
 generator and exported SavedModel). Prints a table and the project's goals with PASS/FAIL, and writes
 JSON into bench/results/. Not a test: run it by hand on a quiet machine.
 
@@ -17,7 +17,8 @@ precision `--precision auto` picks are printed first and kept in the JSON (`--ou
 Without `--precision` it measures float32 and mixed_bfloat16, or float32 alone on a CPU without
 native bfloat16 (there mixed_bfloat16 trains several times slower, and its windows would take most
 of the run; name it to measure it anyway).
-(No PyTorch row: torch is not installed where this was written.)
+`--torch` adds PyTorch (bench/torch_reference.py, where torch is installed) in turns with a plain
+loop of the same arithmetic: the original recipe's step, which is what that reference implements.
 
 The precisions' fits and their plain loops take turns from the first step, one execution
 (`--steps_per_execution` steps) at a time: fit in float32, its loop, fit in bfloat16, its loop, ...
@@ -60,7 +61,7 @@ from dcgan_tf.use import export
 from dcgan_tf.use import generate
 from dcgan_tf.model import losses
 from dcgan_tf.model import nets
-from dcgan_tf.training import optimizers, train  # noqa: E402
+from dcgan_tf.training import build, optimizers, train  # noqa: E402
 from dcgan_tf.training import precision as auto_precision  # noqa: E402
 from dcgan_tf.model import flops as flop_count  # noqa: E402
 from dcgan_tf.config import PRECISIONS, PRESETS, RunConfig  # noqa: E402
@@ -170,9 +171,42 @@ class TakeTurns:
         return self._active[(position + 1) % len(self._active)]
 
 
-class PlainLoop:
-    """The same math as DCGAN.train_step (1 D update, g_steps G updates, same z) in a bare tf.function
-    called from Python: same networks, optimizers and batch, no fit, callbacks, metrics or summaries."""
+class _Loop:
+    real: tf.Tensor
+
+    def run(self, steps: int):
+        """(wall s, CPU s) of `steps` steps, finished."""
+        started = clock()
+        for _ in range(steps):
+            out = self.step(self.real)
+        tf.nest.map_structure(lambda value: value.numpy(), out)
+        ended = clock()
+        return ended[0] - started[0], ended[1] - started[1]
+
+    def _real_images(self, config):
+        rng = np.random.default_rng(0)
+        return tf.constant(rng.uniform(-1, 1, (config.batch_size, config.output_height, config.output_width,
+                                               config.c_dim)).astype("float32"))
+
+
+class StepLoop(_Loop):
+    """fit's own step without fit: the run's DCGAN.train_step (its whole recipe: DiffAugment, the
+    moving average, R1, ...) in a bare tf.function called from Python, on a second model built as
+    train.train builds it (in folders of its own), with no callbacks, data pipeline or summaries. What
+    fit is compared with (fit/loop), so that the ratio is fit's own cost."""
+
+    def __init__(self, config):
+        root = tempfile.mkdtemp(prefix="dcgan_tf_step_loop_")
+        config = dataclasses.replace(config, **{name: os.path.join(root, name) for name in
+                                                ("checkpoint_dir", "sample_dir", "log_dir", "export_dir")})
+        self.step = tf.function(build.build_run(config).model.train_step)
+        self.real = self._real_images(config)
+
+
+class PlainLoop(_Loop):
+    """The original recipe's arithmetic (1 D update, g_steps G updates with the same z; no DiffAugment,
+    moving average or R1), the step bench/torch_reference.py implements, in a bare tf.function called
+    from Python: same networks, optimizers and batch, nothing else. What PyTorch is compared with."""
 
     def __init__(self, config):
         if config.precision == auto_precision.AUTO:
@@ -181,9 +215,7 @@ class PlainLoop:
         d_opt, g_opt = (optimizers.make_optimizer(rate, config.beta1, config.beta2, config.precision)
                         for rate in (config.d_learning_rate, config.g_learning_rate))
         seed = keras.random.SeedGenerator(config.seed)
-        rng = np.random.default_rng(0)
-        self.real = tf.constant(rng.uniform(-1, 1, (config.batch_size, config.output_height, config.output_width,
-                                                    config.c_dim)).astype("float32"))
+        self.real = self._real_images(config)
 
         @tf.function(jit_compile=config.jit_compile)
         def step(real_images):
@@ -205,21 +237,12 @@ class PlainLoop:
 
         self.step = step
 
-    def run(self, steps: int):
-        """(wall s, CPU s) of `steps` steps, finished."""
-        started = clock()
-        for _ in range(steps):
-            out = self.step(self.real)
-        out.numpy()
-        ended = clock()
-        return ended[0] - started[0], ended[1] - started[1]
-
 
 class TimedTurns(keras.callbacks.Callback):
     """A fit's participant in TakeTurns: it runs only in its turn, from the start of training to its
     end (TensorFlow functions executing at once in two threads can collide on their per-step
     resources). Each turn is one execution of fit (steps_per_execution steps, with everything fit does
-    between them) and then, with a PlainLoop, as many loop steps. The first `warmup` steps (tracing
+    between them) and then, with a StepLoop, as many loop steps. The first `warmup` steps (tracing
     included) are not timed; then `turns` turns are, after which fit stops, keeping the turn until it
     has ended so that its closing work (checkpoint, grid) overlaps nobody's timing. Must be the last
     callback."""
@@ -295,7 +318,7 @@ def bench_training(args, configs):
 
     def participate(index, config):
         try:
-            loop = None if "loop" in args.skip else PlainLoop(config)
+            loop = None if "loop" in args.skip else StepLoop(config)
             timer = TimedTurns(scheduler, index, args.warmup, turns, loop)
             result = train.train(config, verbose=0, extra_callbacks=[timer])
             if len(timer.fit_times) < turns:

@@ -160,3 +160,15 @@ def test_without_precision_flags_bfloat16_is_left_out_only_where_auto_picks_floa
     assert "mixed_bfloat16 left out (no native bfloat16 on this CPU;" in note and "--precision" in note
     # A GPU picks a mixed precision: both are measured.
     assert throughput.default_precisions(precision.choose("avx2", [(8, 0)]))[0] == ["float32", "mixed_bfloat16"]
+
+
+def test_fit_is_compared_with_a_loop_of_the_runs_own_train_step(throughput, tmp_path):
+    args = throughput.parse_args(["--size", "32", "--batch", "4", "--width", "4"])
+    config = throughput.make_config(args, str(tmp_path), "simpsons", 32, 4, "float32", 4, 1)
+    loop = throughput.StepLoop(config)
+    wall, cpu = loop.run(2)
+    assert wall > 0 and cpu > 0
+    # The recipe's own step (the default's adaptive R1 weight among its outputs), not the
+    # original's arithmetic that PlainLoop keeps for PyTorch; and none of the fit's folders written.
+    assert {"d_loss", "g_loss", "r1_weight"} <= set(loop.step(loop.real))
+    assert not any(os.path.exists(getattr(config, name)) for name in ("checkpoint_dir", "sample_dir", "log_dir"))
