@@ -39,7 +39,8 @@ EMA_RAMPUP = 0.05
 BEFORE_THE_OPTION = {"ema_decay": 0.0, "ema_rampup": 1 / 9, "r1_gamma": 0.0, "r1_target": 0.0,
                      "lecam_weight": 0.0, "cr_weight": 0.0, "cr_images": "both", "d_dropout": 0.0,
                      "d_minibatch_std": False, "mirror": False, "precision": "float32",
-                     "diffaug_target": 0.0, "d_spectral_norm": False, "g_topk": 1.0}
+                     "diffaug_target": 0.0, "d_spectral_norm": False, "g_topk": 1.0,
+                     "g_fresh_z": False}
 
 
 # Architecture presets (--arch): each source program's defaults, as plain data. A RunConfig field left
@@ -47,7 +48,8 @@ BEFORE_THE_OPTION = {"ema_decay": 0.0, "ema_rampup": 1 / 9, "r1_gamma": 0.0, "r1
 _NO_TRICKS = {"real_label_low": 1.0, "real_label_high": 1.0, "fake_label_low": 0.0, "fake_label_high": 0.0,
               "label_flip_prob": 0.0, "diffaug": "", "ema_decay": 0.0, "r1_gamma": 0.0,
               "r1_target": 0.0, "lecam_weight": 0.0, "cr_weight": 0.0, "d_dropout": 0.0,
-              "d_minibatch_std": False, "d_spectral_norm": False, "mirror": False, "g_topk": 1.0}
+              "d_minibatch_std": False, "d_spectral_norm": False, "mirror": False, "g_topk": 1.0,
+              "g_fresh_z": False}
 PRESETS = {
     # The original Simpsons DCGAN: 5 stride-2 layers of 5x5 kernels, no tricks.
     "simpsons": {"output_height": 128, "c_dim": 0, "z_dim": 100, "z_dist": "uniform_signed", "gf_dim": 64,
@@ -256,6 +258,8 @@ class RunConfig:
                                          "from the generated images D rates most real, a fraction of the batch "
                                          "that starts at 1 and shrinks by 0.99 an epoch down to this value "
                                          "(0.5 in the paper). 1: every image (off). Default: the recipe's.")
+    g_fresh_z: Optional[bool] = _opt(None, "Each G update draws a z of its own (the original: every G update "
+                                           "takes the D update's z). Default: the recipe's (off).")
     # Tricks for D's labels (art: real 0.9..1.1, fake 0..0.2, flip 0.03; classic v2: 0.7..1, 0..0.3).
     real_label_low: Optional[float] = _opt(None, "D's labels for real images are drawn per image from "
                                                  "U(real_label_low, real_label_high); default: the preset's.")

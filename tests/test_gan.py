@@ -117,11 +117,11 @@ def test_summaries_callback_writes_every_steps_own_values(tmp_path, steps_per_ex
     assert tensor_util.make_ndarray(acc.Tensors("probability/d")[0].tensor_proto).shape[0] > 0
 
 
-def _model_with_labels(tmp_path, run_eagerly=False, **labels):
+def _model_with_labels(tmp_path, run_eagerly=False, g_steps=1, **labels):
     keras.utils.set_random_seed(5)
     config = tiny_config(tmp_path, c_dim=3)
     generator, discriminator = nets.build_networks(config)
-    model = gan.DCGAN(generator, discriminator, z_dim=config.z_dim, g_steps=1, seed=3, **labels)
+    model = gan.DCGAN(generator, discriminator, z_dim=config.z_dim, g_steps=g_steps, seed=3, **labels)
     model.compile(d_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5),
                   g_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5), run_eagerly=run_eagerly)
     model.build_optimizers()
@@ -400,3 +400,31 @@ def test_top_k_training_learns_from_the_best_rated_fakes_once_epochs_have_passed
     assert one_step(epoch=1000, run_eagerly=False, g_topk=0.5)[0] == pytest.approx(late_loss, rel=1e-5)
     with pytest.raises(ValueError, match="g_topk must be in"):
         _model_with_labels(tmp_path, g_topk=0.0)
+
+
+def test_fresh_z_gives_every_g_update_a_draw_of_its_own(tmp_path):
+    def one_step(run_eagerly=True, **options):
+        model = _model_with_labels(tmp_path, run_eagerly=run_eagerly, **options)
+        logs = model.fit(_batches(count=1), epochs=1, verbose=0, shuffle=False).history
+        return (logs["g_loss"][0], _values(model.discriminator.trainable_variables),
+                _values(model.generator.trainable_variables), model.z_seed.state.numpy().copy())
+
+    plain_loss, plain_d, plain_g, plain_state = one_step()
+    fresh_loss, fresh_d, fresh_g, fresh_state = one_step(g_fresh_z=True)
+    # D's update takes the step's first z either way; G's takes another draw, from the same random
+    # state (kept in checkpoints), which has moved on once more.
+    for a, b in zip(plain_d, fresh_d):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert fresh_loss != pytest.approx(plain_loss, rel=1e-4)
+    assert any(not np.allclose(a, b, atol=1e-7) for a, b in zip(plain_g, fresh_g) if a.ndim > 1)
+    assert not np.array_equal(plain_state, fresh_state)
+    # Two G updates, traced as training runs them (a graph loop): the same draws as eagerly.
+    eager = one_step(g_steps=2, g_fresh_z=True)
+    traced = one_step(run_eagerly=False, g_steps=2, g_fresh_z=True)
+    # (Kernels only, within a tenth of Adam's step of 1e-3: Adam turns float noise in gradients near 0,
+    # such as those of biases ahead of batch norm, into steps of their own; another z moves them all.)
+    assert traced[0] == pytest.approx(eager[0], rel=1e-5)
+    for a, b in zip(eager[2], traced[2]):
+        if a.ndim > 1:
+            np.testing.assert_allclose(a, b, atol=1e-4)
+    np.testing.assert_array_equal(eager[3], traced[3])

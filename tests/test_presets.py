@@ -91,6 +91,12 @@ def test_top_k_training_is_off_in_every_recipe_and_a_flag_saved_with_the_run(tmp
         RunConfig.create(g_topk=bad)
 
 
+def test_fresh_z_for_g_is_off_in_every_recipe_and_a_flag_saved_with_the_run(tmp_path):
+    assert {RunConfig.create(arch=arch, recipe=recipe).g_fresh_z
+            for arch in PRESETS for recipe in ("default", "original")} == {False}
+    assert json.loads(open(RunConfig.create(seed=3, g_fresh_z=True).save(str(tmp_path))).read())["g_fresh_z"] is True
+
+
 @pytest.mark.parametrize("name,value,bad,message", [
     ("lecam_weight", 0.1, -0.1, r"--lecam_weight must be 0 \(off\) or more, got -0.1"),
     ("cr_weight", 10.0, -1.0, r"--cr_weight must be 0 \(off\) or more, got -1.0"),

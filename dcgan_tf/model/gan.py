@@ -19,7 +19,8 @@ policy), D's loss also has the consistency penalty (bCR, losses.consistency_pena
 for the real and the generated images it saw (the real ones alone with `cr_images` "real") and for a
 second augmentation T'(.) of the same images. With a `g_topk` below 1, each G update learns only from
 the generated images D rates most real (top-k training, losses.topk_count: the whole batch at first,
-a fraction shrinking by epoch to `g_topk`). With an `ema_generator`, every step ends by moving its
+a fraction shrinking by epoch to `g_topk`). With `g_fresh_z`, each G update draws a z of its own
+instead of the D update's. With an `ema_generator`, every step ends by moving its
 weights towards G's (dcgan_tf/model/ema.py); that average is what `sampler` returns.
 Each step leaves its values in `step_values` for TensorBoard (written by dcgan_tf/training/summaries.py).
 Under a multiworker strategy each step also sums the workers' stop requests, so that `stop_training`
@@ -60,7 +61,7 @@ class DCGAN(keras.Model):
                  augment=(), ema_generator=None, ema_decay: float = 0.0, ema_rampup: float = ema.DEFAULT_RAMPUP,
                  r1_gamma: float = 0.0, r1_target: float = 0.0, lecam_weight: float = 0.0,
                  cr_weight: float = 0.0, cr_images: str = "both", augment_target: float = 0.0,
-                 g_topk: float = 1.0, **kwargs):
+                 g_topk: float = 1.0, g_fresh_z: bool = False, **kwargs):
         super().__init__(**kwargs)
         if g_steps < 1:
             raise ValueError(f"g_steps must be at least 1, got {g_steps}")
@@ -91,6 +92,7 @@ class DCGAN(keras.Model):
         if not 0 < g_topk <= 1:
             raise ValueError(f"g_topk must be in (0, 1], got {g_topk}")
         self.g_topk = float(g_topk)
+        self.g_fresh_z = bool(g_fresh_z)
         # DiffAugment's own random state (seeded with z's seed + 1, another stream), so turning it on
         # or off leaves the z stream as it was.
         z_seed = seed if seed is not None else int(keras.ops.convert_to_numpy(self.z_seed.state)[0])
@@ -219,10 +221,7 @@ class DCGAN(keras.Model):
         """One D update and g_steps G updates; (metric values, z, D(x), D(G(z)))."""
         batch_size = tf.shape(real_images)[0]
         replica_count = replicas.num_replicas()
-        # Every replica draws the global batch's z from the same random state and takes its own rows,
-        # so several replicas see the z one device would.
-        global_z = z_tensor(batch_size * replica_count, self.z_dim, self.z_dist, seed=self.z_seed)
-        z = replicas.replica_slice(global_z, batch_size)
+        global_z, z = self._draw_z(batch_size, replica_count)
 
         # Discriminator: real images are 1, generated ones 0 (or soft / swapped labels, drawn per image
         # from the same random state as z, so they resume exactly too).
@@ -251,13 +250,14 @@ class DCGAN(keras.Model):
         d_vars = self.discriminator.trainable_variables
         self.d_optimizer.apply_gradients(zip(tape.gradient(scaled_d_loss, d_vars), d_vars))
 
-        # Generator, g_steps times with the same z: make D call the fakes real.
+        # Generator, g_steps times with the same z (or each with its own): make D call the fakes real.
         g_vars = self.generator.trainable_variables
 
         def g_update():
+            g_z = self._draw_z(batch_size, replica_count)[1] if self.g_fresh_z else z
             with tf.GradientTape() as tape:
                 g_loss = losses.generator_loss(self._for_g(
-                    self.discriminator(self._augment(self.generator(z, training=True)), training=True)))
+                    self.discriminator(self._augment(self.generator(g_z, training=True)), training=True)))
                 scaled_g_loss = self.g_optimizer.scale_loss(_per_replica_share(g_loss, replica_count))
             self.g_optimizer.apply_gradients(zip(tape.gradient(scaled_g_loss, g_vars), g_vars))
             return g_loss
@@ -286,6 +286,13 @@ class DCGAN(keras.Model):
             values["real_logit"] = tf.reduce_mean(tf.cast(real_logits, tf.float32))
             values["fake_logit"] = tf.reduce_mean(tf.cast(fake_logits, tf.float32))
         return values, global_z, d_x, d_g_z
+
+    def _draw_z(self, batch_size, replica_count):
+        """(the global batch's z, this replica's rows of it). Every replica draws the global batch from
+        the same random state (kept in checkpoints) and takes its own rows, so several replicas see the
+        z one device would."""
+        global_z = z_tensor(batch_size * replica_count, self.z_dim, self.z_dist, seed=self.z_seed)
+        return global_z, replicas.replica_slice(global_z, batch_size)
 
     def _discriminate_real(self, images):
         """(D's logits of the real images, their R1 penalty or None when r1_gamma is 0). Called inside
