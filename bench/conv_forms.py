@@ -157,8 +157,8 @@ def main(argv=None) -> int:
                 entry["layers"] = bench_layers(size, args.width, policy, args.batch, args.layer_repeats)
                 for row in entry["layers"]:
                     if row["native_ms"] is None:
-                        print(f"{size:4d} {policy:15s} {row['layer']:12s} {str(row['input']):20s} -> {row['filters']:5d}: "
-                              f"not timed (many positions); chosen: {row['chosen']}", flush=True)
+                        print(f"{size:4d} {policy:15s} {row['layer']:12s} {str(row['input']):20s} -> "
+                              f"{row['filters']:5d}: not timed (many positions); chosen: {row['chosen']}", flush=True)
                         continue
                     print(f"{size:4d} {policy:15s} {row['layer']:12s} {str(row['input']):20s} -> {row['filters']:5d}: "
                           f"native {row['native_ms']:8.1f} ms, matmul {row['matmul_ms']:8.1f} ms "
