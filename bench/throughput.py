@@ -192,12 +192,12 @@ class _Loop:
 class StepLoop(_Loop):
     """fit's own step without fit: the run's DCGAN.train_step (its whole recipe: DiffAugment, the
     moving average, R1, ...) in a bare tf.function called from Python, on a second model built as
-    train.train builds it (in folders of its own), with no callbacks, data pipeline or summaries. What
-    fit is compared with (fit/loop), so that the ratio is fit's own cost."""
+    train.train builds it (in folders of its own, beside the fit's, so that the benchmark's temporary
+    root holds and removes them), with no callbacks, data pipeline or summaries. What fit is compared
+    with (fit/loop), so that the ratio is fit's own cost."""
 
     def __init__(self, config):
-        root = tempfile.mkdtemp(prefix="dcgan_tf_step_loop_")
-        config = dataclasses.replace(config, **{name: os.path.join(root, name) for name in
+        config = dataclasses.replace(config, **{name: getattr(config, name) + "_step_loop" for name in
                                                 ("checkpoint_dir", "sample_dir", "log_dir", "export_dir")})
         self.step = tf.function(build.build_run(config).model.train_step)
         self.real = self._real_images(config)
