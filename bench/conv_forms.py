@@ -156,13 +156,11 @@ def main(argv=None) -> int:
             if not args.skip_layers:
                 entry["layers"] = bench_layers(size, args.width, policy, args.batch, args.layer_repeats)
                 for row in entry["layers"]:
-                    if row["native_ms"] is None:
-                        print(f"{size:4d} {policy:15s} {row['layer']:12s} {str(row['input']):20s} -> "
-                              f"{row['filters']:5d}: not timed (many positions); chosen: {row['chosen']}", flush=True)
-                        continue
+                    times = ("not timed (many positions)" if row["native_ms"] is None else
+                             f"native {row['native_ms']:8.1f} ms, matmul {row['matmul_ms']:8.1f} ms "
+                             f"({row['native_ms'] / row['matmul_ms']:.2f}x)")
                     print(f"{size:4d} {policy:15s} {row['layer']:12s} {str(row['input']):20s} -> {row['filters']:5d}: "
-                          f"native {row['native_ms']:8.1f} ms, matmul {row['matmul_ms']:8.1f} ms "
-                          f"({row['native_ms'] / row['matmul_ms']:.2f}x); chosen: {row['chosen']}", flush=True)
+                          f"{times}; chosen: {row['chosen']}", flush=True)
             entry["step"] = bench_step(size, args.width, policy, args.batch, args.step_repeats)
             step = entry["step"]
             print(f"{size:4d} {policy:15s} train step: native {step['native_s']:.3f} s, with the thresholds "
