@@ -10,7 +10,9 @@ from typing import Callable
 
 
 class _FirstImport:
-    """A one-shot import hook: the module's own loading runs inside `around(load, module)`."""
+    """A one-shot import hook: the module's own loading runs inside `around(load, module)`. It stays
+    installed until the module is loaded, not merely looked up: TensorFlow calls
+    `importlib.util.find_spec("keras")` before it imports Keras, and that spec is never loaded."""
 
     def __init__(self, name: str, around: Callable, key):
         self.name, self.around, self.key = name, around, key
@@ -18,12 +20,23 @@ class _FirstImport:
     def find_spec(self, name, path=None, target=None):
         if name != self.name:
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
+        position = sys.meta_path.index(self)
+        del sys.meta_path[position]  # The finders after this one find the module's own spec.
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            sys.meta_path.insert(position, self)
         loader = getattr(spec, "loader", None)
         if loader is not None and hasattr(loader, "exec_module"):
             load = loader.exec_module
-            loader.exec_module = lambda module: self.around(lambda: load(module), module)
+
+            def exec_module(module):
+                if self not in sys.meta_path:  # Another spec from this hook was loaded first.
+                    return load(module)
+                sys.meta_path.remove(self)
+                return self.around(lambda: load(module), module)
+
+            loader.exec_module = exec_module
         return spec
 
 

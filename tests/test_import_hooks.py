@@ -4,6 +4,7 @@ missing (the command line's Keras without IPython)."""
 from __future__ import annotations
 
 import gc
+import importlib.util
 import subprocess
 import sys
 import textwrap
@@ -65,13 +66,26 @@ def test_import_without_leaves_an_already_imported_optional_module(modules):
     assert host_mod.optional_mod is optional_mod
 
 
-def test_the_command_lines_keras_does_not_import_ipython():
+def test_a_lookup_of_the_module_leaves_the_hook_for_its_import(modules):
+    calls = []
+    assert import_hooks.around_first_import("host_mod", lambda load, module: (calls.append("around"), load()))
+    assert importlib.util.find_spec("host_mod") is not None  # as TensorFlow looks Keras up, unloaded
+    assert calls == []
+    import host_mod  # noqa: F401
+    assert calls == ["around"]
+
+
+def test_the_command_lines_keras_imports_neither_ipython_nor_matplotlib():
     pytest.importorskip("IPython")
-    code = ("import sys; from dcgan_tf import import_hooks, quiet; quiet.quiet_tensorflow(); "
-            "import_hooks.import_without('keras.src.saving.file_editor', 'IPython'); import keras; "
-            "print('keras.src.saving.file_editor' in sys.modules, 'IPython' in sys.modules)")
+    pytest.importorskip("matplotlib")
+    # TensorFlow first, as the command line imports them: it looks Keras up before importing it.
+    code = ("import sys; from dcgan_tf import cli, quiet; quiet.quiet_tensorflow(); cli.lighten_keras_import(); "
+            "import tensorflow, keras; "
+            "print('keras.src.saving.file_editor' in sys.modules, 'keras.src.visualization' in sys.modules, "
+            "'IPython' in sys.modules, 'matplotlib' in sys.modules); "
+            "from matplotlib.figure import Figure; print(Figure.__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["True", "False"]
+    assert out.split() == ["True", "True", "False", "False", "Figure"]
 
 
 def test_hooks_on_one_name_nest_the_last_installed_outermost(modules):
