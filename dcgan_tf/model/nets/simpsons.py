@@ -13,6 +13,7 @@ import keras
 from keras import layers
 
 from dcgan_tf.model import conv
+from dcgan_tf.model.batch_norm import BatchNormalization
 from dcgan_tf.model import spectral_norm as spectral
 
 NUM_LAYERS = 5  # Stride-2 layers on each side.
@@ -30,8 +31,8 @@ def conv_weight_init():
     return keras.initializers.TruncatedNormal(stddev=0.02)
 
 
-def batch_norm(name: str) -> layers.BatchNormalization:
-    return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+def batch_norm(name: str) -> BatchNormalization:
+    return BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
 
 
 def layer_sizes(size: int, num_layers: int = NUM_LAYERS) -> List[int]:
