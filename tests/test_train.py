@@ -6,6 +6,7 @@ import signal
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from dcgan_tf.training import train
 from dcgan_tf.training import build
@@ -18,9 +19,22 @@ def _weights(model):
     return [keras.ops.convert_to_numpy(v) for v in model.generator.weights + model.discriminator.weights + average]
 
 
+class _GraphOptimizerSeen(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.disabled = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.disabled.append(tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer"))
+
+
 def test_training_writes_checkpoints_samples_logs_and_config(workdir):
     config = tiny_config(workdir, epoch=2)  # 8 images, batch 4: 2 steps an epoch
-    result = train.train(config, verbose=0)
+    seen = _GraphOptimizerSeen()
+    result = train.train(config, verbose=0, extra_callbacks=[seen])
+    # This machine has no GPU: grappler was off while it trained, and is on again afterwards.
+    assert seen.disabled == [True] * 4
+    assert not tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer")
     run_dir = workdir / "checkpoints" / "faces_4_32_32_z8_gf4_df4"
     assert sorted(os.listdir(workdir / "samples" / "faces_4_32_32_z8_gf4_df4")) == [
         "train_00_0002.png", "train_01_0004.png"]
@@ -34,6 +48,17 @@ def test_training_writes_checkpoints_samples_logs_and_config(workdir):
     # The first step (tracing) is timed apart, as part of them.
     assert result.first_steps == 1 and 0 < result.first_seconds < result.step_seconds
     assert len((run_dir / "metrics.csv").read_text().strip().splitlines()) == 1 + 2  # header + 2 epochs
+
+
+@pytest.mark.parametrize("strategy, gpus, off", [("default", [], True), ("default", ["GPU:0"], False),
+                                                  ("mirrored", [], False)])
+def test_the_graph_optimizer_is_off_only_for_one_device_without_gpus(monkeypatch, strategy, gpus, off):
+    listed = tf.config.list_physical_devices
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: gpus if kind == "GPU" else listed(kind))
+    with train.graph_optimizer_off_on_cpus(strategy):
+        assert bool(tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer")) is off
+    assert not tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer")
 
 
 def test_resume_mid_epoch_continues_counters_and_matches_an_uninterrupted_run(workdir, monkeypatch):

@@ -201,8 +201,10 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
     if start_epoch < config.epoch and not ended:
         with _worker_errors(config, run):
             try:
-                history = _fit(model, config, strategy, image_set.images, epoch_steps,
-                               cbs.TrainingCallbacks(callbacks, model, config.epoch, verbose=int(terminal)), terminal)
+                with graph_optimizer_off_on_cpus(config.strategy):
+                    history = _fit(model, config, strategy, image_set.images, epoch_steps,
+                                   cbs.TrainingCallbacks(callbacks, model, config.epoch, verbose=int(terminal)),
+                                   terminal)
             finally:
                 stop.release()  # Signal handlers and stdout as they were, however `fit` ended.
     elif verbose:
@@ -229,6 +231,24 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
                        step_seconds=clock.seconds, first_seconds=clock.first_seconds or 0.0,
                        first_steps=model.steps_per_execution, samples=samples.written, chief=chief,
                        saved=model.stop_agreement.saves)
+
+
+@contextlib.contextmanager
+def graph_optimizer_off_on_cpus(strategy_name: str):
+    """TensorFlow's graph optimiser (grappler) off while training on one device without GPUs: on the
+    CPU it buys the train step nothing (oneDNN's own rewrite does the fusions that count) and costs
+    0.5 s of its first call (docs/speed.md). GPUs need its layout pass, and the distributed strategies
+    keep it as they were measured. Restored afterwards: generation and export keep it."""
+    if strategy_name != "default" or tf.config.list_physical_devices("GPU"):
+        yield
+        return
+    before = tf.config.optimizer.get_experimental_options()
+    tf.config.optimizer.set_experimental_options({**before, "disable_meta_optimizer": True})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options(
+            {**before, "disable_meta_optimizer": before.get("disable_meta_optimizer", False)})
 
 
 def _fit(model: DCGAN, config: RunConfig, strategy, images, epoch_steps: int, callbacks, terminal: bool) -> dict:
