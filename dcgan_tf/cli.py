@@ -170,8 +170,8 @@ def _parse_flags(argv):
 
 def lighten_keras_import() -> None:
     """Keras's first import skips two optional libraries the command line never uses through it:
-    IPython (for notebooks) and matplotlib's pyplot (for its image gallery); each cost 0.4-0.5 s of
-    start-up where installed. Both import as usual afterwards (the report draws with matplotlib)."""
+    IPython (for notebooks) and matplotlib (for its image galleries); each cost 0.4-0.5 s of start-up
+    where installed. Both import as usual afterwards (the loss report draws with matplotlib)."""
     import_hooks.import_without("keras.src.saving.file_editor", "IPython")
     import_hooks.import_without("keras", "matplotlib")
 

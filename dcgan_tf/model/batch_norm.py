@@ -18,9 +18,6 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-_EMPTY = ()  # FusedBatchNormV3 with exponential_avg_factor 1 takes no running statistics.
-
-
 class BatchNormalization(keras.layers.BatchNormalization):
     """keras.layers.BatchNormalization with a fused training pass (see the module's docstring)."""
 
@@ -36,7 +33,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         channels = x.shape[-1]
         scale = self.gamma if self.scale else tf.ones([channels], tf.float32)
         offset = self.beta if self.center else tf.zeros([channels], tf.float32)
-        empty = tf.constant(_EMPTY, tf.float32)
+        empty = tf.zeros([0], tf.float32)  # With exponential_avg_factor 1 it takes no running statistics.
         outputs, mean, corrected_variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
             x=x, scale=tf.cast(scale, tf.float32), offset=tf.cast(offset, tf.float32), mean=empty,
             variance=empty, epsilon=self.epsilon, exponential_avg_factor=1.0, data_format="NHWC",
