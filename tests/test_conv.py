@@ -68,6 +68,29 @@ def test_conv_transpose_matches_keras(matmul_everywhere, size, kernel, stride, p
     _assert_same(reference, layer, x)
 
 
+def _input_gradient_penalty_gradients(layer, x):
+    """The gradients, for the layer's weights, of the squared norm of its input gradient (R1's second
+    order, as the train step takes it through D)."""
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            inner.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * tf.cos(y))
+        penalty = tf.reduce_sum(inner.gradient(loss, x) ** 2)
+    return outer.gradient(penalty, layer.trainable_variables)
+
+
+@pytest.mark.parametrize("graph", [False, True])
+@pytest.mark.parametrize("keras_class,mine_class", [(keras.layers.Conv2D, conv.Conv2D),
+                                                    (keras.layers.Conv2DTranspose, conv.Conv2DTranspose)])
+def test_second_order_gradients_match_keras(matmul_everywhere, keras_class, mine_class, graph):
+    x = tf.constant(np.random.default_rng(0).standard_normal((3, 2, 2, 6)).astype("float32"))
+    reference, layer = _pair(keras_class, mine_class, x.shape, filters=5, kernel_size=5, strides=2, padding="same")
+    run = tf.function(_input_gradient_penalty_gradients) if graph else _input_gradient_penalty_gradients
+    for theirs, ours in zip(run(reference, x), run(layer, x)):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-3 * np.abs(theirs).max())
+
+
 def _op_types(model, shape):
     function = tf.function(lambda x: model(x, training=True), autograph=False)
     return [op.type for op in function.get_concrete_function(tf.TensorSpec(shape, tf.float32)).graph.get_operations()]
