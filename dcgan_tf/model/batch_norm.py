@@ -18,6 +18,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+
 class BatchNormalization(keras.layers.BatchNormalization):
     """keras.layers.BatchNormalization with a fused training pass (see the module's docstring)."""
 
