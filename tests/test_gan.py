@@ -326,6 +326,44 @@ def test_consistency_penalty_sees_a_second_augmentation_and_changes_only_d_updat
         _model_with_labels(tmp_path, augment=("cutout",), cr_weight=10.0, cr_images="fake")
 
 
+def _graphs_tracing_the_step(model, monkeypatch):
+    """The names of the graphs model.train_step is traced in, as fit traces it."""
+    names = []
+    step = model.train_step
+
+    def recording_step(images):
+        names.append(tf.compat.v1.get_default_graph().name)
+        return step(images)
+
+    monkeypatch.setattr(model, "train_step", recording_step)
+    return names
+
+
+def test_one_device_fit_traces_the_step_once_in_the_function_it_calls_with_kerass_results(tmp_path, monkeypatch):
+    keras.utils.set_random_seed(1)
+    model = _model(tmp_path / "one_function")
+    keras.utils.set_random_seed(1)
+    kerass = _model(tmp_path / "kerass")
+    monkeypatch.setattr(kerass, "make_train_function",
+                        lambda force=False: keras.Model.make_train_function(kerass, force) or kerass.train_function)
+    traced = [_graphs_tracing_the_step(m, monkeypatch) for m in (model, kerass)]
+    for m in (model, kerass):
+        m.fit(_batches(count=2), epochs=2, verbose=0, shuffle=False)  # to the end of the data, twice
+    assert traced[0] == ["train_step_on_iterator"]  # no second function around it
+    assert traced[1] and traced[1] != traced[0]
+    assert int(model.step.numpy()) == int(kerass.step.numpy()) == 4
+    for a, b in zip(_values(model.weights), _values(kerass.weights)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_several_steps_an_execution_keep_kerass_train_function(tmp_path, monkeypatch):
+    model = _model(tmp_path, steps_per_execution=2)
+    traced = _graphs_tracing_the_step(model, monkeypatch)
+    model.fit(_batches(count=2), epochs=1, verbose=0, shuffle=False)
+    assert traced and "train_step_on_iterator" not in traced
+    assert int(model.step.numpy()) == 2
+
+
 def test_summaries_of_several_fits_in_one_process_do_not_warn_of_retracing(tmp_path):
     """A process that trains several runs (bench/, tests) makes a Summaries for each; their compiled
     writes are traced once each, which TensorFlow must not count as one function retracing."""
