@@ -36,6 +36,21 @@ def test_fused_adam_matches_keras_adam_and_keeps_its_slots(tmp_path):
     assert int(restored.iterations.numpy()) == 5
 
 
+def test_fused_adam_makes_the_shared_scalars_once_per_update():
+    variables = [keras.Variable(tf.zeros([2])) for _ in range(6)]
+    counts = []
+    for count in (1, 6):
+        optimizer = optimizers.FusedAdam(1e-2)
+        optimizer.build(variables)
+        graph = tf.function(lambda: optimizer.apply_gradients(zip([tf.ones([2])] * count, variables[:count])),
+                            autograph=False).get_concrete_function().graph
+        types = [op.type for op in graph.get_operations()]
+        assert types.count("ResourceApplyAdam") == count
+        assert types.count("Pow") == 2  # beta_1 ** t and beta_2 ** t, for all the variables
+        counts.append(len(types))
+    assert counts[1] - counts[0] <= 5 * 6  # the variable's handles, its gradient's cast and its update
+
+
 def test_make_optimizer_wraps_for_float16_loss_scaling_only():
     assert isinstance(optimizers.make_optimizer(2e-4, 0.5, 0.999, "float32"), optimizers.FusedAdam)
     assert isinstance(optimizers.make_optimizer(2e-4, 0.5, 0.999, "mixed_float16"),

@@ -15,20 +15,41 @@ import tensorflow as tf
 
 
 class FusedAdam(keras.optimizers.Adam):
-    """keras.optimizers.Adam with each variable's update done by one ResourceApplyAdam op."""
+    """keras.optimizers.Adam with each variable's update done by one ResourceApplyAdam op. The
+    scalars the updates share (beta powers, learning rate, epsilon) are made once per update of all
+    the variables, not once per variable: ten fewer graph ops a variable."""
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        if not self._fused():
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        scalars = {}
+        for gradient, variable in zip(grads, trainable_variables):
+            dtype = tf.as_dtype(variable.dtype)
+            if dtype not in scalars:
+                scalars[dtype] = self._shared_scalars(dtype, learning_rate)
+            self._apply_fused(gradient, variable, scalars[dtype])
 
     def update_step(self, gradient, variable, learning_rate):
-        if self.amsgrad or tf.distribute.get_strategy().num_replicas_in_sync > 1:
+        if not self._fused():
             return super().update_step(gradient, variable, learning_rate)
-        dtype = variable.dtype
-        index = self._get_variable_index(variable)
+        return self._apply_fused(gradient, variable,
+                                 self._shared_scalars(tf.as_dtype(variable.dtype), learning_rate))
+
+    def _fused(self) -> bool:
+        return not self.amsgrad and tf.distribute.get_strategy().num_replicas_in_sync == 1
+
+    def _shared_scalars(self, dtype, learning_rate) -> dict:
         step = tf.cast(self.iterations + 1, dtype)
         beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        return dict(beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
+                    lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
+                    epsilon=tf.cast(self.epsilon, dtype))
+
+    def _apply_fused(self, gradient, variable, scalars: dict):
+        index = self._get_variable_index(variable)
         return tf.raw_ops.ResourceApplyAdam(
             var=_handle(variable), m=_handle(self._momentums[index]), v=_handle(self._velocities[index]),
-            beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
-            lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
-            epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype))
+            grad=tf.cast(gradient, scalars["lr"].dtype), **scalars)
 
 
 def _handle(variable):
