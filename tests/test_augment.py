@@ -94,6 +94,15 @@ def test_cutout_zeroes_one_block_of_at_most_a_quarter_per_image():
     assert len(set(corners)) > 1
 
 
+def test_uniform_numbers_become_integers_uniform_over_their_range():
+    # How translation's offsets and cutout's centres are drawn: every integer in [low, high) alike.
+    values = tf.constant(np.linspace(0.0, 1.0, 1000, endpoint=False, dtype="float32"))
+    got = augment._integers(values, -2, 3).numpy()
+    assert got.shape == (1000, 1)
+    assert dict(zip(*np.unique(got, return_counts=True))) == {-2: 200, -1: 200, 0: 200, 1: 200, 2: 200}
+    assert augment._integers(tf.constant([np.nextafter(1.0, 0.0, dtype=np.float32)]), 0, 64).numpy()[0, 0] == 63
+
+
 def test_same_seed_state_same_result_and_each_call_draws_afresh():
     x = _images()
     policy = augment.AUGMENTATIONS

@@ -24,40 +24,36 @@ __all__ = ["AUGMENTATIONS", "parse_diffaug", "diff_augment", "brightness", "satu
            "translation", "cutout"]
 
 
-def _global_draw(images, draw):
-    """`draw(n)` ([n, ...] random values) for this replica's images: drawn for the global batch from the
-    random state every replica shares, this replica's rows kept."""
+def _uniforms(images, count: int, seed):
+    """[batch, count] U(0, 1) numbers for this replica's images: one draw for the global batch from the
+    random state every replica shares, this replica's rows kept. One draw for all the numbers of a
+    call keeps the traced step small (each draw is about twenty graph ops)."""
     batch = tf.shape(images)[0]
-    return replicas.replica_slice(draw(batch * replicas.num_replicas()), batch)
+    draw = keras.random.uniform((batch * replicas.num_replicas(), count), seed=seed)
+    return replicas.replica_slice(draw, batch)
 
 
-def _per_image(images, low: float, high: float, seed):
-    """One U(low, high) number per image, shaped to broadcast over its pixels."""
-    draw = _global_draw(images, lambda n: keras.random.uniform((n, 1, 1, 1), minval=low, maxval=high, seed=seed))
-    return tf.cast(draw, images.dtype)
+def _per_image(values, images, low: float, high: float):
+    """U(0, 1) numbers, one per image, as U(low, high) shaped to broadcast over the image's pixels."""
+    return tf.reshape(tf.cast(values * (high - low) + low, images.dtype), [-1, 1, 1, 1])
 
 
-def brightness(images, seed):
-    """Adds U(-0.5, 0.5) to every pixel of an image (one draw per image)."""
-    return images + _per_image(images, -0.5, 0.5, seed)
+def _brightness(images, u):
+    return images + _per_image(u[0], images, -0.5, 0.5)
 
 
-def saturation(images, seed):
-    """Scales each pixel's deviation from its own channel mean by U(0, 2) (one draw per image);
-    a no-op on one-channel images, whose pixels equal their channel mean."""
+def _saturation(images, u):
     mean = tf.reduce_mean(images, axis=-1, keepdims=True)
-    return (images - mean) * _per_image(images, 0.0, 2.0, seed) + mean
+    return (images - mean) * _per_image(u[0], images, 0.0, 2.0) + mean
 
 
-def contrast(images, seed):
-    """Scales each image's deviation from its mean (over all pixels and channels) by U(0.5, 1.5)."""
+def _contrast(images, u):
     mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
-    return (images - mean) * _per_image(images, 0.5, 1.5, seed) + mean
+    return (images - mean) * _per_image(u[0], images, 0.5, 1.5) + mean
 
 
-def color(images, seed):
-    """The paper's colour policy: brightness, then saturation, then contrast."""
-    return contrast(saturation(brightness(images, seed), seed), seed)
+def _color(images, u):
+    return _contrast(_saturation(_brightness(images, u[0:1]), u[1:2]), u[2:3])
 
 
 def _static_size(images, axis: int) -> int:
@@ -67,63 +63,108 @@ def _static_size(images, axis: int) -> int:
     return int(size)
 
 
-def _shift(images, axis: int, limit: int, seed):
+def _integers(values, low: int, high: int):
+    """U(0, 1) numbers as integers uniform in [low, high), shaped [batch, 1]."""
+    return tf.reshape(tf.cast(values * (high - low), tf.int32) + low, [-1, 1])  # The cast rounds down.
+
+
+def _shift(images, axis: int, limit: int, values):
     """Moves each image by its own integer offset in [-limit, limit] along `axis` (1: rows, 2:
     columns), filling with zeros. A gather, so gradients flow back to the pixels that moved."""
     size = _static_size(images, axis)
-    offset = _global_draw(images, lambda n: keras.random.randint((n, 1), -limit, limit + 1, seed=seed))
-    source = tf.range(size)[tf.newaxis, :] - tf.cast(offset, tf.int32)  # output i shows input i - offset
+    source = tf.range(size) - _integers(values, -limit, limit + 1)  # output i shows input i - offset
     moved = tf.gather(images, tf.clip_by_value(source, 0, size - 1), axis=axis, batch_dims=1)
     inside = (source >= 0) & (source < size)
-    inside = inside[:, :, tf.newaxis, tf.newaxis] if axis == 1 else inside[:, tf.newaxis, :, tf.newaxis]
+    inside = tf.reshape(inside, [-1, size, 1, 1] if axis == 1 else [-1, 1, size, 1])
     return tf.where(inside, moved, tf.zeros_like(moved))
 
 
-def translation(images, seed, ratio: float = 0.125):
-    """Shifts each image by whole pixels, up to `ratio` (1/8) of its height and of its width in
-    each direction, drawn per image; the uncovered border is zero."""
-    images = _shift(images, 1, int(_static_size(images, 1) * ratio), seed)
-    return _shift(images, 2, int(_static_size(images, 2) * ratio), seed)
+def _translation(images, u, ratio: float = 0.125):
+    images = _shift(images, 1, int(_static_size(images, 1) * ratio), u[0])
+    return _shift(images, 2, int(_static_size(images, 2) * ratio), u[1])
 
 
-def _band(images, axis: int, ratio: float, seed):
+def _band(images, axis: int, ratio: float, values):
     """Per image, a [batch, size] mask of a run of `ratio * size` indices around a random centre,
     clipped at the edges."""
     size = _static_size(images, axis)
     length = max(1, int(size * ratio))
-    centre = _global_draw(images, lambda n: keras.random.randint((n, 1), 0, size, seed=seed))
-    start = tf.cast(centre, tf.int32) - length // 2
-    index = tf.range(size)[tf.newaxis, :]
+    start = _integers(values, 0, size) - length // 2
+    index = tf.range(size)
     return (index >= start) & (index < start + length)
 
 
-def cutout(images, seed, ratio: float = 0.5):
-    """Zeroes a `ratio * height` x `ratio * width` rectangle (half by half: a quarter of the image
-    at most) centred on a random pixel of each image, clipped at the edges."""
-    rows, cols = _band(images, 1, ratio, seed), _band(images, 2, ratio, seed)
-    hole = rows[:, :, tf.newaxis, tf.newaxis] & cols[:, tf.newaxis, :, tf.newaxis]
+def _cutout(images, u, ratio: float = 0.5):
+    rows, cols = _band(images, 1, ratio, u[0]), _band(images, 2, ratio, u[1])
+    hole = (tf.reshape(rows, [-1, _static_size(images, 1), 1, 1])
+            & tf.reshape(cols, [-1, 1, _static_size(images, 2), 1]))
     return tf.where(hole, tf.zeros_like(images), images)
 
 
-_OPS = {"color": color, "translation": translation, "cutout": cutout}
+# Each augmentation: (how many U(0, 1) numbers it takes per image, the function that applies them).
+_OPS = {"brightness": (1, _brightness), "saturation": (1, _saturation), "contrast": (1, _contrast),
+        "color": (3, _color), "translation": (2, _translation), "cutout": (2, _cutout)}
+
+
+def _with_own_draw(name: str, images, seed):
+    """The augmentation `name` alone, with numbers of its own drawn from `seed`."""
+    count, apply = _OPS[name]
+    return apply(images, tf.unstack(_uniforms(images, count, seed), num=count, axis=1))
+
+
+def brightness(images, seed):
+    """Adds U(-0.5, 0.5) to every pixel of an image (one draw per image)."""
+    return _with_own_draw("brightness", images, seed)
+
+
+def saturation(images, seed):
+    """Scales each pixel's deviation from its own channel mean by U(0, 2) (one draw per image);
+    a no-op on one-channel images, whose pixels equal their channel mean."""
+    return _with_own_draw("saturation", images, seed)
+
+
+def contrast(images, seed):
+    """Scales each image's deviation from its mean (over all pixels and channels) by U(0.5, 1.5)."""
+    return _with_own_draw("contrast", images, seed)
+
+
+def color(images, seed):
+    """The paper's colour policy: brightness, then saturation, then contrast."""
+    return _with_own_draw("color", images, seed)
+
+
+def translation(images, seed):
+    """Shifts each image by whole pixels, up to 1/8 of its height and of its width in each direction,
+    drawn per image; the uncovered border is zero."""
+    return _with_own_draw("translation", images, seed)
+
+
+def cutout(images, seed):
+    """Zeroes a half-height x half-width rectangle (a quarter of the image at most) centred on a random
+    pixel of each image, clipped at the edges."""
+    return _with_own_draw("cutout", images, seed)
 
 
 def diff_augment(images, policy, seed, probability=None):
     """Applies the augmentations named in `policy` (a tuple from parse_diffaug) in order, each with
-    fresh random draws from `seed`; an empty policy returns `images` itself. With a `probability`
-    (a scalar in [0, 1], e.g. a variable that adapts as training goes), each augmentation reaches
-    each image with that probability, drawn per image and augmentation (StyleGAN2-ADA's way);
-    without one, every image gets every augmentation."""
+    fresh random numbers (one draw from `seed` for all of them); an empty policy returns `images`
+    itself. With a `probability` (a scalar in [0, 1], e.g. a variable that adapts as training goes),
+    each augmentation reaches each image with that probability, drawn per image and augmentation
+    (StyleGAN2-ADA's way); without one, every image gets every augmentation."""
     if not policy:
         return images
+    for name in policy:
+        if name not in AUGMENTATIONS:
+            raise ValueError(f"unknown augmentation {name!r}; expected one of {AUGMENTATIONS}")
     with tf.name_scope("diff_augment"):
-        for name in policy:
-            if name not in _OPS:
-                raise ValueError(f"unknown augmentation {name!r}; expected one of {AUGMENTATIONS}")
-            augmented = _OPS[name](images, seed)
+        counts = [_OPS[name][0] + (probability is not None) for name in policy]
+        values = tf.unstack(_uniforms(images, sum(counts), seed), num=sum(counts), axis=1)
+        for name, count in zip(policy, counts):
+            augmented = _OPS[name][1](images, values[:_OPS[name][0]])
             if probability is None:
                 images = augmented
             else:
-                chosen = _per_image(images, 0.0, 1.0, seed) < tf.cast(probability, images.dtype)
-                images = tf.where(chosen, augmented, images)
+                chosen = values[count - 1] < tf.cast(probability, values[0].dtype)
+                images = tf.where(tf.reshape(chosen, [-1, 1, 1, 1]), augmented, images)
+            values = values[count:]
     return images
