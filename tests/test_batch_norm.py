@@ -60,6 +60,17 @@ def test_the_training_pass_matches_keras(shape, policy):
     assert "FusedBatchNormV3" in _op_types(layer, shape, training=True)
 
 
+def test_a_batch_of_unknown_size_updates_the_moving_statistics_as_keras():
+    shape = (6, 5, 5, 8)
+    x = tf.constant(np.random.default_rng(2).normal(2.0, 3.0, shape).astype("float32"))
+    reference, layer = _pair(shape)
+    for each in (reference, layer):
+        traced = tf.function(lambda images, each=each: each(images, training=True))
+        traced.get_concrete_function(tf.TensorSpec((None,) + shape[1:], tf.float32))(x)
+    _assert_close([reference.moving_mean, reference.moving_variance], [layer.moving_mean, layer.moving_variance],
+                  rtol=1e-5)
+
+
 def test_inference_and_synchronized_batch_norm_stay_keras_own():
     shape = (4, 3, 3, 2)
     reference, layer = _pair(shape)

@@ -40,11 +40,15 @@ class BatchNormalization(keras.layers.BatchNormalization):
             variance=empty, epsilon=self.epsilon, exponential_avg_factor=1.0, data_format="NHWC",
             is_training=True)
         # The kernel multiplies the variance by n / max(n - 1, 1); Keras averages the biased one.
-        count = tf.cast(tf.size(x), tf.float32) / channels
-        variance = corrected_variance * tf.maximum(count - 1.0, 1.0) / count
-        momentum = self.momentum
-        self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
-        self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
+        if x.shape[:-1].is_fully_defined():  # Known in the train step: fewer graph ops to trace.
+            count = x.shape[:-1].num_elements()
+            variance = corrected_variance * (max(count - 1, 1) / count)
+        else:
+            count = tf.cast(tf.size(x), tf.float32) / channels
+            variance = corrected_variance * tf.maximum(count - 1.0, 1.0) / count
+        # Keras's update, m * momentum + value * (1 - momentum), as one subtraction.
+        for moving, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
+            moving.assign_sub((moving - value) * (1.0 - self.momentum))
         if rank == 2:
             outputs = outputs[:, 0, 0, :]
         return tf.cast(outputs, self.compute_dtype)
