@@ -51,7 +51,7 @@ class Summaries(keras.callbacks.Callback):
             # Partials, not bound methods: TensorFlow counts retracings per function's code, so each new
             # Summaries (one per fit in a process that trains several runs) would add to one count and,
             # from the fifth, warn of "excessive retracing"; a partial is counted by itself.
-            self._write_rows = tf.function(functools.partial(Summaries._rows, self))
+            self._write_rows = tf.function(functools.partial(Summaries._rows, self), autograph=False)
             self._write_histograms = tf.function(functools.partial(Summaries._histograms, self), autograph=False)
         self._written = self._started = self._step()
 
@@ -78,14 +78,18 @@ class Summaries(keras.callbacks.Callback):
 
     def _rows(self, written, last):
         kept = self.model.step_values
+
+        def write_step(step):
+            index = (step - 1) % kept.capacity
+            with tf.summary.record_if(kept.steps[index] == step):
+                row = kept.rows[index]
+                for i, name in enumerate(kept.names):
+                    # tf.summary.scalar's write, with the tag as given (the loop's name scope left out).
+                    tf.summary.write(SCALAR_TAGS[name], row[i], step=step, metadata=_SCALAR_METADATA)
+            return step + 1
+
         with self.summary_writer.as_default():
-            for step in tf.range(tf.maximum(written + 1, last - kept.capacity + 1), last + 1):  # A graph loop.
-                index = (step - 1) % kept.capacity
-                with tf.summary.record_if(kept.steps[index] == step):
-                    row = kept.rows[index]
-                    for i, name in enumerate(kept.names):
-                        # tf.summary.scalar's write, with the tag as given (the loop's name scope left out).
-                        tf.summary.write(SCALAR_TAGS[name], row[i], step=step, metadata=_SCALAR_METADATA)
+            tf.while_loop(lambda step: step <= last, write_step, [tf.maximum(written + 1, last - kept.capacity + 1)])
 
     def _histograms(self):
         kept = self.model.step_values
