@@ -17,7 +17,7 @@ import tensorflow as tf
 class FusedAdam(keras.optimizers.Adam):
     """keras.optimizers.Adam with each variable's update done by one ResourceApplyAdam op. The
     scalars the updates share (beta powers, learning rate, epsilon) are made once per update of all
-    the variables, not once per variable: ten fewer graph ops a variable."""
+    the variables, not once per variable: a dozen fewer graph ops a variable (16 -> 4)."""
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         if not self._fused():
