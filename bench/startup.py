@@ -10,7 +10,9 @@ start-up = command to the first line (imports, data, building, tracing, the firs
 time between later lines, exit = from the last line of output to the process's end. `--baseline
 PATH` runs the same command in another checkout (e.g. a `git worktree` of an older commit) turn
 about with this one, so a busy machine slows both alike; the ratio of the medians is the figure.
-`--help` is timed the same way (median of the launches).
+`--baseline_pythonpath DIR` puts DIR first on the baseline's import path, e.g. to launch it with the
+dependency versions it had (`pip install --target DIR ml_dtypes==0.7.0`). `--help` is timed the same
+way (median of the launches).
 Not a test: run it by hand, on a quiet machine for absolute figures.
 """
 
@@ -46,15 +48,20 @@ def one_batch_folder(source: str, batch: int, work: str) -> str:
     return os.path.join(work, "data")
 
 
-def time_training(repo: str, data_dir: str, run_dir: str, flags) -> dict:
-    """One launch of main.py --train in `repo`: seconds to each epoch line, and the exit."""
+def time_training(repo: str, data_dir: str, run_dir: str, flags, pythonpath: str = "") -> dict:
+    """One launch of main.py --train in `repo`: seconds to each epoch line, and the exit. `pythonpath`:
+    a folder put first on the launch's import path."""
     shutil.rmtree(run_dir, ignore_errors=True)
     command = [sys.executable, "main.py", "--train", "--crop", "--dataset", "startup", "--data_dir", data_dir,
                "--epoch", "3", "--sample_freq", "1000", "--checkpoint_dir", os.path.join(run_dir, "checkpoints"),
                "--sample_dir", os.path.join(run_dir, "samples"), "--log_dir", os.path.join(run_dir, "logs"),
                *flags]
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, env.get("PYTHONPATH", "")) if p)
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(command, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=env)
     lines, output, last_output = [], [], 0.0
     for line in process.stdout:
         output.append(line)
@@ -79,6 +86,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--baseline", default="", help="another checkout to compare with (its main.py)")
+    p.add_argument("--baseline_pythonpath", default="",
+                   help="a folder first on the baseline's import path, e.g. other versions of its dependencies "
+                        "(pip install --target DIR ml_dtypes==0.7.0)")
     p.add_argument("--launches", type=int, default=3, help="launches of each checkout")
     p.add_argument("--data", default=frames.default_frames(), help="image folder (one batch of it is used)")
     p.add_argument("--batch", type=int, default=25)
@@ -100,7 +110,8 @@ def main(argv=None) -> int:
         data_dir = one_batch_folder(args.data, args.batch, work)
         for launch in range(args.launches):
             for name, repo in checkouts.items():
-                figures = time_training(repo, data_dir, os.path.join(work, name), flags)
+                figures = time_training(repo, data_dir, os.path.join(work, name), flags,
+                                        pythonpath=args.baseline_pythonpath if name == "baseline" else "")
                 helps[name].append(time_help(repo))
                 results[name].append(figures)
                 print(f"{name} launch {launch + 1}: first step at {figures['first_step_s']:.1f} s, then "
@@ -123,7 +134,7 @@ def main(argv=None) -> int:
         summary["ratio_first_step"] = ratio
     cpu, cpu_flags = cpu_info()
     summary["machine"] = {"cpu": cpu, "cpu_flags": cpu_flags, "python": platform.python_version(),
-                          "main_flags": args.flags}
+                          "main_flags": args.flags, "baseline_pythonpath": args.baseline_pythonpath}
     if args.out:
         with open(args.out, "w") as f:
             json.dump(summary, f, indent=2)

@@ -36,6 +36,24 @@ def test_launch_times_are_taken_from_the_epoch_lines(tmp_path):
     assert 0.15 <= figures["exit_after_output_s"] < figures["exit_s"] - figures["first_step_s"]
 
 
+def test_a_launch_can_import_from_a_folder_of_its_own_first(tmp_path):
+    (tmp_path / "deps").mkdir()
+    (tmp_path / "deps" / "marker_module.py").write_text("WHERE = 'the folder given'\n")
+    (tmp_path / "main.py").write_text(textwrap.dedent("""
+        try:
+            import marker_module
+        except ImportError:
+            raise SystemExit("marker_module not importable")
+        for epoch in range(1, 3):
+            print(f"Epoch {epoch}/2: step {epoch}", flush=True)
+    """))
+    with pytest.raises(SystemExit, match="not importable"):
+        startup.time_training(str(tmp_path), str(tmp_path), str(tmp_path / "run"), [])
+    figures = startup.time_training(str(tmp_path), str(tmp_path), str(tmp_path / "run"), [],
+                                    pythonpath=str(tmp_path / "deps"))
+    assert figures["first_step_s"] > 0
+
+
 def test_a_failed_launch_says_so_with_its_output(tmp_path):
     (tmp_path / "main.py").write_text("import sys\nprint('dcgan_tf: no such dataset')\nsys.exit(1)\n")
     with pytest.raises(SystemExit, match="(?s)exit 1.*no such dataset"):
