@@ -157,14 +157,17 @@ def diff_augment(images, policy, seed, probability=None):
         if name not in AUGMENTATIONS:
             raise ValueError(f"unknown augmentation {name!r}; expected one of {AUGMENTATIONS}")
     with tf.name_scope("diff_augment"):
-        counts = [_OPS[name][0] + (probability is not None) for name in policy]
-        values = tf.unstack(_uniforms(images, sum(counts), seed), num=sum(counts), axis=1)
-        for name, count in zip(policy, counts):
-            augmented = _OPS[name][1](images, values[:_OPS[name][0]])
-            if probability is None:
-                images = augmented
-            else:
-                chosen = values[count - 1] < tf.cast(probability, values[0].dtype)
+        # Each augmentation's numbers, then (with a probability) the number that decides whether it applies.
+        chooses = probability is not None
+        total = sum(_OPS[name][0] + chooses for name in policy)
+        values = tf.unstack(_uniforms(images, total, seed), num=total, axis=1)
+        for name in policy:
+            count, apply = _OPS[name]
+            augmented = apply(images, values[:count])
+            if chooses:
+                chosen = values[count] < tf.cast(probability, values[count].dtype)
                 images = tf.where(tf.reshape(chosen, [-1, 1, 1, 1]), augmented, images)
-            values = values[count:]
+            else:
+                images = augmented
+            values = values[count + chooses:]
     return images
