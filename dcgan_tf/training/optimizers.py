@@ -20,7 +20,8 @@ class FusedAdam(keras.optimizers.Adam):
     the variables, not once per variable: a dozen fewer graph ops a variable (16 -> 4)."""
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        if not self._fused():
+        # Keras's update of all the variables, once per apply (its per-variable update_step is not used).
+        if self.amsgrad or tf.distribute.get_strategy().num_replicas_in_sync > 1:
             return super()._backend_update_step(grads, trainable_variables, learning_rate)
         scalars = {}
         for gradient, variable in zip(grads, trainable_variables):
@@ -28,15 +29,6 @@ class FusedAdam(keras.optimizers.Adam):
             if dtype not in scalars:
                 scalars[dtype] = self._shared_scalars(dtype, learning_rate)
             self._apply_fused(gradient, variable, scalars[dtype])
-
-    def update_step(self, gradient, variable, learning_rate):
-        if not self._fused():
-            return super().update_step(gradient, variable, learning_rate)
-        return self._apply_fused(gradient, variable,
-                                 self._shared_scalars(tf.as_dtype(variable.dtype), learning_rate))
-
-    def _fused(self) -> bool:
-        return not self.amsgrad and tf.distribute.get_strategy().num_replicas_in_sync == 1
 
     def _shared_scalars(self, dtype, learning_rate) -> dict:
         step = tf.cast(self.iterations + 1, dtype)
