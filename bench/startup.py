@@ -48,6 +48,14 @@ def one_batch_folder(source: str, batch: int, work: str) -> str:
     return os.path.join(work, "data")
 
 
+def launch_env(pythonpath: str = "") -> dict:
+    """This process's environment, with `pythonpath` (a folder) first on the import path if given."""
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
 def time_training(repo: str, data_dir: str, run_dir: str, flags, pythonpath: str = "") -> dict:
     """One launch of main.py --train in `repo`: seconds to each epoch line, and the exit. `pythonpath`:
     a folder put first on the launch's import path."""
@@ -56,12 +64,9 @@ def time_training(repo: str, data_dir: str, run_dir: str, flags, pythonpath: str
                "--epoch", "3", "--sample_freq", "1000", "--checkpoint_dir", os.path.join(run_dir, "checkpoints"),
                "--sample_dir", os.path.join(run_dir, "samples"), "--log_dir", os.path.join(run_dir, "logs"),
                *flags]
-    env = dict(os.environ)
-    if pythonpath:
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, env.get("PYTHONPATH", "")) if p)
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=env)
+                               env=launch_env(pythonpath))
     lines, output, last_output = [], [], 0.0
     for line in process.stdout:
         output.append(line)
@@ -76,9 +81,10 @@ def time_training(repo: str, data_dir: str, run_dir: str, flags, pythonpath: str
             "exit_s": exit_s, "exit_after_output_s": exit_s - last_output}
 
 
-def time_help(repo: str) -> float:
+def time_help(repo: str, pythonpath: str = "") -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "main.py", "--help"], cwd=repo, stdout=subprocess.DEVNULL, check=True)
+    subprocess.run([sys.executable, "main.py", "--help"], cwd=repo, stdout=subprocess.DEVNULL, check=True,
+                   env=launch_env(pythonpath))
     return time.perf_counter() - start
 
 
@@ -110,9 +116,9 @@ def main(argv=None) -> int:
         data_dir = one_batch_folder(args.data, args.batch, work)
         for launch in range(args.launches):
             for name, repo in checkouts.items():
-                figures = time_training(repo, data_dir, os.path.join(work, name), flags,
-                                        pythonpath=args.baseline_pythonpath if name == "baseline" else "")
-                helps[name].append(time_help(repo))
+                pythonpath = args.baseline_pythonpath if name == "baseline" else ""
+                figures = time_training(repo, data_dir, os.path.join(work, name), flags, pythonpath=pythonpath)
+                helps[name].append(time_help(repo, pythonpath=pythonpath))
                 results[name].append(figures)
                 print(f"{name} launch {launch + 1}: first step at {figures['first_step_s']:.1f} s, then "
                       f"{figures['step_s']:.2f} s/step, exit at {figures['exit_s']:.1f} s "
