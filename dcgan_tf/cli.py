@@ -65,6 +65,13 @@ def given_options(flag_values: flags.FlagValues = flags.FLAGS) -> frozenset:
     return frozenset(f.name for f in dataclasses.fields(RunConfig) if flag_values[f.name].present)
 
 
+def unexpected_arguments(words) -> str:
+    """The one-line error for words that are not --flags (`main.py extra`, `--train True`)."""
+    quoted = " ".join(repr(word) for word in words)
+    return (f"unexpected argument{'s' if len(words) > 1 else ''} {quoted}: every option is a --flag, and a "
+            f"true/false flag takes no separate value (--train, --notrain or --train=false).")
+
+
 class _Terminated(Exception):
     """SIGTERM outside training (during start-up, sampling or export)."""
 
@@ -75,7 +82,9 @@ def _raise_terminated(signum, frame):
 
 def main(argv, flag_values: flags.FlagValues = flags.FLAGS) -> int:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}; all options are --flags.")
+        print(f"dcgan_tf: error: {unexpected_arguments(argv[1:])} ({program_name(argv[0])} --help lists the "
+              f"flags)", file=sys.stderr)
+        return 2
     # During training, callbacks.GracefulStop takes over both signals and saves a checkpoint.
     signal.signal(signal.SIGTERM, _raise_terminated)
     warnings.formatwarning = _format_warning
@@ -158,7 +167,10 @@ def _parse_flags(argv):
         sys.exit(0)
     asked = [arg for arg in argv[1:] if arg in HELP_FLAGS]
     if asked:
-        text = flags.FLAGS.get_help() if "--helpfull" in asked else flags.FLAGS.main_module_help()
+        if "--helpfull" in asked:
+            text = flags.FLAGS.get_help()
+        else:  # The program's own flags, under a plain heading instead of the script's path.
+            text = "flags:\n" + flags.FLAGS.main_module_help().strip().split("\n", 1)[1]
         print(f"usage: {program} [--flag=value ...]\n\n{text.strip()}")
         sys.exit(0)
     try:

@@ -15,6 +15,8 @@ def test_help_lists_the_flags_and_exits_0(tmp_path, flag):
     proc = run_main([flag], cwd=tmp_path)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.stdout.startswith("usage: python main.py")
+    if flag != "--helpfull":  # the program's own flags under a heading, not the script's path
+        assert proc.stdout.splitlines()[2] == "flags:" and MAIN not in proc.stdout
     for option in ("--train", "--crop", "--dataset", "--input_fname_pattern", "--output_height", "--epoch",
                    "--batch_size", "--learning_rate", "--beta1", "--z_dist", "--g_steps", "--sample_freq",
                    "--ckpt_freq", "--max_to_keep", "--export_dir", "--log_dir", "--seed", "--recipe", "--ema_decay"):
@@ -96,6 +98,10 @@ def test_test_mode_without_checkpoint_says_so(tmp_path):
     (["--precision", "bogus"], "--precision=bogus: value should be one of"),
     (["--epoch", "abc"], "--epoch=abc"),
     (["--no_such_flag"], "Unknown command line flag 'no_such_flag'"),
+    (["--dataset", "faces", "extra"], "unexpected argument 'extra': every option is a --flag"),
+    (["--train", "True"], "a true/false flag takes no separate value (--train, --notrain or --train=false)"),
 ])
 def test_bad_flag_values_through_main_py_are_one_line(tmp_path, args, fragment):
-    assert_one_line_error(run_main(args, cwd=tmp_path), fragment, "--help")
+    proc = run_main(args, cwd=tmp_path)
+    assert_one_line_error(proc, fragment, "--help")
+    assert proc.stdout == "" and len(proc.stderr.splitlines()) == 1, proc.stderr[-3000:]  # no usage dump
