@@ -134,7 +134,7 @@ def test_image_smaller_than_the_crop_is_skipped(tmp_path, folder, capsys):
     status, caught = _run(tmp_path, *_train_flags("--crop", "--input_height", "36"))
     out = capsys.readouterr()
     assert status == 0, out.err[-2000:]
-    assert len(caught) == 1 and "tiny.png (10x10 is smaller than the 36x36 crop)" in caught[0]
+    assert len(caught) == 1 and "tiny.png (10x10 is smaller than the 36x36 crop of --input_height" in caught[0]
     assert f"{GOOD} images from data/faces" in out.out
 
 

@@ -516,6 +516,21 @@ def test_load_image_folder_only_unusable_files(tmp_path):
             load_folder(tmp_path)
 
 
+def test_files_skipped_for_one_reason_are_one_group_and_the_error_names_it(tmp_path):
+    # A folder of frames all smaller than the crop: the reason once, three names and a count, not
+    # the same words per file; the error that nothing is left says why.
+    for i in range(7):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"frame_{i}.png")
+    touch(tmp_path / "broken.png", b"not a png")
+    with pytest.warns(UserWarning) as caught, pytest.raises(UserError) as error:
+        load_folder(tmp_path, crop=True, crop_size=(16, 16), output_size=(16, 16))
+    [warning] = [str(w.message) for w in caught if str(w.message).startswith("skipped")]
+    assert warning.startswith("skipped 8 of 8 files that cannot be used: 7 files (8x8 is smaller than the "
+                              "16x16 crop of --input_height/--input_width): ")
+    assert warning.count("frame_") == 3 and "and 4 more; " in warning and "broken.png (" in warning
+    assert "could be used (7 of them: 8x8 is smaller than the 16x16 crop" in str(error.value)
+
+
 # --------------------------------------------------------------------------------------------------
 # resolve_dataset_dir
 # --------------------------------------------------------------------------------------------------

@@ -132,7 +132,8 @@ def load_image(path: str, *, crop: bool, crop_size: Tuple[int, int], output_size
                 raise Image.DecompressionBombError(f"{width}x{height}")
             crop_h, crop_w = crop_size if crop else (height, width)
             if width < crop_w or height < crop_h:
-                raise UnusableImage(f"{width}x{height} is smaller than the {crop_w}x{crop_h} crop")
+                raise UnusableImage(f"{width}x{height} is smaller than the {crop_w}x{crop_h} crop of "
+                                     f"--input_height/--input_width")
             scale = _draft_jpeg(img, (crop_w, crop_h), (out_w, out_h))
             img.load()
             if crop:
@@ -250,19 +251,43 @@ def load_image_folder(folder: str, *, pattern: str = "*", crop: bool, crop_size:
             results = list(pool.map(load_and_describe, paths))
     good = [(p, arr) for p, (arr, _, _) in zip(paths, results) if arr is not None]
     skipped = tuple((p, why) for p, (_, why, _) in zip(paths, results) if why is not None)
+    reasons = _by_reason(skipped)
     if skipped:
-        listed = "; ".join(f"{p} ({why})" for p, why in skipped[:20])
-        more = f"; and {len(skipped) - 20} more" if len(skipped) > 20 else ""
         warnings.warn(RunWarning(f"skipped {len(skipped)} of {len(paths)} files that cannot be used: "
-                                 f"{listed}{more}"), stacklevel=2)
+                                 f"{_describe_skipped(reasons)}"), stacklevel=2)
     if not good:
-        raise UserError(f"none of the {len(paths)} image files in {folder} could be used; see the warning above.")
+        why, first = next(iter(reasons.items()))
+        why = f"{why}: all of them" if len(first) == len(paths) else f"{len(first)} of them: {why}"
+        raise UserError(f"none of the {len(paths)} image files in {folder} could be used ({why}); "
+                        f"see the warning above.")
     for message in _mismatch_warnings([(p, info) for p, (_, _, info) in zip(paths, results) if info is not None],
                                       crop=crop, crop_size=crop_size, output_size=output_size,
                                       channels_from_data=not given_c_dim):
         warnings.warn(RunWarning(message), stacklevel=2)
     images = np.stack([arr for _, arr in good])
     return ImageSet(images=images, paths=tuple(p for p, _ in good), skipped=skipped)
+
+
+def _by_reason(skipped):
+    """{why: [paths]} of (path, why) pairs, the most common reason first."""
+    groups = {}
+    for path, why in skipped:
+        groups.setdefault(why, []).append(path)
+    return dict(sorted(groups.items(), key=lambda item: -len(item[1])))
+
+
+def _describe_skipped(reasons, names_shown=3, reasons_shown=5) -> str:
+    """The skipped files, grouped by why: a folder of 100 too-small frames is one reason and three
+    names, not a hundred times the same words."""
+    parts = []
+    for why, group in list(reasons.items())[:reasons_shown]:
+        if len(group) == 1:
+            parts.append(f"{group[0]} ({why})")
+            continue
+        more = f" and {len(group) - names_shown} more" if len(group) > names_shown else ""
+        parts.append(f"{len(group)} files ({why}): {', '.join(group[:names_shown])}{more}")
+    rest = sum(len(group) for group in list(reasons.values())[reasons_shown:])
+    return "; ".join(parts) + (f"; and {rest} more for other reasons" if rest else "")
 
 
 def to_model_range(images_uint8):
