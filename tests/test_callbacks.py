@@ -218,9 +218,10 @@ def test_epoch_lines_are_plain(capsys):
     lines.set_model(model)
     lines.on_epoch_begin(0)
     model.step.assign(4)
-    lines.on_epoch_end(0, {"g_loss": 0.5, "d_loss": 1.25})
+    lines.on_epoch_end(0, {"d_x": 0.75, "g_loss": 0.5, "d_g_z": 0.25, "d_loss": 1.25})
     out = capsys.readouterr().out
-    assert out.startswith("Epoch 1/3: step 4, d_loss 1.2500, g_loss 0.5000 (")
+    # The losses first, then the rest alphabetically.
+    assert out.startswith("Epoch 1/3: step 4, d_loss 1.2500, g_loss 0.5000, d_g_z 0.2500, d_x 0.7500 (")
     assert out.endswith(" s/step, less than a minute left)\n")
     assert "\x1b" not in out and out.count("\n") == 1
 
@@ -320,8 +321,17 @@ def test_epoch_lines_count_the_steps_time_not_a_slow_callback_after_them(capsys)
         model.step.assign_add(1)
         hooks.on_train_batch_end(batch)
     hooks.on_epoch_end(0, {"d_loss": 1.0})
-    seconds = float(capsys.readouterr().out.rsplit("(", 1)[1].split(" s/step")[0])
+    out = capsys.readouterr().out
+    seconds = float(out.rsplit("(", 1)[1].split(" s/step")[0])
     assert 0.04 < seconds < 0.2 and 0.1 < clock.seconds < 0.4
+    # The epoch of the first step says that its rate holds the tracing; later epochs do not.
+    assert out.endswith(" s/step, the first step's tracing included)\n"), out
+    hooks.on_epoch_begin(1)
+    hooks.on_train_batch_begin(0)
+    model.step.assign_add(1)
+    hooks.on_train_batch_end(0)
+    hooks.on_epoch_end(1, {"d_loss": 1.0})
+    assert "tracing" not in capsys.readouterr().out
 
 
 def test_the_final_grid_is_named_by_the_epoch_of_its_step(workdir):

@@ -376,6 +376,16 @@ class StepClock(keras.callbacks.Callback):
             self.first_seconds = elapsed
 
 
+LEADING_METRICS = ("d_loss", "g_loss")
+
+
+def _in_reading_order(logs) -> list:
+    """The metrics' names, the two losses first and the rest (their parts, D's outputs, R1's weight)
+    alphabetically, so that the losses stand where a reader looks."""
+    return sorted(logs, key=lambda name: (LEADING_METRICS.index(name) if name in LEADING_METRICS
+                                          else len(LEADING_METRICS), name))
+
+
 class EpochLines(keras.callbacks.Callback):
     """One plain line per epoch, for logs and pipes: no bar, no terminal codes. Its seconds a step are
     the steps' own when a StepClock is given (a measurement of FID and KID in the epoch, which prints
@@ -394,16 +404,20 @@ class EpochLines(keras.callbacks.Callback):
         self.time_left.epoch_began()
         self._started = self._seconds()
         self._step_at_start = _counter(self.model.step)
+        self._first_step_done = self.clock is None or self.clock.first_seconds is not None
 
     def on_epoch_end(self, epoch, logs=None):
         self.time_left.epoch_ended()
         steps = _counter(self.model.step) - self._step_at_start
         if not steps:
             return
-        values = ", ".join(f"{name} {float(value):.4f}" for name, value in sorted((logs or {}).items()))
+        values = ", ".join(f"{name} {float(logs[name]):.4f}" for name in _in_reading_order(logs or {}))
         left = "" if self.model.stop_training else self.time_left.phrase(self.epochs - epoch - 1)
+        # The epoch of the process's first step: its rate holds the tracing, and says so.
+        tracing = (", the first step's tracing included"
+                   if self.clock is not None and not self._first_step_done and self.clock.first_seconds else "")
         print(f"Epoch {epoch + 1}/{self.epochs}: step {_counter(self.model.step)}, {values} "
-              f"({(self._seconds() - self._started) / steps:.3f} s/step" + (f", {left})" if left else ")"),
+              f"({(self._seconds() - self._started) / steps:.3f} s/step{tracing}" + (f", {left})" if left else ")"),
               flush=True)
 
 
