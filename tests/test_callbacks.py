@@ -212,6 +212,25 @@ def test_progress_bar_ends_where_training_stopped():
     assert bar.progbar.target == 1 and bar.progbar._seen_so_far == 1
 
 
+def test_the_metrics_log_keeps_the_columns_of_the_file_it_appends_to(tmp_path):
+    path = tmp_path / "metrics.csv"
+    model = _Model()
+    model.epoch = tf.Variable(0, dtype=tf.int64)
+
+    def epoch(log, logs):
+        log.set_model(model)
+        log.on_epoch_begin(0)
+        model.epoch.assign_add(1)
+        model.step.assign_add(4)
+        log.on_epoch_end(0, logs)
+
+    epoch(callbacks.MetricsLog(str(path), ("d_loss", "r1_weight")), {"d_loss": 1.5, "r1_weight": 0.25})
+    # A later process whose model logs other names (a resume of a run from an older version, say):
+    # the file's columns decide, so every row still matches the header.
+    epoch(callbacks.MetricsLog(str(path), ("d_loss", "augment_p")), {"d_loss": 0.5, "augment_p": 0.1})
+    assert path.read_text().splitlines() == ["epoch,step,d_loss,r1_weight", "0,4,1.5,0.25", "1,8,0.5,nan"]
+
+
 def test_epoch_lines_are_plain(capsys):
     lines = callbacks.EpochLines(epochs=3)
     model = _Model()

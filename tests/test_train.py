@@ -29,7 +29,8 @@ class _GraphOptimizerSeen(keras.callbacks.Callback):
 
 
 def test_training_writes_checkpoints_samples_logs_and_config(workdir):
-    config = tiny_config(workdir, epoch=2)  # 8 images, batch 4: 2 steps an epoch
+    # 8 images, batch 4: 2 steps an epoch; adaptive DiffAugment adds a metric of its own (augment_p).
+    config = tiny_config(workdir, epoch=2, diffaug_target=0.7)
     seen = _GraphOptimizerSeen()
     result = train.train(config, verbose=0, extra_callbacks=[seen])
     # This machine has no GPU: grappler was off while it trained, and is on again afterwards.
@@ -47,7 +48,10 @@ def test_training_writes_checkpoints_samples_logs_and_config(workdir):
     assert 0 < result.step_seconds < result.seconds
     # The first step (tracing) is timed apart, as part of them.
     assert result.first_steps == 1 and 0 < result.first_seconds < result.step_seconds
-    assert len((run_dir / "metrics.csv").read_text().strip().splitlines()) == 1 + 2  # header + 2 epochs
+    rows = (run_dir / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 2  # header + 2 epochs
+    # Every metric the model logs, the adaptive ones' weights included, as the epoch lines show them.
+    assert rows[0].split(",") == ["epoch", "step", *result.run.model.metric_names] and "augment_p" in rows[0]
 
 
 @pytest.mark.parametrize("strategy, gpus, off", [("default", [], True), ("default", ["GPU:0"], False),

@@ -70,7 +70,9 @@ class EpochCounter(keras.callbacks.Callback):
 
 class MetricsLog(keras.callbacks.Callback):
     """Appends one CSV row per completed epoch (epoch index, step, the epoch's metric means) to
-    `path`. An epoch cut short writes nothing; a line cut by a kill is closed before appending."""
+    `path`. An epoch cut short writes nothing; a line cut by a kill is closed before appending. A file
+    already there keeps its own columns (those of the run's first process; a name it lacks is
+    left out, one it has that the model no longer logs is empty), so every row matches its header."""
 
     def __init__(self, path: str, names):
         super().__init__()
@@ -83,14 +85,17 @@ class MetricsLog(keras.callbacks.Callback):
         if _counter(self.model.epoch) == self._epoch_at_start or not logs:
             return  # Cut short (or no steps): not an epoch's mean.
         fresh = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
-        prefix = ""
+        prefix, names = "", self.names
         if not fresh:
             with open(self.path, "rb") as f:
+                columns = f.readline().decode("utf-8", "replace").strip().split(",")
                 f.seek(-1, os.SEEK_END)
                 prefix = "" if f.read(1) == b"\n" else "\n"
-        header = ",".join(("epoch", "step") + self.names) + "\n" if fresh else ""
+            if columns[:2] == ["epoch", "step"]:
+                names = tuple(columns[2:])
+        header = ",".join(("epoch", "step") + names) + "\n" if fresh else ""
         row = ",".join([str(self._epoch_at_start), str(_counter(self.model.step))]
-                       + [repr(float(logs.get(n, float("nan")))) for n in self.names]) + "\n"
+                       + [repr(float(logs.get(n, float("nan")))) for n in names]) + "\n"
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(prefix + header + row)  # One write: a kill leaves at most one cut line.
 

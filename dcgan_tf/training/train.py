@@ -21,7 +21,7 @@ from dcgan_tf import runs
 from dcgan_tf.config import RunConfig, check_same_model
 from dcgan_tf.data import pipeline
 from dcgan_tf.errors import RunWarning, UserError
-from dcgan_tf.model.gan import DCGAN, METRIC_NAMES
+from dcgan_tf.model.gan import DCGAN
 from dcgan_tf.training import callbacks as cbs
 from dcgan_tf.training import checkpoints
 from dcgan_tf.training import distribute
@@ -180,7 +180,7 @@ def _train_held(config: RunConfig, strategy, chief: bool, image_set, epoch_steps
         cbs.EpochCounter(),
         cbs.CheckpointSaver(run.manager if chief else distribute.ScratchCheckpointManager(run.checkpoint),
                             config.ckpt_freq, failure=failure),
-        cbs.MetricsLog(os.path.join(config.run_checkpoint_dir, runs.METRICS_FILE), METRIC_NAMES),
+        cbs.MetricsLog(os.path.join(config.run_checkpoint_dir, runs.METRICS_FILE), model.metric_names),
         *extra_callbacks,
     ]
     if not chief:  # Grids and the metrics log are the chief's alone.
