@@ -245,3 +245,8 @@ def test_divergence_stops_with_the_step_and_keeps_the_good_checkpoint(workdir):
         value = reader.get_tensor(name)
         if np.issubdtype(np.asarray(value).dtype, np.floating):
             assert np.all(np.isfinite(value)), name
+
+
+def test_the_finished_line_says_epoch_or_epochs():
+    assert "already finished 1 epoch; raise --epoch" in train.finished_line("run", 1)
+    assert "already finished 2 epochs; raise --epoch" in train.finished_line("run", 2)

@@ -106,7 +106,8 @@ def finished_epochs(config: RunConfig) -> Optional[int]:
 
 def finished_line(run_name: str, epochs: int) -> str:
     """What --train of a run that has already trained its epochs says."""
-    return f"dcgan_tf: the run {run_name} already finished {epochs} epochs; raise --epoch to train more."
+    return (f"dcgan_tf: the run {run_name} already finished {epochs} epoch{'s' if epochs != 1 else ''}; raise "
+            f"--epoch to train more.")
 
 
 def ended_early_line(config: RunConfig) -> Optional[str]:
