@@ -2,26 +2,31 @@
 
 Per batch: one discriminator update, then `g_steps` generator updates (the original used two, "so
 that d_loss does not go to zero"), all with the same z. Losses are sigmoid cross-entropy on logits;
-D's labels are 1 and 0, or soft / swapped ones drawn per image when the label ranges or the flip
-probability ask for it (losses.discriminator_labels). With an augmentation policy (DiffAugment,
-dcgan_tf/model/augment.py), D sees only augmented images: D(T(x)) and D(T(G(z))) in its update and
-D(T(G(z))) in every G update, each call with fresh random draws; with an `augment_target` > 0 each
-augmentation reaches each image with a probability p that adapts as the R1 weight below does (0 at
-the start). With `r1_gamma` > 0, D's loss also
-has the R1 penalty gamma/2 * E[|grad_x D(T(x))|^2] at the real images (losses.r1_penalty); with an
-`r1_target` > 0 the penalty is adaptive: its weight (0 to 1, times gamma) rises while D calls the real
-images real with a mean probability above the target and falls while below (losses.adapted_weight),
-so it acts only once D begins to memorise the training images, and costs nothing before (except
-under a strategy with several replicas, which computes it always). With a
-`lecam_weight` > 0, D's loss also has the LeCam penalty (losses.lecam_penalty) against moving averages of
-its own mean logits (the anchors, kept in checkpoints). With a `cr_weight` > 0 (and an augmentation
-policy), D's loss also has the consistency penalty (bCR, losses.consistency_penalty) between its logits
-for the real and the generated images it saw (the real ones alone with `cr_images` "real") and for a
-second augmentation T'(.) of the same images. With a `g_topk` below 1, each G update learns only from
-the generated images D rates most real (top-k training, losses.topk_count: the whole batch at first,
-a fraction shrinking by epoch to `g_topk`). With `g_fresh_z`, each G update draws a z of its own
-instead of the D update's. With an `ema_generator`, every step ends by moving its
-weights towards G's (dcgan_tf/model/ema.py); that average is what `sampler` returns.
+D's labels are 1 and 0. That is the original's step; each option below adds one thing to it, and is
+off at its default:
+
+- Labels: soft or swapped labels drawn per image (`real_label_range`, `fake_label_range`,
+  `label_flip_prob`; losses.discriminator_labels).
+- Augmentation (`augment`, DiffAugment, dcgan_tf/model/augment.py): D sees only augmented images,
+  D(T(x)) and D(T(G(z))) in its update and D(T(G(z))) in every G update, fresh draws each call. With
+  `augment_target` > 0 each augmentation reaches each image with a probability p that adapts as the
+  R1 weight does (0 at the start).
+- R1 (`r1_gamma`): D's loss adds gamma/2 * E[|grad_x D(T(x))|^2] at the real images
+  (losses.r1_penalty). With `r1_target` > 0 its weight (0 to 1, times gamma) rises while D's mean
+  probability for the real images is above the target and falls while below (losses.adapted_weight),
+  so it acts only once D begins to memorise the frames and costs nothing before (a strategy with
+  several replicas computes it always).
+- LeCam (`lecam_weight`): a penalty against moving averages of D's own mean logits (the anchors, kept
+  in checkpoints; losses.lecam_penalty).
+- Consistency (`cr_weight`, with augmentation): bCR between D's logits for the images it saw (the
+  real ones alone with `cr_images` "real") and for a second augmentation T'(.) of the same images
+  (losses.consistency_penalty).
+- Top-k (`g_topk` < 1): each G update learns only from the generated images D rates most real, a
+  fraction shrinking by epoch from the whole batch to `g_topk` (losses.topk_count).
+- `g_fresh_z`: each G update draws a z of its own instead of the D update's.
+- Moving average (`ema_generator`): every step ends by moving its weights towards G's
+  (dcgan_tf/model/ema.py); that average is what `sampler` returns.
+
 Each step leaves its values in `step_values` for TensorBoard (written by dcgan_tf/training/summaries.py).
 Under a multiworker strategy each step also sums the workers' stop requests, so that `stop_training`
 (set by any callback) ends every worker after the same step (replicas.StopAgreement).
