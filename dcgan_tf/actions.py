@@ -122,26 +122,8 @@ def train(command: Command) -> None:
         return
     result = training.train(config)
     run = command.__dict__["run"] = result.run  # Later actions of this command use the trained run.
-    step = int(run.model.step.numpy())
     if result.stopped_by:
-        if result.stopped_by == training.STOPPED_BY_CLOSED_PIPE:
-            stopped = "stdout's reader went away (a closed pipe): stopped"
-        else:
-            stopped = f"stopped by {result.stopped_by}" + (" (stdout's reader had gone away)" if result.output_closed
-                                                           else "")
-        # The other workers of a cluster write nothing.
-        saved = (f"checkpoint saved in {run.config.run_checkpoint_dir}" if result.chief
-                 else "the chief saved the checkpoint" if result.saved
-                 else "the chief could not write its files (its error line says why), so nothing was saved")
-        # Where stdout leads nowhere now, the line goes to stderr.
-        print(f"dcgan_tf: {stopped} at step {step}; {saved}. Run the same command to resume.",
-              file=sys.stderr if result.output_closed else sys.stdout, flush=True)
-        if result.output_closed:
-            raise BrokenPipeError  # The command ends as one killed by SIGPIPE would (cli.main).
-        # A stop must be prompt (container runtimes kill after a grace period): the report takes
-        # seconds on a long run, and later actions (--export, --eval, ...) more.
-        print("dcgan_tf: after a stop nothing else runs: the training report and the command's other "
-              "actions were skipped (the same command with --report in place of --train writes the report).")
+        _say_stopped(result, int(run.model.step.numpy()), run.config.run_checkpoint_dir)
         command.stopped = True
         return
     if result.steps_run and not result.chief:
@@ -158,6 +140,30 @@ def train(command: Command) -> None:
     if best_later and result.chief:  # Only the chief measures and keeps a best.
         best = build.restore_best(run)
         print(f"dcgan_tf: --from_best: the actions after the training use the run's best checkpoint, {best}")
+
+
+def _say_stopped(result, step: int, checkpoint_dir: str) -> None:
+    """The line of a training stopped by a signal, another worker or a closed pipe. A stop must be
+    prompt (container runtimes kill after a grace period), so nothing else of the command runs after
+    it: the report takes seconds on a long run, and later actions (--export, --eval, ...) more."""
+    from dcgan_tf.training import train as training
+
+    if result.stopped_by == training.STOPPED_BY_CLOSED_PIPE:
+        stopped = "stdout's reader went away (a closed pipe): stopped"
+    else:
+        stopped = f"stopped by {result.stopped_by}" + (" (stdout's reader had gone away)" if result.output_closed
+                                                       else "")
+    # The other workers of a cluster write nothing.
+    saved = (f"checkpoint saved in {checkpoint_dir}" if result.chief
+             else "the chief saved the checkpoint" if result.saved
+             else "the chief could not write its files (its error line says why), so nothing was saved")
+    # Where stdout leads nowhere now, the line goes to stderr.
+    print(f"dcgan_tf: {stopped} at step {step}; {saved}. Run the same command to resume.",
+          file=sys.stderr if result.output_closed else sys.stdout, flush=True)
+    if result.output_closed:
+        raise BrokenPipeError  # The command ends as one killed by SIGPIPE would (cli.main).
+    print("dcgan_tf: after a stop nothing else runs: the training report and the command's other "
+          "actions were skipped (the same command with --report in place of --train writes the report).")
 
 
 def _step_rate(result) -> str:
