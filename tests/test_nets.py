@@ -32,6 +32,17 @@ def test_a_generator_alone_creates_no_discriminator_weights(tmp_path):
     assert tuple(generator(keras.ops.zeros((2, config.z_dim))).shape) == (2, 32, 32, 3)
 
 
+@pytest.mark.parametrize("arch", nets.ARCHITECTURES)
+def test_networks_built_without_initial_draws_start_at_zero_with_the_same_weights(arch):
+    # For the moving average of G, whose weights are G's copy at once: the same variables, no draws.
+    shape = dict(height=32, width=32, c_dim=3, z_dim=8, gf_dim=4, df_dim=4, hidden_dim=16)
+    drawn, _ = nets.build(arch, with_discriminator=False, **shape)
+    zeros, _ = nets.build(arch, with_discriminator=False, draw_initial_weights=False, **shape)
+    assert [(w.path, w.shape) for w in zeros.weights] == [(w.path, w.shape) for w in drawn.weights]
+    assert not any(np.any(w.numpy()) for w in zeros.weights)
+    assert any(np.any(w.numpy()) for w in drawn.weights)
+
+
 def test_discriminator_dropout_acts_in_training_only_and_adds_no_weights(tmp_path):
     config = tiny_config(tmp_path, c_dim=3)
     _, plain = nets.build_networks(config)

@@ -47,8 +47,10 @@ def build_run(config: RunConfig) -> Run:
     # Inside a strategy's scope with several replicas, batch norm works on the global batch.
     several_replicas = tf.distribute.get_strategy().num_replicas_in_sync > 1
     generator, discriminator = nets.build_networks(config, synchronized_bn=several_replicas)
-    # The moving average is a second generator of the same shape (its discriminator is not needed).
-    ema_generator = (nets.build_networks(config, synchronized_bn=several_replicas, with_discriminator=False)[0]
+    # The moving average is a second generator of the same shape (its discriminator is not needed),
+    # whose weights DCGAN copies from G at once: no random draws for them.
+    ema_generator = (nets.build_networks(config, synchronized_bn=several_replicas, with_discriminator=False,
+                                         draw_initial_weights=False)[0]
                      if config.ema_decay > 0 else None)
     model = DCGAN(generator, discriminator, z_dim=config.z_dim, z_dist=config.z_dist,
                   g_steps=config.g_steps, seed=config.seed, name="dcgan",

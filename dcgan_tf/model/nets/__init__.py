@@ -71,13 +71,16 @@ def dtype_policy(name: str):
 def build(arch: str, *, height: int, width: int, c_dim: int, z_dim: int, gf_dim: int, df_dim: int,
           hidden_dim: int, g_leaky: bool = False, d_dropout: float = 0.0, d_minibatch_std: bool = False,
           d_spectral_norm: bool = False, precision: str = "float32", synchronized_bn: bool = False,
-          with_discriminator: bool = True) -> Tuple[keras.Model, Optional[keras.Model]]:
+          with_discriminator: bool = True,
+          draw_initial_weights: bool = True) -> Tuple[keras.Model, Optional[keras.Model]]:
     """(generator, discriminator) of architecture `arch` for images height x width x c_dim (c_dim
     known), both built, computing in `precision` (variables float32 in every precision).
 
     `synchronized_bn`: batch norm over the global batch of all replicas (for more than one replica).
     `with_discriminator=False`: (generator, None), without creating D's weights (a second of
-    start-up at full width)."""
+    start-up at full width). `draw_initial_weights=False`: the weights start at zero instead of their
+    random draws, for networks whose weights are set at once from elsewhere (the moving average of G,
+    a copy of G: a third of a second at 128x128)."""
     with dtype_policy(precision):
         generator, discriminator = _module(arch).build(
             height=height, width=width, c_dim=c_dim, z_dim=z_dim, gf_dim=gf_dim, df_dim=df_dim,
@@ -88,6 +91,8 @@ def build(arch: str, *, height: int, width: int, c_dim: int, z_dim: int, gf_dim:
         for model in (generator, discriminator):
             if model is not None and synchronized_bn:
                 synchronize_batch_norm(model)
+            if model is not None and not draw_initial_weights:
+                _start_at_zero(model)
         # One call on zeros creates every variable (inference mode: batch-norm statistics untouched).
         generator(keras.ops.zeros((1, z_dim)))
         if discriminator is not None:
@@ -95,8 +100,17 @@ def build(arch: str, *, height: int, width: int, c_dim: int, z_dim: int, gf_dim:
     return generator, discriminator
 
 
-def build_networks(config, synchronized_bn: bool = False,
-                   with_discriminator: bool = True) -> Tuple[keras.Model, Optional[keras.Model]]:
+def _start_at_zero(model: keras.Model) -> None:
+    """Makes every initializer of the unbuilt `model`'s layers zeros (layers take their initializers
+    when they build, at the first call): no random draws for weights that are overwritten anyway."""
+    for layer in model._flatten_layers(include_self=False):
+        for name, value in list(vars(layer).items()):
+            if name.endswith("_initializer") and isinstance(value, keras.initializers.Initializer):
+                setattr(layer, name, keras.initializers.Zeros())
+
+
+def build_networks(config, synchronized_bn: bool = False, with_discriminator: bool = True,
+                   draw_initial_weights: bool = True) -> Tuple[keras.Model, Optional[keras.Model]]:
     """build() for a validated RunConfig whose c_dim and precision are settled (the training run's
     adapter; dcgan_tf/training/precision.py turns --precision auto into the machine's choice)."""
     if config.precision == "auto":
@@ -107,4 +121,5 @@ def build_networks(config, synchronized_bn: bool = False,
                  z_dim=config.z_dim, gf_dim=config.gf_dim, df_dim=config.df_dim, hidden_dim=config.hidden_dim,
                  g_leaky=config.g_leaky, d_dropout=config.d_dropout, d_minibatch_std=config.d_minibatch_std,
                  d_spectral_norm=config.d_spectral_norm,
-                 precision=precision, synchronized_bn=synchronized_bn, with_discriminator=with_discriminator)
+                 precision=precision, synchronized_bn=synchronized_bn, with_discriminator=with_discriminator,
+                 draw_initial_weights=draw_initial_weights)
