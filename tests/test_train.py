@@ -195,6 +195,29 @@ def test_load_trained_restores_generator(workdir):
     np.testing.assert_allclose(loaded.model.generator(z), trained.model.generator(z), atol=1e-6)
 
 
+def test_initial_weights_are_drawn_only_for_networks_no_checkpoint_will_fill(workdir, monkeypatch):
+    from dcgan_tf.model import nets
+
+    drawn = []
+    real_build = nets.build_networks
+
+    def recording(config, with_discriminator=True, draw_initial_weights=True, **kwargs):
+        drawn.append(("G+D" if with_discriminator else "average", draw_initial_weights))
+        return real_build(config, with_discriminator=with_discriminator,
+                          draw_initial_weights=draw_initial_weights, **kwargs)
+
+    monkeypatch.setattr(nets, "build_networks", recording)
+    trained = train.train(tiny_config(workdir), verbose=0).run
+    # A fresh run draws G's and D's; the average is G's copy and draws nothing.
+    assert drawn == [("G+D", True), ("average", False)]
+    drawn.clear()
+    loaded = build.load_trained(tiny_config(workdir))
+    # A run with checkpoints: every weight comes from the newest, so nothing is drawn, and it is all there.
+    assert drawn == [("G+D", False), ("average", False)] and loaded.resumed_from
+    for mine, theirs in zip(_weights(loaded.model), _weights(trained.model)):
+        np.testing.assert_array_equal(mine, theirs)
+
+
 def test_load_trained_without_checkpoint_is_a_user_error(workdir):
     with pytest.raises(UserError, match="no run named faces_4_32_32_z8_gf4_df4 in .*train it first with --train"):
         build.load_trained(tiny_config(workdir))

@@ -46,9 +46,14 @@ def build_run(config: RunConfig) -> Run:
     keras.utils.set_random_seed(config.seed)
     # Inside a strategy's scope with several replicas, batch norm works on the global batch.
     several_replicas = tf.distribute.get_strategy().num_replicas_in_sync > 1
-    generator, discriminator = nets.build_networks(config, synchronized_bn=several_replicas)
+    # A run that resumes, or starts from another run's networks, takes every weight of G and D from a
+    # checkpoint (one that does not fit them all is an error, never a fresh start): drawing their
+    # initial weights would be wasted, half a second at 128x128.
+    restoring = checkpoints.holds_checkpoints(config.run_checkpoint_dir) or bool(config.init_from)
+    generator, discriminator = nets.build_networks(config, synchronized_bn=several_replicas,
+                                                   draw_initial_weights=not restoring)
     # The moving average is a second generator of the same shape (its discriminator is not needed),
-    # whose weights DCGAN copies from G at once: no random draws for them.
+    # whose weights DCGAN copies from G at once: no random draws for them either.
     ema_generator = (nets.build_networks(config, synchronized_bn=several_replicas, with_discriminator=False,
                                          draw_initial_weights=False)[0]
                      if config.ema_decay > 0 else None)
@@ -85,6 +90,8 @@ def build_run(config: RunConfig) -> Run:
     elif config.init_from:
         checkpoints.restore_networks(model, config.init_from)
         run.initialised_from = config.init_from
+    if restoring and not (run.resumed_from or run.initialised_from):  # Never train from zero weights.
+        raise RuntimeError(f"no checkpoint was restored into the networks of {config.run_checkpoint_dir}")
     return run
 
 

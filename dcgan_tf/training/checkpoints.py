@@ -94,6 +94,12 @@ def make_manager(checkpoint: tf.train.Checkpoint, folder: str, max_to_keep: int)
     return tf.train.CheckpointManager(checkpoint, folder, max_to_keep=max_to_keep, checkpoint_name=CHECKPOINT_PREFIX)
 
 
+def holds_checkpoints(folder: str) -> bool:
+    """Whether `folder` has ckpt-N files, from which make_manager's manager always lists (and a run
+    built there restores, or fails to build)."""
+    return bool(_checkpoint_files(folder))
+
+
 def _checkpoint_files(folder: str) -> list:
     """The ckpt-N checkpoints (paths without .index) in `folder`, oldest first, by their files."""
     return sorted((p[:-len(".index")] for p in glob.glob(checkpoint_path(folder, "*") + ".index")),
