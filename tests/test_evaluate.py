@@ -219,7 +219,7 @@ def test_patience_ends_the_training_when_the_best_stops_improving_and_a_rerun_sa
     assert quality["best"]["step"] == 2
     assert "the training ends here (--patience 2): KID has not improved in 2 measurements since step 2" in out
     assert "trained 6 steps" in out and "stopped by" not in out
-    assert "s/step, at most about " in out  # The time left is a bound when --patience may end it sooner.
+    assert ", at most about " in out  # The time left is a bound when --patience may end it sooner.
     assert evaluate.best_checkpoint(folder).endswith("ckpt-2")
     assert newest_checkpoint(folder).endswith("ckpt-6")  # Its state at the stop is saved too.
 
