@@ -246,9 +246,19 @@ def run_folder_of(checkpoint: str) -> Tuple[str, bool]:
     return folder, False
 
 
+def checkpoint_files(folder: str) -> List[str]:
+    """The ckpt-N checkpoints (paths without .index) in `folder`, oldest first, found by their index
+    files (the checkpoints a run's CheckpointManager lists, even without its list file)."""
+    pattern = re.compile(rf"^{re.escape(CHECKPOINT_PREFIX)}-(\d+)\.index$")
+    found = [(int(m.group(1)), name[:-len(".index")]) for name in (os.listdir(folder) if os.path.isdir(folder) else [])
+             if (m := pattern.match(name))]
+    return [os.path.join(folder, name) for _, name in sorted(found)]
+
+
 def has_checkpoint(folder: str) -> bool:
-    """Whether a run folder holds a checkpoint (TensorFlow's index files), without TensorFlow."""
-    return os.path.isdir(folder) and any(name.endswith(".index") for name in os.listdir(folder))
+    """Whether a run folder holds a checkpoint (a ckpt-N index file), without TensorFlow: a run built
+    there restores one, or fails to build."""
+    return bool(checkpoint_files(folder))
 
 
 @dataclasses.dataclass

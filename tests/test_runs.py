@@ -154,3 +154,15 @@ def test_damaged_config_is_kept_aside(tmp_path):
 def test_run_folder_of_a_checkpoint_and_of_a_best_one():
     assert runs.run_folder_of(os.path.join("ck", "faces", "ckpt-4")) == (os.path.join("ck", "faces"), False)
     assert runs.run_folder_of(os.path.join("ck", "faces", runs.BEST_DIR, "ckpt-2")) == (os.path.join("ck", "faces"), True)
+
+
+def test_checkpoint_files_are_the_ckpt_n_index_files_by_step(tmp_path):
+    assert runs.checkpoint_files(str(tmp_path / "missing")) == [] and not runs.has_checkpoint(str(tmp_path))
+    for name in ("ckpt-10.index", "ckpt-9.index", "ckpt-9.data-00000-of-00001", "ckpt-x.index", "other-3.index",
+                 "ckpt-2.index.tmp"):
+        (tmp_path / name).write_text("")
+    assert not runs.has_checkpoint(str(tmp_path / "missing"))
+    assert runs.checkpoint_files(str(tmp_path)) == [str(tmp_path / "ckpt-9"), str(tmp_path / "ckpt-10")]
+    (tmp_path / "ckpt-10.index").unlink()
+    (tmp_path / "ckpt-9.index").unlink()
+    assert not runs.has_checkpoint(str(tmp_path))  # Stray index files are not a checkpoint of the run.

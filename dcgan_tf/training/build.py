@@ -49,7 +49,7 @@ def build_run(config: RunConfig) -> Run:
     # A run that resumes, or starts from another run's networks, takes every weight of G and D from a
     # checkpoint (one that does not fit them all is an error, never a fresh start): drawing their
     # initial weights would be wasted, half a second at 128x128.
-    restoring = checkpoints.holds_checkpoints(config.run_checkpoint_dir) or bool(config.init_from)
+    restoring = runs.has_checkpoint(config.run_checkpoint_dir) or bool(config.init_from)
     generator, discriminator = nets.build_networks(config, synchronized_bn=several_replicas,
                                                    draw_initial_weights=not restoring)
     # The moving average is a second generator of the same shape (its discriminator is not needed),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import shutil
@@ -11,7 +10,7 @@ import warnings
 import tensorflow as tf
 
 from dcgan_tf.errors import RunWarning, UserError
-from dcgan_tf.runs import CHECKPOINT_PREFIX, STATE_FILE, keep_aside, write_text
+from dcgan_tf.runs import CHECKPOINT_PREFIX, STATE_FILE, checkpoint_files, keep_aside, write_text
 
 
 def checkpoint_path(folder: str, step) -> str:
@@ -80,7 +79,7 @@ def make_manager(checkpoint: tf.train.Checkpoint, folder: str, max_to_keep: int)
     never restarted from scratch over its own checkpoints."""
     remove_unfinished_writes(folder)
     manager = tf.train.CheckpointManager(checkpoint, folder, max_to_keep=max_to_keep, checkpoint_name=CHECKPOINT_PREFIX)
-    found = _checkpoint_files(folder)
+    found = checkpoint_files(folder)
     if manager.checkpoints or not found:
         return manager
     state = os.path.join(folder, STATE_FILE)
@@ -94,23 +93,11 @@ def make_manager(checkpoint: tf.train.Checkpoint, folder: str, max_to_keep: int)
     return tf.train.CheckpointManager(checkpoint, folder, max_to_keep=max_to_keep, checkpoint_name=CHECKPOINT_PREFIX)
 
 
-def holds_checkpoints(folder: str) -> bool:
-    """Whether `folder` has ckpt-N files, from which make_manager's manager always lists (and a run
-    built there restores, or fails to build)."""
-    return bool(_checkpoint_files(folder))
-
-
-def _checkpoint_files(folder: str) -> list:
-    """The ckpt-N checkpoints (paths without .index) in `folder`, oldest first, by their files."""
-    return sorted((p[:-len(".index")] for p in glob.glob(checkpoint_path(folder, "*") + ".index")),
-                  key=checkpoint_step)
-
-
 def newest(folder: str):
     """The path of the newest checkpoint in `folder` (from its list, else from its files), or None."""
     found = tf.train.latest_checkpoint(folder) if os.path.isdir(folder) else None
     if found is None:
-        files = _checkpoint_files(folder)
+        files = checkpoint_files(folder)
         found = files[-1] if files else None
     return found
 
