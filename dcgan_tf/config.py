@@ -40,7 +40,7 @@ BEFORE_THE_OPTION = {"ema_decay": 0.0, "ema_rampup": 1 / 9, "r1_gamma": 0.0, "r1
                      "lecam_weight": 0.0, "cr_weight": 0.0, "cr_images": "both", "d_dropout": 0.0,
                      "d_minibatch_std": False, "mirror": False, "precision": "float32",
                      "diffaug_target": 0.0, "d_spectral_norm": False, "g_topk": 1.0,
-                     "g_fresh_z": False}
+                     "g_fresh_z": False, "cr_until": 0}
 
 
 # Architecture presets (--arch): each source program's defaults, as plain data. A RunConfig field left
@@ -296,6 +296,9 @@ class RunConfig:
                                             "squared difference of D's logits for two augmentations of the same "
                                             "images, real and generated. Needs --diffaug. 0: off. Default: the "
                                             "recipe's.")
+    cr_until: int = _opt(0, "Fade --cr_weight's penalty out by this step: full weight for the first half of "
+                            "the steps, then falling linearly to 0 at this step, and off after it (its "
+                            "extra passes of D no longer run). 0: the full weight throughout.")
     cr_images: str = _opt("both", "The images --cr_weight's penalty compares: both (real and generated, bCR) "
                                   "or real (the real ones alone, as consistency regularisation first did, "
                                   "Zhang et al. 2020).", choices=CR_IMAGES)
@@ -446,6 +449,9 @@ class RunConfig:
             raise UserError(f"--lecam_weight must be 0 (off) or more, got {self.lecam_weight}.")
         if not self.cr_weight >= 0:
             raise UserError(f"--cr_weight must be 0 (off) or more, got {self.cr_weight}.")
+        if self.cr_until < 0:
+            raise UserError(f"--cr_until must be a step (0: the penalty at full weight throughout), got "
+                            f"{self.cr_until}.")
         if self.cr_weight and not self.diffaug:
             raise UserError("--cr_weight compares D's outputs for two augmentations of the same images and "
                             "this run has none; give --diffaug (e.g. color,translation,cutout) or leave "

@@ -326,6 +326,21 @@ def test_consistency_penalty_sees_a_second_augmentation_and_changes_only_d_updat
         _model_with_labels(tmp_path, augment=("cutout",), cr_weight=10.0, cr_images="fake")
 
 
+def test_consistency_penalty_faded_out_is_skipped_in_the_traced_step(tmp_path):
+    """Past --cr_until the penalty's passes of D do not run: one traced step (D and G) lands exactly
+    where the same model without bCR lands, its augmentation draws included; at full weight it does not."""
+    def trained(**options):
+        model = _model_with_labels(tmp_path, augment=("translation", "cutout"), **options)
+        model.step.assign(6)
+        model.fit(_batches(count=1), epochs=1, verbose=0, shuffle=False)
+        return _values(model.discriminator.trainable_variables + model.generator.trainable_variables)
+
+    plain = trained()
+    for got, want in zip(trained(cr_weight=10.0, cr_until=6), plain):
+        np.testing.assert_array_equal(got, want)
+    assert any(not np.allclose(a, b, atol=1e-7) for a, b in zip(trained(cr_weight=10.0, cr_until=12), plain))
+
+
 def _graphs_tracing_the_step(model, monkeypatch):
     """The names of the graphs model.train_step is traced in, as fit traces it."""
     names = []

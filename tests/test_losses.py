@@ -134,6 +134,13 @@ def test_consistency_penalty_is_the_mean_squared_difference_of_the_logits():
     assert losses.consistency_penalty(tf.cast(logits, tf.bfloat16), logits).dtype == tf.float32
 
 
+def test_faded_weight_is_full_for_half_the_steps_then_falls_linearly_to_zero():
+    weights = [float(losses.faded_weight(0.3, step, 8)) for step in range(11)]
+    np.testing.assert_allclose(weights, [0.3] * 5 + [0.225, 0.15, 0.075, 0.0, 0.0, 0.0], rtol=1e-6, atol=1e-9)
+    assert float(losses.faded_weight(0.3, 10**6, 0)) == pytest.approx(0.3)  # 0: never faded
+    assert float(losses.faded_weight(0.3, tf.constant(6, tf.int64), 8)) == pytest.approx(0.15)
+
+
 # --------------------------------------------------------------------------------------------------
 # Top-k training of G
 

@@ -126,18 +126,18 @@ def test_a_run_saved_before_an_option_existed_continues_without_it(workdir):
     with open(path) as f:
         old = json.load(f)
     for name in ("ema_rampup", "lecam_weight", "cr_weight", "cr_images", "d_dropout", "d_minibatch_std",
-                 "d_spectral_norm", "mirror", "g_topk", "g_fresh_z"):
+                 "d_spectral_norm", "mirror", "g_topk", "g_fresh_z", "cr_until"):
         del old[name]
     with open(path, "w") as f:
         json.dump(old, f)
     continued = run_options.training_run(tiny_config(workdir, lecam_weight=0.1, cr_weight=1.0, cr_images="real",
                                                      d_dropout=0.4, d_minibatch_std=True, d_spectral_norm=True,
-                                                     g_topk=0.5, g_fresh_z=True),
+                                                     g_topk=0.5, g_fresh_z=True, cr_until=100),
                                          given=())
     assert (continued.ema_rampup, continued.lecam_weight, continued.cr_weight, continued.cr_images,
             continued.d_dropout, continued.d_minibatch_std, continued.d_spectral_norm,
-            continued.mirror, continued.g_topk, continued.g_fresh_z) == (1 / 9, 0.0, 0.0, "both", 0.0, False, False,
-                                                                         False, 1.0, False)
+            continued.mirror, continued.g_topk, continued.g_fresh_z, continued.cr_until) == (
+        1 / 9, 0.0, 0.0, "both", 0.0, False, False, False, 1.0, False, 0)
 
 
 @pytest.mark.parametrize("given", [(), ("learning_rate",)])

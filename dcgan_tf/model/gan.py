@@ -20,7 +20,7 @@ off at its default:
   in checkpoints; losses.lecam_penalty).
 - Consistency (`cr_weight`, with augmentation): bCR between D's logits for the images it saw (the
   real ones alone with `cr_images` "real") and for a second augmentation T'(.) of the same images
-  (losses.consistency_penalty).
+  (losses.consistency_penalty); with `cr_until` its weight fades out by that step (losses.faded_weight).
 - Top-k (`g_topk` < 1): each G update learns only from the generated images D rates most real, a
   fraction shrinking by epoch from the whole batch to `g_topk` (losses.topk_count).
 - `g_fresh_z`: each G update draws a z of its own instead of the D update's.
@@ -65,7 +65,7 @@ class DCGAN(keras.Model):
                  g_steps: int = 2, seed=None, real_label_range=(1.0, 1.0), fake_label_range=(0.0, 0.0), label_flip_prob: float = 0.0,
                  augment=(), ema_generator=None, ema_decay: float = 0.0, ema_rampup: float = ema.DEFAULT_RAMPUP,
                  r1_gamma: float = 0.0, r1_target: float = 0.0, lecam_weight: float = 0.0,
-                 cr_weight: float = 0.0, cr_images: str = "both", augment_target: float = 0.0,
+                 cr_weight: float = 0.0, cr_until: int = 0, cr_images: str = "both", augment_target: float = 0.0,
                  g_topk: float = 1.0, g_fresh_z: bool = False, **kwargs):
         super().__init__(**kwargs)
         if g_steps < 1:
@@ -93,7 +93,7 @@ class DCGAN(keras.Model):
             raise ValueError("cr_weight needs an augmentation policy: it compares two augmentations of each image")
         if cr_images not in CR_IMAGES:
             raise ValueError(f"cr_images must be {' or '.join(map(repr, CR_IMAGES))}, got {cr_images!r}")
-        self.cr_weight, self.cr_fakes = float(cr_weight), cr_images == "both"
+        self.cr_weight, self.cr_until, self.cr_fakes = float(cr_weight), int(cr_until), cr_images == "both"
         if not 0 < g_topk <= 1:
             raise ValueError(f"g_topk must be in (0, 1], got {g_topk}")
         self.g_topk = float(g_topk)
@@ -269,13 +269,7 @@ class DCGAN(keras.Model):
                 d_objective += self.lecam_weight * losses.lecam_penalty(
                     real_logits, fake_logits, self.lecam_anchors[0], self.lecam_anchors[1])
             if self.cr_weight > 0:
-                # bCR: the same images under a second draw of the augmentation should get the same logits.
-                real_again = self.discriminator(self._augment(real_images), training=True)
-                consistency = losses.consistency_penalty(real_logits, real_again)
-                if self.cr_fakes:
-                    fake_again = self.discriminator(self._augment(fake_images), training=True)
-                    consistency += losses.consistency_penalty(fake_logits, fake_again)
-                d_objective += self.cr_weight * consistency
+                d_objective += self._consistency(real_images, real_logits, fake_images, fake_logits)
             # This replica's share, loss-scaled (a LossScaleOptimizer under mixed_float16; else the identity).
             scaled_d_loss = self.d_optimizer.scale_loss(_per_replica_share(d_objective, replica_count))
         d_vars = self.discriminator.trainable_variables
@@ -352,6 +346,23 @@ class DCGAN(keras.Model):
             return fake_logits
         count = losses.topk_count(tf.shape(fake_logits)[0], self.epoch, self.g_topk)
         return losses.best_rated(fake_logits, count)
+
+    def _consistency(self, real_images, real_logits, fake_images, fake_logits):
+        """bCR's weighted penalty: the same images under a second draw of the augmentation should get
+        the same logits. Faded out by cr_until; once its weight is 0, D's extra passes are skipped."""
+
+        def penalty():
+            real_again = self.discriminator(self._augment(real_images), training=True)
+            consistency = losses.consistency_penalty(real_logits, real_again)
+            if self.cr_fakes:
+                fake_again = self.discriminator(self._augment(fake_images), training=True)
+                consistency += losses.consistency_penalty(fake_logits, fake_again)
+            return weight * consistency
+
+        weight = losses.faded_weight(self.cr_weight, self.step, self.cr_until)
+        if not self.cr_until or not tf.inside_function() or replicas.num_replicas() > 1:
+            return penalty()  # Several replicas: as R1's penalty, no collectives inside a tf.cond.
+        return tf.cond(weight > 0, penalty, lambda: tf.constant(0.0))
 
     def _r1_gamma_now(self):
         """R1's weight in this step: gamma, times the adaptive weight when there is one."""

@@ -111,6 +111,16 @@ def consistency_penalty(logits, other_logits):
     return tf.reduce_mean(tf.square(tf.cast(logits, tf.float32) - tf.cast(other_logits, tf.float32)))
 
 
+def faded_weight(weight: float, step, until: int):
+    """`weight` at `step` (0, 1, ...) when faded out by step `until`: the full weight for the first
+    half of the steps, then falling linearly to 0 at `until`, and 0 after it; `until` 0: the full
+    weight at every step."""
+    if until <= 0:
+        return tf.constant(weight, tf.float32)
+    fraction = tf.clip_by_value(2.0 - 2.0 * tf.cast(step, tf.float32) / until, 0.0, 1.0)
+    return weight * fraction
+
+
 # Top-k training's shrink of the kept fraction per epoch (Sinha et al. 2020's gamma).
 TOPK_DECAY = 0.99
 

@@ -79,7 +79,7 @@ TRAINING_FIELDS = ("input_fname_pattern", "crop", "input_height", "input_width",
                    "learning_rate", "d_learning_rate", "g_learning_rate", "beta1", "beta2", "g_steps", "g_topk",
                    "g_fresh_z", "real_label_low", "real_label_high", "fake_label_low", "fake_label_high",
                    "label_flip_prob", "ema_decay", "ema_rampup", "r1_gamma", "r1_target", "lecam_weight",
-                   "cr_weight", "cr_images", "d_dropout", "d_minibatch_std", "d_spectral_norm", "diffaug",
+                   "cr_weight", "cr_until", "cr_images", "d_dropout", "d_minibatch_std", "d_spectral_norm", "diffaug",
                    "diffaug_target", "mirror", "seed")
 
 
