@@ -341,8 +341,9 @@ def patience_spent(quality: dict, metric: str, patience: int) -> bool:
 
 
 def _progress(folder: str, keep_best: str, patience: int) -> tuple:
-    """(step, epoch, last KID, kept best, ended by --patience) from metrics.csv's last row and
-    quality.json, without TensorFlow."""
+    """(step, epoch, last KID, kept best, ended by --patience) from metrics.csv's last row, quality.json
+    and the newest checkpoint's name (a stop inside an epoch saves a step no metrics row has), without
+    TensorFlow."""
     step = epoch = kid = best = None
     ended = False
     try:
@@ -367,6 +368,9 @@ def _progress(folder: str, keep_best: str, patience: int) -> tuple:
                 step = int(kids[-1]["step"])
     except (UserError, ValueError, AttributeError, TypeError):
         pass
+    newest = checkpoint_files(folder)[-1:]
+    if newest:
+        step = max(step or 0, int(newest[0].rsplit("-", 1)[1]))
     return step, epoch, kid, best, ended
 
 

@@ -91,6 +91,9 @@ def test_listing_shows_step_epoch_and_last_kid(tmp_path):
     os.utime(folder / "metrics.csv", (1_700_000_000, 1_700_000_000))
     assert runs.describe_run(runs.list_runs(str(tmp_path))[1]).endswith("KID 0.310, updated 2027-01-15 08:00 UTC")
     assert "config.json damaged" in runs.describe_run(found[0])
+    # A stop inside an epoch saved a checkpoint past the last metrics row: the listing says its step.
+    (folder / "ckpt-10.index").write_text("")
+    assert "step 10, epoch 2 of 3" in runs.describe_run(runs.list_runs(str(tmp_path))[1])
 
 
 def test_listing_shows_the_kept_best_and_a_run_ended_by_patience(tmp_path):
