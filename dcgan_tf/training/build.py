@@ -64,8 +64,8 @@ def build_run(config: RunConfig) -> Run:
                   label_flip_prob=config.label_flip_prob, augment=augment.parse_diffaug(config.diffaug),
                   ema_generator=ema_generator, ema_decay=config.ema_decay, ema_rampup=config.ema_rampup,
                   r1_gamma=config.r1_gamma, r1_target=config.r1_target, lecam_weight=config.lecam_weight,
-                  cr_weight=config.cr_weight, cr_until=config.cr_until, cr_images=config.cr_images, augment_target=config.diffaug_target,
-                  g_topk=config.g_topk, g_fresh_z=config.g_fresh_z)
+                  cr_weight=config.cr_weight, cr_until=config.cr_until, cr_images=config.cr_images,
+                  augment_target=config.diffaug_target, g_topk=config.g_topk, g_fresh_z=config.g_fresh_z)
     d_optimizer, g_optimizer = (optimizers.make_optimizer(rate, config.beta1, config.beta2, config.precision)
                                 for rate in (config.d_learning_rate, config.g_learning_rate))
     model.compile(d_optimizer=d_optimizer, g_optimizer=g_optimizer,
