@@ -246,6 +246,11 @@ def run_folder_of(checkpoint: str) -> Tuple[str, bool]:
     return folder, False
 
 
+def checkpoint_step(path: str) -> int:
+    """The step of a checkpoint path (<folder>/ckpt-<step>)."""
+    return int(path.rsplit("-", 1)[1])
+
+
 def checkpoint_files(folder: str) -> List[str]:
     """The ckpt-N checkpoints (paths without .index) in `folder`, oldest first, found by their index
     files (the checkpoints a run's CheckpointManager lists, even without its list file)."""
@@ -370,7 +375,7 @@ def _progress(folder: str, keep_best: str, patience: int) -> tuple:
         pass
     newest = checkpoint_files(folder)[-1:]
     if newest:
-        step = max(step or 0, int(newest[0].rsplit("-", 1)[1]))
+        step = max(step or 0, checkpoint_step(newest[0]))
     return step, epoch, kid, best, ended
 
 

@@ -20,7 +20,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO, TINY_FLAGS, assert_one_line_error, write_images
-from dcgan_tf.training import checkpoints
+from dcgan_tf import runs
 
 # Trains 2 steps of the tiny config through train.train under --strategy mirrored (--cpu_devices 2) and
 # under the default strategy, with plain SGD in place of Adam: Adam's step hardly depends on the size of
@@ -217,7 +217,7 @@ def test_two_workers_train_alike_only_the_chief_writes_stop_together_and_a_dead_
     # A copy whose newest checkpoint is damaged (copied in part): that worker would restore an older one
     # and train apart from the chief; both refuse instead, in one line.
     shutil.copytree(folder / "ckpt0", folder / "ckpt1")
-    older = sorted(checkpoints.checkpoint_step(p) for p in
+    older = sorted(runs.checkpoint_step(p) for p in
                    tf.train.get_checkpoint_state(str(folder / "ckpt1" / run)).all_model_checkpoint_paths)[-2]
     for data in (folder / "ckpt1" / run).glob(f"ckpt-{stopped_at}.data-*"):
         data.write_bytes(data.read_bytes()[:100])

@@ -79,10 +79,10 @@ def build_run(config: RunConfig) -> Run:
     run = Run(config=config, model=model, sample_z=sample_z, checkpoint=checkpoint, manager=manager)
     # The workers of a cluster restore together (restoring runs collectives): from the same step.
     distribute.check_same_start(tf.distribute.get_strategy(),
-                                checkpoints.checkpoint_step(manager.checkpoints[-1]) if manager.checkpoints else None)
+                                runs.checkpoint_step(manager.checkpoints[-1]) if manager.checkpoints else None)
     if manager.checkpoints:
         run.resumed_from = restore_into_run(run, manager.checkpoints[::-1])
-        distribute.check_same_start(tf.distribute.get_strategy(), checkpoints.checkpoint_step(run.resumed_from),
+        distribute.check_same_start(tf.distribute.get_strategy(), runs.checkpoint_step(run.resumed_from),
                                     restored=True)
         # Optimizer hyper-parameters come from this invocation's flags, not from the checkpoint.
         model.d_optimizer.learning_rate = config.d_learning_rate

@@ -18,10 +18,6 @@ def checkpoint_path(folder: str, step) -> str:
     return os.path.join(folder, f"{CHECKPOINT_PREFIX}-{step}")
 
 
-def checkpoint_step(path: str) -> int:
-    """The step of a checkpoint path made by checkpoint_path."""
-    return int(path.rsplit("-", 1)[1])
-
 # Parts missing from checkpoints of earlier versions, which restore without them (those parts keep
 # their fresh state).
 _ADDED_PARTS = ("augment_seed", "ema_generator", "r1_weight", "lecam_anchors", "epoch_step", "dropout_seed",
