@@ -47,7 +47,6 @@ def main(argv=None):
     from dcgan_tf.config import RunConfig
     from dcgan_tf.model import latent
     from dcgan_tf.model.gan import generated_images
-    from dcgan_tf.training.checkpoints import checkpoint_path
 
     folder = os.path.abspath(args.run_folder)
     saved = runs.read_config(folder)
@@ -61,7 +60,7 @@ def main(argv=None):
     evaluator = evaluate.make_evaluator(image_set.images, evaluate.inception_features_fn(args.fid_weights),
                                         z_dim=run.config.z_dim, z_dist=run.config.z_dist,
                                         samples=args.eval_samples, seed=data_config.seed, cache_folder=folder)
-    checkpoints = [checkpoint_path(run.config.run_checkpoint_dir, step) for step in args.steps]
+    checkpoints = [runs.checkpoint_path(run.config.run_checkpoint_dir, step) for step in args.steps]
     z = latent.z_numpy(args.standing_batches * run.config.batch_size, run.config.z_dim, run.config.z_dist,
                        seed=12345).reshape(args.standing_batches, run.config.batch_size, -1)
     for checkpoint in checkpoints or [None]:

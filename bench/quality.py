@@ -152,7 +152,7 @@ def parse_start(text: str):
     source, _, step = text.rpartition(":")
     if not source or not step.isdigit():
         raise SystemExit(f"--start_from {text!r}: give RUN:STEP, e.g. runs/default_s1:5000")
-    from dcgan_tf.training.checkpoints import checkpoint_path
+    from dcgan_tf.runs import checkpoint_path
 
     if not glob.glob(checkpoint_path(os.path.join(source, "checkpoints", "*"), int(step)) + ".index"):
         raise SystemExit(f"--start_from {text}: {source} holds no checkpoint of step {int(step)} "
@@ -168,17 +168,17 @@ def branch(source: str, step: int, work: str) -> None:
     continues only with its own training options, and a branch trains with other ones; its first
     start writes its own."""
     from dcgan_tf import runs as run_files
-    from dcgan_tf.training.checkpoints import checkpoint_path, write_state_file
+    from dcgan_tf.training.checkpoints import write_state_file
 
     for folder in glob.glob(os.path.join(source, "checkpoints", "*", "")):
         folder = os.path.dirname(folder)
         target = os.path.join(work, "checkpoints", os.path.basename(folder))
         os.makedirs(target)
         for name in [run_files.REAL_FEATURES_FILE] + [
-                os.path.basename(p) for p in glob.glob(checkpoint_path(folder, step) + ".*")]:
+                os.path.basename(p) for p in glob.glob(run_files.checkpoint_path(folder, step) + ".*")]:
             if os.path.exists(os.path.join(folder, name)):
                 shutil.copy2(os.path.join(folder, name), target)
-        write_state_file(os.path.join(target, run_files.STATE_FILE), [checkpoint_path(target, step)])
+        write_state_file(os.path.join(target, run_files.STATE_FILE), [run_files.checkpoint_path(target, step)])
         quality_file = os.path.join(folder, run_files.QUALITY_FILE)
         if os.path.exists(quality_file):
             with open(quality_file) as f:

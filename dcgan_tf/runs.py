@@ -246,6 +246,11 @@ def run_folder_of(checkpoint: str) -> Tuple[str, bool]:
     return folder, False
 
 
+def checkpoint_path(folder: str, step) -> str:
+    """The path (without .index) of the checkpoint of `step` in `folder`."""
+    return os.path.join(folder, f"{CHECKPOINT_PREFIX}-{step}")
+
+
 def checkpoint_step(path: str) -> int:
     """The step of a checkpoint path (<folder>/ckpt-<step>)."""
     return int(path.rsplit("-", 1)[1])

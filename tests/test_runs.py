@@ -169,3 +169,10 @@ def test_checkpoint_files_are_the_ckpt_n_index_files_by_step(tmp_path):
     (tmp_path / "ckpt-10.index").unlink()
     (tmp_path / "ckpt-9.index").unlink()
     assert not runs.has_checkpoint(str(tmp_path))  # Stray index files are not a checkpoint of the run.
+
+
+def test_checkpoint_path_names_what_checkpoint_files_finds(tmp_path):
+    path = runs.checkpoint_path(str(tmp_path), 1250)
+    assert runs.checkpoint_step(path) == 1250
+    open(path + ".index", "w").close()
+    assert runs.checkpoint_files(str(tmp_path)) == [path]

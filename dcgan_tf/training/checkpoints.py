@@ -13,11 +13,6 @@ from dcgan_tf.errors import RunWarning, UserError
 from dcgan_tf.runs import CHECKPOINT_PREFIX, STATE_FILE, checkpoint_files, keep_aside, write_text
 
 
-def checkpoint_path(folder: str, step) -> str:
-    """The path (without .index) of the checkpoint of `step` in `folder`."""
-    return os.path.join(folder, f"{CHECKPOINT_PREFIX}-{step}")
-
-
 # Parts missing from checkpoints of earlier versions, which restore without them (those parts keep
 # their fresh state).
 _ADDED_PARTS = ("augment_seed", "ema_generator", "r1_weight", "lecam_anchors", "epoch_step", "dropout_seed",

@@ -21,9 +21,9 @@ from typing import Optional
 
 import tensorflow as tf
 
+from dcgan_tf import runs
 from dcgan_tf.config import STRATEGIES
 from dcgan_tf.errors import UserError
-from dcgan_tf.training import checkpoints
 
 TF_CONFIG = "TF_CONFIG"
 
@@ -213,7 +213,7 @@ class ScratchCheckpointManager:
         self.checkpoint.save_counter.assign_add(1)  # As the chief's CheckpointManager.save does.
         scratch = tempfile.mkdtemp(prefix="dcgan_tf_worker_ckpt_")
         try:
-            return self.checkpoint.write(checkpoints.checkpoint_path(scratch, checkpoint_number))
+            return self.checkpoint.write(runs.checkpoint_path(scratch, checkpoint_number))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
