@@ -452,6 +452,9 @@ class RunConfig:
         if self.cr_until < 0:
             raise UserError(f"--cr_until must be a step (0: the penalty at full weight throughout), got "
                             f"{self.cr_until}.")
+        if self.cr_until and not self.cr_weight:
+            raise UserError("--cr_until fades the consistency penalty of --cr_weight and this run has none; "
+                            "give --cr_weight (e.g. 0.3) or leave --cr_until at 0.")
         if self.cr_weight and not self.diffaug:
             raise UserError("--cr_weight compares D's outputs for two augmentations of the same images and "
                             "this run has none; give --diffaug (e.g. color,translation,cutout) or leave "

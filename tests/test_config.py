@@ -101,6 +101,7 @@ def test_create_returns_a_frozen_config():
     ({"diffaug_target": 1.0}, "--diffaug_target"),
     ({"diffaug_target": 0.6, "diffaug": ""}, "--diffaug_target adapts"),
     ({"cr_until": -1}, "--cr_until"),
+    ({"cr_until": 6000, "cr_weight": 0.0}, "--cr_until fades"),
 ])
 def test_bad_values_raise_user_error_naming_the_flag(values, flag):
     with pytest.raises(UserError) as excinfo:
