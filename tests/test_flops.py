@@ -154,3 +154,19 @@ def test_a_run_counts_the_batches_its_consistency_penalty_shows_d_again(tmp_path
     assert flops.model_step_flops(model, config.batch_size) == flops.train_step_flops(
         model.generator, model.discriminator, config.batch_size, config.g_steps, config.ema_decay > 0,
         cr=batches)
+
+
+def test_a_run_past_cr_until_counts_no_consistency_passes(tmp_path):
+    from dcgan_tf.training import build
+
+    run = build.build_run(tiny_config(tmp_path, c_dim=3, diffaug="cutout", cr_weight=1.0, cr_until=10))
+    model, config = run.model, run.config
+
+    def count(cr):
+        return flops.train_step_flops(model.generator, model.discriminator, config.batch_size, config.g_steps,
+                                      config.ema_decay > 0, cr=cr)
+
+    model.step.assign(9)  # The last step with the faded weight above 0.
+    assert flops.model_step_flops(model, config.batch_size) == count(2) > count(0)
+    model.step.assign(10)
+    assert flops.model_step_flops(model, config.batch_size) == count(0)

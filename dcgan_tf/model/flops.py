@@ -31,7 +31,7 @@ the forward FLOPs of the whole batch and G1, D1 those of each network's first la
                     of model/conv.py, 4D where they are its native
                     convolutions, whose gradient spends one more pass:
                     tests/test_flops.py)
-    consistency penalty (only with --cr_weight > 0): D again on a second
+    consistency penalty (with --cr_weight > 0, before --cr_until): D again on a second
                     augmentation of each of its cr batches (2: the real
                     and the fake images; 1: the real ones alone, with
                     --cr_images real), as in the D update          cr (3D - D1)
@@ -117,7 +117,9 @@ def model_step_flops(model, batch_size: int) -> int:
     """train_step_flops of a built DCGAN (dcgan_tf/model/gan.py) in its present state, at `batch_size`."""
     # R1's passes run at full weight, and while an adaptive weight is above 0 (it starts at 0).
     r1 = model.r1_gamma > 0 and (model.r1_weight is None or float(model.r1_weight.numpy()) > 0)
-    # The consistency penalty shows D the real batch again, and the fakes unless --cr_images real.
-    cr = 1 + model.cr_fakes if model.cr_weight > 0 else 0
+    # The consistency penalty shows D the real batch again, and the fakes unless --cr_images real;
+    # past --cr_until its weight is 0 and its passes are skipped.
+    cr_on = model.cr_weight > 0 and (not model.cr_until or int(model.step.numpy()) < model.cr_until)
+    cr = 1 + model.cr_fakes if cr_on else 0
     return train_step_flops(model.generator, model.discriminator, batch_size, model.g_steps,
                             model.ema_generator is not None, r1, cr)
