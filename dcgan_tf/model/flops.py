@@ -49,6 +49,8 @@ from typing import List
 
 import keras
 
+from dcgan_tf.model import losses
+
 COUNTED = (keras.layers.Conv2DTranspose, keras.layers.Conv2D, keras.layers.Dense)
 
 
@@ -118,8 +120,8 @@ def model_step_flops(model, batch_size: int) -> int:
     # R1's passes run at full weight, and while an adaptive weight is above 0 (it starts at 0).
     r1 = model.r1_gamma > 0 and (model.r1_weight is None or float(model.r1_weight.numpy()) > 0)
     # The consistency penalty shows D the real batch again, and the fakes unless --cr_images real;
-    # past --cr_until its weight is 0 and its passes are skipped.
-    cr_on = model.cr_weight > 0 and (not model.cr_until or int(model.step.numpy()) < model.cr_until)
+    # its passes are skipped where its (faded) weight is 0, as in DCGAN._consistency.
+    cr_on = float(losses.faded_weight(model.cr_weight, model.step, model.cr_until)) > 0
     cr = 1 + model.cr_fakes if cr_on else 0
     return train_step_flops(model.generator, model.discriminator, batch_size, model.g_steps,
                             model.ema_generator is not None, r1, cr)
