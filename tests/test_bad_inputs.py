@@ -213,10 +213,16 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, fold
     _, ckpt_dir = _checkpoints(tmp_path)
     data = ckpt_dir / "ckpt-2.data-00000-of-00001"
     data.write_bytes(b"\0" * 10)
+    # Drawing images reads the generator side of the same files: it falls back alike.
+    status, caught = _run(tmp_path, "--dataset", "faces", "--seed", "1", *TINY_FLAGS, "--generate", "1")
+    out = capsys.readouterr()
+    assert status == 0, out.err[-2000:]
+    assert len(caught) == 1 and "ckpt-2 is damaged" in caught[0] and "loaded the older" in caught[0]
+    assert "faces_4_32_32_z8_gf4_df4/ckpt-1 with --seed 1" in out.out and "step1/generate_s1" in out.out
     status, caught = _run(tmp_path, *_train_flags("--ckpt_freq", "1", "--epoch", "2"))
     out = capsys.readouterr()
     assert status == 0, out.err[-2000:]
-    assert len(caught) == 1 and "ckpt-2" in caught[0] and "resumed from the older" in caught[0]
+    assert len(caught) == 1 and "ckpt-2 is damaged" in caught[0] and "loaded the older" in caught[0]
     assert "(epoch 0, step 1)" in out.out
     # Every checkpoint damaged: a clear error, and the files are left where they were.
     for name in os.listdir(ckpt_dir):

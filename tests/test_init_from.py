@@ -96,7 +96,7 @@ def test_the_new_runs_networks_are_the_sources_and_the_rest_starts_afresh(workdi
     from dcgan_tf.training import build, run_options
 
     assert _train(workdir, *TINY_FLAGS, "--ema_decay", "0.9") == 0
-    source = build.load_trained(tiny_config(workdir, ema_decay=0.9))
+    source = build.build_run(build.load_trained(tiny_config(workdir, ema_decay=0.9)).config)  # G and D
     config = run_options.training_run(tiny_config(workdir, train=True, init_from=TINY_RUN, run="tuned", ema_decay=0.9),
                                       given={"init_from", "run"})
     assert config.init_from.endswith(os.path.join(TINY_RUN, "ckpt-2")) and config.run == "tuned"

@@ -78,6 +78,7 @@ def test_every_variable_is_copied_exactly_and_saved_as_a_checkpoint(tf1_checkpoi
         assert json.load(f)["precision"] == precision.machine_choice().policy
     run = build.load_trained(_config(tmp_path))  # what test mode and --generate do
     assert run.config.c_dim == 3 and int(run.model.step.numpy()) == 1234
+    run = build.build_run(run.config)  # what --train resumes from: D too
     g, d = run.model.generator, run.model.discriminator
     keras_values = {v.path: np.asarray(v.numpy()) for v in g.weights + d.weights}
     names = {"Matrix": "kernel", "w": "kernel", "biases": "bias"}
@@ -91,7 +92,7 @@ def test_every_variable_is_copied_exactly_and_saved_as_a_checkpoint(tf1_checkpoi
 def test_imported_generator_computes_what_the_tf1_weights_define(tf1_checkpoint, tmp_path):
     prefix, v = tf1_checkpoint
     import_tf1_checkpoint(prefix, _config(tmp_path))
-    run = build.load_trained(_config(tmp_path))
+    run = build.build_run(build.load_trained(_config(tmp_path)).config)  # G and D
     g, d = run.model.generator, run.model.discriminator
     z = z_numpy(3, Z, "uniform_signed", seed=0)
 

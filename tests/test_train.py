@@ -202,20 +202,31 @@ def test_initial_weights_are_drawn_only_for_networks_no_checkpoint_will_fill(wor
     real_build = nets.build_networks
 
     def recording(config, with_discriminator=True, draw_initial_weights=True, **kwargs):
-        drawn.append(("G+D" if with_discriminator else "average", draw_initial_weights))
+        drawn.append(("G+D" if with_discriminator else "G", draw_initial_weights))
         return real_build(config, with_discriminator=with_discriminator,
                           draw_initial_weights=draw_initial_weights, **kwargs)
 
     monkeypatch.setattr(nets, "build_networks", recording)
     trained = train.train(tiny_config(workdir), verbose=0).run
-    # A fresh run draws G's and D's; the average is G's copy and draws nothing.
-    assert drawn == [("G+D", True), ("average", False)]
+    # A fresh run draws G's and D's; the average (a second G) is G's copy and draws nothing.
+    assert drawn == [("G+D", True), ("G", False)]
     drawn.clear()
-    loaded = build.load_trained(tiny_config(workdir))
+    resumed = build.build_run(trained.config)
     # A run with checkpoints: every weight comes from the newest, so nothing is drawn, and it is all there.
-    assert drawn == [("G+D", False), ("average", False)] and loaded.resumed_from
-    for mine, theirs in zip(_weights(loaded.model), _weights(trained.model)):
+    assert drawn == [("G+D", False), ("G", False)] and resumed.resumed_from
+    for mine, theirs in zip(_weights(resumed.model), _weights(trained.model)):
         np.testing.assert_array_equal(mine, theirs)
+    drawn.clear()
+    # Loaded to draw images: G and its average alone, from the newest checkpoint, and no manager to save with.
+    loaded = build.load_trained(tiny_config(workdir))
+    assert drawn == [("G", False), ("G", False)] and loaded.resumed_from == resumed.resumed_from
+    assert loaded.model.discriminator is None and loaded.manager is None
+    assert int(loaded.model.step.numpy()) == int(trained.model.step.numpy())
+    generator_side = lambda model: [keras.ops.convert_to_numpy(v) for v in
+                                    model.generator.weights + model.ema_generator.weights]
+    for mine, theirs in zip(generator_side(loaded.model), generator_side(trained.model)):
+        np.testing.assert_array_equal(mine, theirs)
+    np.testing.assert_array_equal(loaded.sample_z.numpy(), trained.sample_z.numpy())
 
 
 def test_load_trained_without_checkpoint_is_a_user_error(workdir):

@@ -54,7 +54,8 @@ def generated_images(generator, z, training=False):
 
 
 class DCGAN(keras.Model):
-    """Trains a generator/discriminator pair through `fit`.
+    """Trains a generator/discriminator pair through `fit`. A model built with `discriminator` None
+    only draws images (the generator side of a trained run, training/build.py's build_for_sampling).
 
     Metrics: d_loss = d_loss_real + d_loss_fake, g_loss (of the last G update), d_x = mean D(x) and
     d_g_z = mean D(G(z)) (both as probabilities). Each step also keeps its own values (not the

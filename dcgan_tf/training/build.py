@@ -1,8 +1,8 @@
 """A run's objects, built from a RunConfig: models, optimizers, the fixed sample z and the checkpoint,
 restored from the run's newest checkpoint when it has one.
 
-`build_run(config)` serves training; `load_trained(config)` rebuilds a trained run (found by
-run_options.py) from its own config.json for sampling, evaluation or export.
+`build_run(config)` serves training; `load_trained(config)` rebuilds the generator side of a trained
+run (found by run_options.py) from its own config.json for sampling, evaluation or export.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class Run:
     model: DCGAN
     sample_z: tf.Variable
     checkpoint: tf.train.Checkpoint
-    manager: tf.train.CheckpointManager
+    manager: Optional[tf.train.CheckpointManager]  # None for a run built to draw images (nothing to save)
     resumed_from: Optional[str] = None
     initialised_from: Optional[str] = None  # another run's checkpoint (--init_from) a new run began with
 
@@ -95,6 +95,34 @@ def build_run(config: RunConfig) -> Run:
     return run
 
 
+def build_for_sampling(config: RunConfig) -> Run:
+    """The generator side of the run `config` names (G, its moving average, the step and epoch
+    counters, the fixed sample z), restored from the run's newest checkpoint: all that drawing,
+    measuring and exporting images read. D and the optimizers' state are not built (a second of
+    start-up at 128x128, full width). Without a checkpoint manager, a checkpoint lacking D is never
+    saved over the run's."""
+    config, _ = precision.settle(config, config.precision)
+    keras.utils.set_random_seed(config.seed)
+    several_replicas = tf.distribute.get_strategy().num_replicas_in_sync > 1
+
+    def generator():  # Every weight comes from the checkpoint: none is drawn.
+        return nets.build_networks(config, synchronized_bn=several_replicas, with_discriminator=False,
+                                   draw_initial_weights=False)[0]
+
+    model = DCGAN(generator(), None, z_dim=config.z_dim, z_dist=config.z_dist, g_steps=config.g_steps,
+                  seed=config.seed, name="dcgan", ema_generator=generator() if config.ema_decay > 0 else None,
+                  ema_decay=config.ema_decay, ema_rampup=config.ema_rampup)
+    sample_z = tf.Variable(tf.zeros([config.sample_num, config.z_dim]), trainable=False, name="sample_z")
+    run = Run(config=config, model=model, sample_z=sample_z, manager=None,
+              checkpoint=checkpoints.make_checkpoint(model, sample_z))
+    # The manager reads (or rebuilds) the run's list of checkpoints; the run keeps none, to save nothing.
+    listed = checkpoints.make_manager(run.checkpoint, config.run_checkpoint_dir, config.max_to_keep).checkpoints
+    if not listed:
+        raise RuntimeError(f"no checkpoint to restore in {config.run_checkpoint_dir}")
+    run.resumed_from = restore_into_run(run, listed[::-1])
+    return run
+
+
 def restore_into_run(run: Run, paths_newest_first) -> str:
     """Restores the newest of `paths` that loads into the run's objects and returns it. A checkpoint
     without a moving average of G (from before it existed, or trained without one) starts the average
@@ -128,8 +156,8 @@ def _load_images(config: RunConfig) -> pipeline.ImageSet:
 
 
 def load_trained(config: RunConfig, given: Optional[Collection[str]] = None) -> Run:
-    """The trained run `config` means, restored from its newest (or, with --from_best, its best)
-    checkpoint, its model built from its own config.json."""
+    """The generator side (build_for_sampling) of the trained run `config` means, restored from its
+    newest (or, with --from_best, its best) checkpoint, its model built from its own config.json."""
     info = run_options.find_trained(config, given)
     if not runs.has_checkpoint(info.folder):
         raise UserError(f"run {info.name} has no checkpoint yet (in {info.folder}); train it first with "
@@ -139,7 +167,8 @@ def load_trained(config: RunConfig, given: Optional[Collection[str]] = None) -> 
     else:
         restored_config = run_options.trained_options(config, info, given)
     try:
-        run = build_run(restored_config)
+        # A run without its options is built whole: the options rebuilt from the command must fit D too.
+        run = build_run(restored_config) if info.config is None else build_for_sampling(restored_config)
     except UserError as e:
         if info.config is not None:
             raise

@@ -23,13 +23,17 @@ def checkpoint_parts(model, sample_z) -> dict:
     """Both networks, both optimizers, the step and epoch counters (and the steps into the epoch), the
     random states of z, of DiffAugment and of D's dropout, the fixed sample z, the moving average of G,
     the adaptive R1 weight and DiffAugment probability and LeCam's anchors (when the run keeps them):
-    everything an exact resume needs, by the names a checkpoint file gives them."""
-    parts = dict(generator=model.generator, discriminator=model.discriminator,
-                 d_optimizer=model.d_optimizer, g_optimizer=model.g_optimizer,
-                 step=model.step, epoch=model.epoch, epoch_step=model.epoch_step, z_seed=model.z_seed.state,
-                 augment_seed=model.augment_seed.state, sample_z=sample_z)
+    everything an exact resume needs, by the names a checkpoint file gives them.
+
+    A model built to draw images only (no discriminator, build.load_trained) has the generator side
+    alone: G, its moving average, the step and epoch counters and the sample z."""
+    parts = dict(generator=model.generator, step=model.step, epoch=model.epoch, sample_z=sample_z)
     if model.ema_generator is not None:
         parts["ema_generator"] = model.ema_generator
+    if model.discriminator is None:
+        return parts
+    parts.update(discriminator=model.discriminator, d_optimizer=model.d_optimizer, g_optimizer=model.g_optimizer,
+                 epoch_step=model.epoch_step, z_seed=model.z_seed.state, augment_seed=model.augment_seed.state)
     if model.r1_weight is not None:
         parts["r1_weight"] = model.r1_weight
     if model.lecam_anchors is not None:
@@ -134,13 +138,14 @@ def restore_newest(model, sample_z, paths_newest_first) -> str:
                 f"{path} holds a different number of sample images; use the run's --sample_num (see its "
                 f"config.json), or --run NEW_NAME for a new run.")
         try:
-            restore(tf.train.Checkpoint(**_parts_in_file(parts, saved)), path)
+            # A model without D reads its part of a file that holds more (partial).
+            restore(tf.train.Checkpoint(**_parts_in_file(parts, saved)), path, partial=model.discriminator is None)
         except UserError as e:
             errors.append((path, str(e)))
             continue
         if errors:
             warnings.warn(RunWarning("; ".join(f"checkpoint {p} is damaged and was skipped ({why})"
-                                               for p, why in errors) + f"; resumed from the older {path}."),
+                                               for p, why in errors) + f"; loaded the older {path}."),
                           stacklevel=2)
         return path
     path, why = errors[0]
