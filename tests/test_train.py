@@ -187,12 +187,21 @@ def test_no_crop_input_larger_than_output_still_trains(workdir):
         assert train.train(config, verbose=0).steps_run == 2
 
 
-def test_load_trained_restores_generator(workdir):
+def test_load_trained_restores_generator_and_leaves_the_run_folder_as_it_was(workdir):
     trained = train.train(tiny_config(workdir), verbose=0).run
+    # What a training running in another process may have there: a checkpoint being written, and
+    # (between its writes) no list file. A reader changes neither.
+    folder = trained.config.run_checkpoint_dir
+    os.makedirs(os.path.join(folder, "ckpt-9_temp"))
+    os.remove(os.path.join(folder, "checkpoint"))
+    before = sorted(os.listdir(folder))
     loaded = build.load_trained(tiny_config(workdir, seed=99, dataset="Faces"))
     assert loaded.config.seed == 1  # options come from the run's config.json
     z = np.random.default_rng(0).uniform(-1, 1, (3, 8)).astype("float32")
     np.testing.assert_allclose(loaded.model.generator(z), trained.model.generator(z), atol=1e-6)
+    assert sorted(os.listdir(folder)) == before
+    build.build_run(loaded.config)  # The training's own start tidies up and rebuilds the list.
+    assert "ckpt-9_temp" not in os.listdir(folder) and "checkpoint" in os.listdir(folder)
 
 
 def test_initial_weights_are_drawn_only_for_networks_no_checkpoint_will_fill(workdir, monkeypatch):

@@ -100,7 +100,7 @@ def build_for_sampling(config: RunConfig) -> Run:
     counters, the fixed sample z), restored from the run's newest checkpoint: all that drawing,
     measuring and exporting images read. D and the optimizers' state are not built (a second of
     start-up at 128x128, full width). Without a checkpoint manager, a checkpoint lacking D is never
-    saved over the run's."""
+    saved over the run's, and nothing in the run's folder is changed."""
     config, _ = precision.settle(config, config.precision)
     keras.utils.set_random_seed(config.seed)
     several_replicas = tf.distribute.get_strategy().num_replicas_in_sync > 1
@@ -115,11 +115,12 @@ def build_for_sampling(config: RunConfig) -> Run:
     sample_z = tf.Variable(tf.zeros([config.sample_num, config.z_dim]), trainable=False, name="sample_z")
     run = Run(config=config, model=model, sample_z=sample_z, manager=None,
               checkpoint=checkpoints.make_checkpoint(model, sample_z))
-    # The manager reads (or rebuilds) the run's list of checkpoints; the run keeps none, to save nothing.
-    listed = checkpoints.make_manager(run.checkpoint, config.run_checkpoint_dir, config.max_to_keep).checkpoints
-    if not listed:
+    # Found by their files, read only: a reader never tidies (CheckpointManager's unfinished writes) or
+    # rewrites (a lost list) the folder of a run that may be training in another process.
+    found = runs.checkpoint_files(config.run_checkpoint_dir)
+    if not found:
         raise RuntimeError(f"no checkpoint to restore in {config.run_checkpoint_dir}")
-    run.resumed_from = restore_into_run(run, listed[::-1])
+    run.resumed_from = restore_into_run(run, found[::-1])
     return run
 
 
