@@ -42,21 +42,16 @@ def build_run(config: RunConfig) -> Run:
     """Models, optimizers, fixed sample z and checkpoint manager for a config whose c_dim is known;
     restores the newest checkpoint of the run if there is one. A library call's `--precision auto`
     (train() settles it before, see precision.settle) becomes the machine's choice here."""
-    config, _ = precision.settle(config, config.precision)
-    keras.utils.set_random_seed(config.seed)
-    # Inside a strategy's scope with several replicas, batch norm works on the global batch.
-    several_replicas = tf.distribute.get_strategy().num_replicas_in_sync > 1
+    config, several_replicas = _settled(config)
     # A run that resumes, or starts from another run's networks, takes every weight of G and D from a
     # checkpoint (one that does not fit them all is an error, never a fresh start): drawing their
     # initial weights would be wasted, half a second at 128x128.
     restoring = runs.has_checkpoint(config.run_checkpoint_dir) or bool(config.init_from)
     generator, discriminator = nets.build_networks(config, synchronized_bn=several_replicas,
                                                    draw_initial_weights=not restoring)
-    # The moving average is a second generator of the same shape (its discriminator is not needed),
-    # whose weights DCGAN copies from G at once: no random draws for them either.
-    ema_generator = (nets.build_networks(config, synchronized_bn=several_replicas, with_discriminator=False,
-                                         draw_initial_weights=False)[0]
-                     if config.ema_decay > 0 else None)
+    # The moving average is a second generator of the same shape, whose weights DCGAN copies from G
+    # at once: no random draws for them either.
+    ema_generator = _generator_to_fill(config, several_replicas) if config.ema_decay > 0 else None
     model = DCGAN(generator, discriminator, z_dim=config.z_dim, z_dist=config.z_dist,
                   g_steps=config.g_steps, seed=config.seed, name="dcgan",
                   real_label_range=(config.real_label_low, config.real_label_high),
@@ -101,17 +96,13 @@ def build_for_sampling(config: RunConfig) -> Run:
     measuring and exporting images read. D and the optimizers' state are not built (a second of
     start-up at 128x128, full width). Without a checkpoint manager, a checkpoint lacking D is never
     saved over the run's, and nothing in the run's folder is changed."""
-    config, _ = precision.settle(config, config.precision)
-    keras.utils.set_random_seed(config.seed)
-    several_replicas = tf.distribute.get_strategy().num_replicas_in_sync > 1
-
-    def generator():  # Every weight comes from the checkpoint: none is drawn.
-        return nets.build_networks(config, synchronized_bn=several_replicas, with_discriminator=False,
-                                   draw_initial_weights=False)[0]
-
-    model = DCGAN(generator(), None, z_dim=config.z_dim, z_dist=config.z_dist, g_steps=config.g_steps,
-                  seed=config.seed, name="dcgan", ema_generator=generator() if config.ema_decay > 0 else None,
-                  ema_decay=config.ema_decay, ema_rampup=config.ema_rampup)
+    config, several_replicas = _settled(config)
+    # Every weight comes from the checkpoint: none is drawn.
+    generator = _generator_to_fill(config, several_replicas)
+    ema_generator = _generator_to_fill(config, several_replicas) if config.ema_decay > 0 else None
+    model = DCGAN(generator, None, z_dim=config.z_dim, z_dist=config.z_dist, g_steps=config.g_steps,
+                  seed=config.seed, name="dcgan", ema_generator=ema_generator, ema_decay=config.ema_decay,
+                  ema_rampup=config.ema_rampup)
     sample_z = tf.Variable(tf.zeros([config.sample_num, config.z_dim]), trainable=False, name="sample_z")
     run = Run(config=config, model=model, sample_z=sample_z, manager=None,
               checkpoint=checkpoints.make_checkpoint(model, sample_z))
@@ -122,6 +113,22 @@ def build_for_sampling(config: RunConfig) -> Run:
         raise RuntimeError(f"no checkpoint to restore in {config.run_checkpoint_dir}")
     run.resumed_from = restore_into_run(run, found[::-1])
     return run
+
+
+def _settled(config: RunConfig):
+    """(config with `--precision auto` settled, whether a strategy with several replicas is in scope);
+    seeds Keras's random state from the run's seed."""
+    config, _ = precision.settle(config, config.precision)
+    keras.utils.set_random_seed(config.seed)
+    # Inside a strategy's scope with several replicas, batch norm works on the global batch.
+    return config, tf.distribute.get_strategy().num_replicas_in_sync > 1
+
+
+def _generator_to_fill(config: RunConfig, synchronized_bn: bool):
+    """A generator of the run's shape whose weights start at zero (no random draws): one whose
+    weights are copied or restored at once (G's moving average, a trained G)."""
+    return nets.build_networks(config, synchronized_bn=synchronized_bn, with_discriminator=False,
+                               draw_initial_weights=False)[0]
 
 
 def restore_into_run(run: Run, paths_newest_first) -> str:

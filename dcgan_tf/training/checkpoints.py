@@ -25,7 +25,7 @@ def checkpoint_parts(model, sample_z) -> dict:
     the adaptive R1 weight and DiffAugment probability and LeCam's anchors (when the run keeps them):
     everything an exact resume needs, by the names a checkpoint file gives them.
 
-    A model built to draw images only (no discriminator, build.load_trained) has the generator side
+    A model built to draw images only (no discriminator, build.build_for_sampling) has the generator side
     alone: G, its moving average, the step and epoch counters and the sample z."""
     parts = dict(generator=model.generator, step=model.step, epoch=model.epoch, sample_z=sample_z)
     if model.ema_generator is not None:
