@@ -85,9 +85,14 @@ def test_damaged_config_is_rebuilt_from_a_checkpoint_that_fits(workdir, capsys):
     folder = workdir / "checkpoints" / TINY_RUN
     saved = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text('{"cut": ')
+    # What a training in another process may have there: a checkpoint being written, no list file.
+    os.makedirs(folder / "ckpt-9_temp")
+    os.remove(folder / "checkpoint")
     # Test mode still finds the checkpoint (never "no checkpoint"), rebuilds config.json, keeps the damaged one.
     with pytest.warns(Warning) as warned:
         assert main_in(workdir, *TINY_FLAGS) == 0
+    # The whole run was built to check D against the options, read only: the training's files stand.
+    assert (folder / "ckpt-9_temp").is_dir() and not (folder / "checkpoint").exists()
     said = " ".join(str(w.message) for w in warned)
     assert "is damaged" in said and "rebuilt" in said
     assert (folder / "config.json.damaged").read_text() == '{"cut": '

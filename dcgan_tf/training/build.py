@@ -38,10 +38,11 @@ class Run:
     initialised_from: Optional[str] = None  # another run's checkpoint (--init_from) a new run began with
 
 
-def build_run(config: RunConfig) -> Run:
+def build_run(config: RunConfig, read_only: bool = False) -> Run:
     """Models, optimizers, fixed sample z and checkpoint manager for a config whose c_dim is known;
     restores the newest checkpoint of the run if there is one. A library call's `--precision auto`
-    (train() settles it before, see precision.settle) becomes the machine's choice here."""
+    (train() settles it before, see precision.settle) becomes the machine's choice here. `read_only`:
+    no manager, and the run's folder is left as it is (see build_for_sampling)."""
     config, several_replicas = _settled(config)
     # A run that resumes, or starts from another run's networks, takes every weight of G and D from a
     # checkpoint (one that does not fit them all is an error, never a fresh start): drawing their
@@ -70,13 +71,14 @@ def build_run(config: RunConfig) -> Run:
     sample_z = tf.Variable(z_tensor(config.sample_num, config.z_dim, config.z_dist, seed=config.seed + 1),
                            trainable=False, name="sample_z")
     checkpoint = checkpoints.make_checkpoint(model, sample_z)
-    manager = checkpoints.make_manager(checkpoint, config.run_checkpoint_dir, config.max_to_keep)
+    manager = None if read_only else checkpoints.make_manager(checkpoint, config.run_checkpoint_dir,
+                                                               config.max_to_keep)
+    found = runs.checkpoint_files(config.run_checkpoint_dir) if read_only else manager.checkpoints
     run = Run(config=config, model=model, sample_z=sample_z, checkpoint=checkpoint, manager=manager)
     # The workers of a cluster restore together (restoring runs collectives): from the same step.
-    distribute.check_same_start(tf.distribute.get_strategy(),
-                                runs.checkpoint_step(manager.checkpoints[-1]) if manager.checkpoints else None)
-    if manager.checkpoints:
-        run.resumed_from = restore_into_run(run, manager.checkpoints[::-1])
+    distribute.check_same_start(tf.distribute.get_strategy(), runs.checkpoint_step(found[-1]) if found else None)
+    if found:
+        run.resumed_from = restore_into_run(run, found[::-1])
         distribute.check_same_start(tf.distribute.get_strategy(), runs.checkpoint_step(run.resumed_from),
                                     restored=True)
         # Optimizer hyper-parameters come from this invocation's flags, not from the checkpoint.
@@ -175,8 +177,10 @@ def load_trained(config: RunConfig, given: Optional[Collection[str]] = None) -> 
     else:
         restored_config = run_options.trained_options(config, info, given)
     try:
-        # A run without its options is built whole: the options rebuilt from the command must fit D too.
-        run = build_run(restored_config) if info.config is None else build_for_sampling(restored_config)
+        # A run without its options is built whole (read only): the options rebuilt from the command
+        # must fit D too.
+        run = (build_run(restored_config, read_only=True) if info.config is None
+               else build_for_sampling(restored_config))
     except UserError as e:
         if info.config is not None:
             raise
