@@ -362,7 +362,7 @@ class RunConfig:
     # Quality: FID and KID with the standard FID Inception-v3 network (dcgan_tf/quality/evaluate.py).
     eval: bool = _opt(False, "Measure FID and KID of the run's newest checkpoint (or --saved_model) against "
                              "--dataset's images; written to TensorBoard and quality.json in the run's "
-                             "checkpoint folder.")
+                             "checkpoint folder (with --saved_model: quality.json beside the SavedModel).")
     eval_freq: int = _opt(0, "While training, measure FID and KID every N steps and at the end; 0: off.")
     eval_samples: int = _opt(1000, "Generated images per FID/KID measurement, and at most this many real "
                                    "images (a subset fixed by --seed).")

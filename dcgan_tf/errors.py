@@ -1,6 +1,7 @@
-"""The one exception type for mistakes a user can make (bad flags, missing data, ...).
+"""UserError, the one exception type for mistakes a user can make (bad flags, missing data, ...), and
+RunWarning, for what the user should know that does not stop the run.
 
-The command line turns it into a single line on stderr; programming errors keep their traceback.
+The command line turns a UserError into a single line on stderr; programming errors keep their traceback.
 """
 
 

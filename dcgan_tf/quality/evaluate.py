@@ -4,7 +4,7 @@ Features come from the standard FID Inception-v3 network (inception.py); the mat
 metrics.py. Evaluations within a run are comparable: the generated images always come from the
 same z (drawn from the run's seed), and the real images' features are computed once and kept next
 to the run's checkpoints. Every evaluation is appended to `quality.json` in the run's checkpoint
-folder (and written to TensorBoard by the caller).
+folder, or beside a --saved_model (and, for a run, written to TensorBoard by the caller).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@
 - `multiworker`: tf.distribute.MultiWorkerMirroredStrategy across hosts named by TF_CONFIG.
 
 --batch_size is the global batch: each of the R replicas gets batch_size / R images per step, and
-the update equals the one-device update on the same global batch. Only the chief (worker 0, or the
-one process) writes files; every worker runs the same collectives.
+the update equals the one-device update on the same global batch. Only the chief (TF_CONFIG's chief task,
+else worker 0, or the one process) writes files; every worker runs the same collectives.
 """
 
 from __future__ import annotations
