@@ -1,7 +1,9 @@
 """What the train step needs to run under a tf.distribute strategy, from inside the step: which rows
 of a globally drawn tensor are this replica's, and the cross-replica mean and gather of its values.
-Outside a strategy (one replica) each is the identity. Choosing and building the strategy is the
-training side's (dcgan_tf/training/distribute.py)."""
+Outside a strategy (one replica) each is the identity. Also the step's logs in the form `fit` reduces
+across workers (step_logs) and the agreement of a cluster's workers on the step to stop after
+(StopAgreement). Choosing and building the strategy is the training side's
+(dcgan_tf/training/distribute.py)."""
 
 from __future__ import annotations
 
